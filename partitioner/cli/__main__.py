@@ -1,0 +1,7 @@
+"""``python -m partitioner.cli``."""
+
+import sys
+
+from partitioner.cli import main
+
+sys.exit(main())

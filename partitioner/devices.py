@@ -1,0 +1,128 @@
+"""Device, link and cluster types: what hardware a plan may use (plain data, validated on load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Bandwidth assumed between devices that share host memory when no link is given (B/s).
+DEFAULT_HOST_COPY_BANDWIDTH = 10e9
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device a plan may place operators on.
+
+    Attributes:
+        id: Unique device id within the cluster, e.g. ``"ort-cpu"``.
+        device_class: ``"cpu"``, ``"gpu"``, ``"npu"`` (drives the op-support table).
+        runner: Runner name (``onnxruntime``, ``openvino``, ``reference``, ``null``).
+        runner_options: Runner options, e.g. ``{"provider": "CPUExecutionProvider",
+            "threads": 1, "affinity": "0"}``.
+        memory_bytes: Capacity available for weights plus activations.
+        peak_flops: Peak FLOP/s by dtype name (``"float32"``, ``"float16"``, ``"bfloat16"``,
+            ``"int8"``); ``"float32"`` is required.
+        memory_bandwidth: Bytes per second.
+        call_overhead_s: Fixed cost of one runner call (one partition execution).
+        price_per_hour: Currency units per hour (0 for owned hardware).
+        power_w: Average power while busy, in watts.
+        processor: Devices sharing a value share one physical processor and never run
+            at the same time (e.g. ONNX Runtime and OpenVINO on the same CPU cores).
+        unsupported_ops: Op types this particular device cannot run, beyond its class table.
+        description: Free text, e.g. the preset's source.
+    """
+
+    id: str
+    device_class: str
+    runner: str
+    memory_bytes: int
+    peak_flops: dict[str, float] = field(hash=False)
+    memory_bandwidth: float
+    call_overhead_s: float = 0.0
+    runner_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    price_per_hour: float = 0.0
+    power_w: float = 0.0
+    processor: str | None = None
+    unsupported_ops: tuple[str, ...] = ()
+    description: str = ""
+
+    def flops_for(self, dtype: str) -> float:
+        """Peak FLOP/s for ``dtype``, falling back to float32."""
+        return self.peak_flops.get(dtype, self.peak_flops["float32"])
+
+
+@dataclass(frozen=True)
+class Link:
+    """A directed connection between two devices (use two links for both directions).
+
+    Attributes:
+        src: Source device id.
+        dst: Destination device id.
+        bandwidth: Bytes per second.
+        latency_s: Fixed cost per transfer.
+    """
+
+    src: str
+    dst: str
+    bandwidth: float
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A validated set of devices and the links between them.
+
+    Attributes:
+        name: Cluster name (preset name or file stem).
+        devices: Devices in priority order (first = most preferred by priority-greedy).
+        links: Directed links; a missing pair falls back to ``host_copy_bandwidth``.
+        host_copy_bandwidth: Bytes per second for copies between devices with no link
+            (devices on one host); measured for ``local`` clusters.
+        fallback_device: Device id that priority-greedy falls back to (usually the CPU).
+    """
+
+    name: str
+    devices: tuple[DeviceSpec, ...]
+    links: tuple[Link, ...] = ()
+    host_copy_bandwidth: float = DEFAULT_HOST_COPY_BANDWIDTH
+    fallback_device: str | None = None
+
+    def device(self, device_id: str) -> DeviceSpec:
+        """Return the device ``device_id``; KeyError if it is not in the cluster."""
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        return tuple(d.id for d in self.devices)
+
+    def link(self, src: str, dst: str) -> Link:
+        """The link from ``src`` to ``dst``, or an implied host-memory link."""
+        for link in self.links:
+            if link.src == src and link.dst == dst:
+                return link
+        return Link(src, dst, self.host_copy_bandwidth, 0.0)
+
+    def transfer_time(self, src: str, dst: str, nbytes: int) -> float:
+        """Seconds to move ``nbytes`` from ``src`` to ``dst`` (0 on the same device)."""
+        if src == dst:
+            return 0.0
+        link = self.link(src, dst)
+        return link.latency_s + nbytes / link.bandwidth
+
+    def shares_processor(self, a: str, b: str) -> bool:
+        """True when devices ``a`` and ``b`` are the same physical processor."""
+        if a == b:
+            return True
+        pa, pb = self.device(a).processor, self.device(b).processor
+        return pa is not None and pa == pb
+
+    def restricted_to(self, device_ids: list[str]) -> Cluster:
+        """A copy holding only ``device_ids`` (order kept as given); KeyError on unknown ids."""
+        devices = tuple(self.device(i) for i in device_ids)
+        keep = set(device_ids)
+        links = tuple(lk for lk in self.links if lk.src in keep and lk.dst in keep)
+        fallback = self.fallback_device if self.fallback_device in keep else None
+        return Cluster(self.name, devices, links, self.host_copy_bandwidth, fallback)
