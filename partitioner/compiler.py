@@ -1,0 +1,125 @@
+"""The compile pipeline: ONNX -> analysis -> costs -> problem -> baselines + CP-SAT -> Plan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import onnx
+
+from partitioner.analysis import AnalysedModel, analyse
+from partitioner.cluster_file import load_cluster
+from partitioner.costing import build_cost_table
+from partitioner.costs import CostTable
+from partitioner.devices import Cluster
+from partitioner.errors import ClusterError
+from partitioner.plan import Plan, build_plan
+from partitioner.problem import OBJECTIVES, Problem, SolveReport
+from partitioner.protocols import CostModel
+from partitioner.solver import solve
+from partitioner.solver.problem_builder import build_problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Compilation:
+    """Everything one compilation produced, for the CLI, the plan writer and reports."""
+
+    analysed: AnalysedModel
+    cluster: Cluster
+    costs: CostTable
+    problem: Problem
+    report: SolveReport
+    plan: Plan
+
+
+def resolve_cluster(cluster: Cluster | str, devices: Sequence[str] | None = None) -> Cluster:
+    """Load ``cluster`` (preset, ``local``, ``local-cores`` or TOML path) and restrict it.
+
+    Raises:
+        ClusterError: a device named in ``devices`` is not in the cluster (all are listed).
+    """
+    resolved = load_cluster(cluster) if isinstance(cluster, str) else cluster
+    if not devices:
+        return resolved
+    unknown = [d for d in devices if d not in resolved.device_ids]
+    if unknown:
+        raise ClusterError(
+            f"--devices: {', '.join(unknown)} not in cluster {resolved.name!r} "
+            f"(devices: {', '.join(resolved.device_ids)})"
+        )
+    return resolved.restricted_to(list(devices))
+
+
+def compile_model(
+    model: str | os.PathLike[str] | onnx.ModelProto | AnalysedModel,
+    cluster: Cluster | str,
+    *,
+    objective: str = "latency",
+    devices: Sequence[str] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    pins: Sequence[str] = (),
+    forbidden: Sequence[str] = (),
+    latency_target_s: float | None = None,
+    max_partitions: int | None = None,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    workers: int = 2,
+    cost_model: CostModel | None = None,
+    progress: Callable[[float, float], None] | None = None,
+    cost_progress: Callable[[int, int], None] | None = None,
+) -> Compilation:
+    """Compile ``model`` for ``cluster`` and return every intermediate product.
+
+    Args:
+        model: ONNX path, ModelProto, or an already analysed model.
+        cluster: A Cluster or a cluster spec string (``local``, preset name, TOML path).
+        objective: ``latency``, ``throughput`` or ``cost``.
+        devices: Restrict the cluster to these device ids (one id: single-device plan).
+        input_shapes: Concrete shapes for inputs with symbolic dimensions.
+        pins: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must respect.
+        forbidden: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must avoid.
+        latency_target_s: Latency bound for the ``cost`` objective.
+        max_partitions: Upper bound on the number of partitions.
+        time_limit_s: CP-SAT time limit.
+        seed: CP-SAT random seed (same input and seed give the same plan).
+        workers: CP-SAT search workers.
+        cost_model: Cost model; defaults to the cluster's default one.
+        progress: Called with (best objective, bound) as the solver improves.
+        cost_progress: Called with (done, total) while costs are measured.
+
+    Returns:
+        The compilation; ``.plan`` is what gets written and run.
+    """
+    if objective not in OBJECTIVES:
+        raise ClusterError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    analysed = model if isinstance(model, AnalysedModel) else analyse(model, input_shapes)
+    resolved = resolve_cluster(cluster, devices)
+    costs = build_cost_table(analysed, resolved, cost_model, progress=cost_progress)
+    problem = build_problem(
+        analysed.facts,
+        resolved,
+        costs,
+        pins=pins,
+        forbidden=forbidden,
+        objective=objective,
+        latency_target_s=latency_target_s,
+        max_partitions=max_partitions,
+    )
+    report = solve(problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress)
+    log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective, report.bound)
+    plan = build_plan(analysed, resolved, problem, report, costs)
+    return Compilation(analysed, resolved, costs, problem, report, plan)
+
+
+def compile(  # noqa: A001 - the public API name the issue asks for
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    cluster: Cluster | str,
+    objective: str = "latency",
+    **options: object,
+) -> Plan:
+    """Compile ``model`` for ``cluster`` and return the plan (see ``compile_model``)."""
+    return compile_model(model, cluster, objective=objective, **options).plan  # type: ignore[arg-type]

@@ -1,0 +1,87 @@
+"""Turn a node -> device assignment into partitions: runner calls whose quotient graph is acyclic.
+
+The solver's evaluator (per-call overhead per partition) and the plan builder (one extracted
+ONNX model per partition) both use this, so predicted and executed partitions are the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A maximal run of nodes on one device, executed as one runner call.
+
+    Attributes:
+        index: Position in execution order (a topological order of partitions).
+        device: Device id.
+        nodes: Node names in a topological order.
+    """
+
+    index: int
+    device: str
+    nodes: tuple[str, ...]
+
+
+def split_into_partitions(
+    order: Sequence[str],
+    edges: Iterable[tuple[str, str]],
+    assignment: Mapping[str, str],
+) -> list[Partition]:
+    """Group an assignment into few partitions whose dependency graph is acyclic.
+
+    Kahn's algorithm that keeps running ready nodes of the current device before switching
+    devices, then cuts the resulting order wherever the device changes. Cutting a topological
+    order into contiguous segments can never create a cycle between segments, and preferring
+    the current device keeps parallel branches on other devices out of the way.
+
+    Args:
+        order: Node names in a topological order (ties are broken by this order).
+        edges: Dependencies ``(src, dst)`` between node names.
+        assignment: Device id of every node in ``order``.
+
+    Returns:
+        Partitions in execution order.
+    """
+    position = {name: i for i, name in enumerate(order)}
+    successors: dict[str, list[str]] = {name: [] for name in order}
+    indegree = dict.fromkeys(order, 0)
+    for src, dst in set(edges):
+        successors[src].append(dst)
+        indegree[dst] += 1
+
+    # One ready-heap per device, ordered by original position for determinism.
+    ready: dict[str, list[int]] = {}
+    for name in order:
+        if indegree[name] == 0:
+            heapq.heappush(ready.setdefault(assignment[name], []), position[name])
+
+    partitions: list[Partition] = []
+    current: list[str] = []
+    device: str | None = None
+    while any(ready.values()):
+        if device is None or not ready.get(device):
+            # Switch to the device whose earliest ready node comes first in the original order.
+            device = min((d for d, heap in ready.items() if heap), key=lambda d: ready[d][0])
+            if current:
+                partitions.append(_make(len(partitions), assignment[current[0]], current))
+                current = []
+        name = order[heapq.heappop(ready[device])]
+        current.append(name)
+        for succ in successors[name]:
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                heapq.heappush(ready.setdefault(assignment[succ], []), position[succ])
+    if current:
+        partitions.append(_make(len(partitions), assignment[current[0]], current))
+    placed = sum(len(p.nodes) for p in partitions)
+    if placed != len(order):
+        raise ValueError("dependency graph has a cycle; cannot partition it")
+    return partitions
+
+
+def _make(index: int, device: str, nodes: list[str]) -> Partition:
+    return Partition(index=index, device=device, nodes=tuple(nodes))
