@@ -18,8 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[zoo,openvino,dev]'
 	touch $(STAMP)
 
+HETPART := $(VENV)/bin/hetpart
+
+# The main job end to end: build a zoo model, compile it for this machine, run and verify the
+# plan against the whole model, print the report and write the HTML one.
 demo: install
-	@bash scripts/demo.sh $(PY) $(OUT)
+	$(HETPART) zoo build inception -o $(OUT)/inception.onnx --force
+	$(HETPART) inspect $(OUT)/inception.onnx
+	$(HETPART) compile $(OUT)/inception.onnx --cluster local --time-limit 10 -o $(OUT)/plan --force
+	$(HETPART) run $(OUT)/plan --check --repeat 20 --save
+	$(HETPART) report $(OUT)/plan
+	$(HETPART) report $(OUT)/plan -o $(OUT)/report.html
+	@echo "HTML report: $(OUT)/report.html"
 
 test: install
 	$(PY) -m pytest -q -x --durations=15 tests
@@ -28,10 +38,10 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: install
-	$(PY) -m benchmarks.run --out docs/benchmarks.md
+	$(PY) -m partitioner.benchmarks --out docs/benchmarks.md $(BENCH_ARGS)
 
 lint: install
-	$(PY) -m ruff check partitioner cost_models backends models tests benchmarks
+	$(PY) -m ruff check partitioner cost_models backends models tests
 	$(PY) -m mypy partitioner cost_models backends models
 
 clean:

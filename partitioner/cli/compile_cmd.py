@@ -1,0 +1,114 @@
+"""``hetpart compile``: ONNX model + cluster -> plan directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from partitioner.cli.common import add_input_shape_arg, parse_input_shapes, print_json
+from partitioner.cli.progress import ProgressLine
+from partitioner.compiler import Compilation, compile_model
+from partitioner.errors import SolverError
+from partitioner.plan import write_plan
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile a placement plan for a model on a cluster")
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--cluster", default="local", help="local, local-cores, a preset or a TOML file")
+    p.add_argument("--devices", help="comma-separated device ids to restrict the cluster to")
+    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "cost"])
+    p.add_argument("--latency-target", type=float, metavar="MS", help="latency bound (cost)")
+    p.add_argument("--max-partitions", type=int, help="upper bound on the number of partitions")
+    add_input_shape_arg(p)
+    p.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=DEVICE")
+    p.add_argument("--forbid", action="append", default=[], metavar="NODE_OR_OP=DEVICE")
+    p.add_argument("--time-limit", type=float, default=30.0, metavar="S", help="solver time limit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers")
+    p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing plan directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.latency_target is not None and args.latency_target <= 0:
+        raise SolverError(f"--latency-target {args.latency_target}: must be positive (ms)")
+    if args.objective == "cost" and args.latency_target is None:
+        raise SolverError("--objective cost needs --latency-target MS")
+    costing = ProgressLine("profiling", args.quiet or args.json)
+    solving = ProgressLine("solving", args.quiet or args.json)
+    result = compile_model(
+        args.model,
+        args.cluster,
+        objective=args.objective,
+        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        input_shapes=parse_input_shapes(args.input_shape),
+        pins=args.pin,
+        forbidden=args.forbid,
+        latency_target_s=args.latency_target / 1e3 if args.latency_target else None,
+        max_partitions=args.max_partitions,
+        time_limit_s=args.time_limit,
+        seed=args.seed,
+        workers=args.workers,
+        progress=solving.solver(),
+        cost_progress=costing.counter(),
+    )
+    costing.done()
+    solving.done()
+    plan_dir = Path(args.output)
+    write_plan(result.plan, result.analysed, plan_dir, overwrite=args.force)
+    summary = summarise(result)
+    if args.json:
+        print_json({**summary, "plan_dir": str(plan_dir)})
+    else:
+        print(format_summary(summary, plan_dir))
+    return 0
+
+
+def summarise(result: Compilation) -> dict[str, object]:
+    """The compile summary as plain data (the ``--json`` object)."""
+    report, ev = result.report, result.report.evaluation
+    used = sorted({d for d in report.assignment.values()})
+    return {
+        "model": result.analysed.facts.model_name,
+        "cluster": result.cluster.name,
+        "objective": result.problem.objective,
+        "status": report.status,
+        "objective_value": report.objective,
+        "bound": report.bound,
+        "gap": report.gap,
+        "solve_time_s": report.solve_time_s,
+        "seed": report.seed,
+        "workers": report.workers,
+        "predicted_latency_s": ev.latency_s,
+        "predicted_stage_s": ev.stage_s,
+        "cost_per_1k": ev.cost_per_1k,
+        "energy_j": ev.energy_j,
+        "num_partitions": ev.num_partitions,
+        "devices_used": used,
+        "baselines": {
+            name: (b.evaluation.latency_s if b.evaluation else None)
+            for name, b in sorted(report.baselines.items())
+        },
+    }
+
+
+def format_summary(summary: dict[str, object], plan_dir: Path) -> str:
+    lines = [
+        f"plan written to {plan_dir}",
+        f"  objective        {summary['objective']} ({summary['status']})",
+        f"  predicted        {float(summary['predicted_latency_s']) * 1e3:.3f} ms latency, "  # type: ignore[arg-type]
+        f"{float(summary['predicted_stage_s']) * 1e3:.3f} ms stage",  # type: ignore[arg-type]
+        f"  proven bound     {float(summary['bound']) * 1e3:.3f} ms "  # type: ignore[arg-type]
+        f"(gap {float(summary['gap']):.2%}, solved in {float(summary['solve_time_s']):.2f} s)",  # type: ignore[arg-type]
+        f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",  # type: ignore[arg-type]
+        "  baselines:",
+    ]
+    baselines: dict[str, float | None] = summary["baselines"]  # type: ignore[assignment]
+    for name, latency in baselines.items():
+        shown = f"{latency * 1e3:.3f} ms" if latency is not None else "infeasible"
+        lines.append(f"    {name:<22} {shown}")
+    return "\n".join(lines)
