@@ -1,0 +1,113 @@
+"""Helpers shared by the runners: model sources, labels, CPU-affinity parsing, error wrapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from partitioner.errors import ClusterError, RunError
+
+ModelSource = onnx.ModelProto | str | Path
+
+#: onnxruntime 1.31 loads IR versions up to 13 at most; partitions are written with this cap.
+MAX_IR_VERSION = 10
+
+
+def model_label(model: ModelSource, options: Mapping[str, Any]) -> str:
+    """A short name for error messages: ``options["label"]``, the file path or the graph name."""
+    if options.get("label"):
+        return str(options["label"])
+    if isinstance(model, str | Path):
+        return str(model)
+    return model.graph.name or "<in-memory model>"
+
+
+def load_proto(model: ModelSource, label: str, load_external: bool = True) -> onnx.ModelProto:
+    """Return ``model`` as a ModelProto, loading it from disk when given a path."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        return onnx.load(str(model), load_external_data=load_external)
+    except Exception as exc:  # onnx raises OSError, DecodeError, ValidationError...
+        raise RunError(f"cannot load model {label}: {exc}") from exc
+
+
+def model_bytes(model: onnx.ModelProto) -> bytes:
+    """Serialise ``model`` with its IR version capped at :data:`MAX_IR_VERSION`."""
+    if model.ir_version > MAX_IR_VERSION:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.ir_version = MAX_IR_VERSION
+    return model.SerializeToString()
+
+
+def parse_cpu_list(spec: Any, key: str = "affinity") -> tuple[int, ...]:
+    """Parse a 0-based CPU list such as ``"0"``, ``"0,2"``, ``"0-3"`` or ``[0, 1]``.
+
+    Raises:
+        ClusterError: if the value is malformed or names a CPU this process may not use.
+    """
+    cpus: set[int] = set()
+    items: list[Any]
+    if isinstance(spec, int):
+        items = [spec]
+    elif isinstance(spec, list | tuple):
+        items = list(spec)
+    else:
+        items = [s for s in str(spec).replace(" ", "").split(",") if s]
+    try:
+        for item in items:
+            if isinstance(item, str) and "-" in item:
+                lo, hi = (int(x) for x in item.split("-", 1))
+                cpus.update(range(lo, hi + 1))
+            else:
+                cpus.add(int(item))
+    except ValueError:
+        raise ClusterError(
+            f"runner option {key}={spec!r}: expected CPU ids like '0', '0,1' or '0-3'"
+        ) from None
+    if not cpus or min(cpus) < 0:
+        raise ClusterError(f"runner option {key}={spec!r}: expected non-negative CPU ids")
+    allowed = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
+    missing = sorted(cpus - allowed)
+    if missing:
+        raise ClusterError(
+            f"runner option {key}={spec!r}: CPU(s) {missing} are not available to this process "
+            f"(allowed: {sorted(allowed)})"
+        )
+    return tuple(sorted(cpus))
+
+
+@contextmanager
+def thread_affinity(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Pin the calling thread (Linux: ``sched_setaffinity(0)`` is per thread) while inside."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def check_feeds(label: str, input_names: tuple[str, ...], feeds: Mapping[str, Any]) -> None:
+    """Raise RunError listing every input of ``label`` that ``feeds`` lacks."""
+    missing = [n for n in input_names if n not in feeds]
+    if missing:
+        raise RunError(f"{label}: missing input(s) {missing}; got {sorted(feeds)}")
+
+
+def as_array(value: Any) -> np.ndarray:
+    """Return a NumPy array for a runner output (ndarray, OrtValue, OpenVINO tensor...)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    return np.asarray(value)

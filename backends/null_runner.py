@@ -1,0 +1,69 @@
+"""Null runner: shapes only; returns zeros of each output's declared shape and dtype."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from backends._common import ModelSource, check_feeds, load_proto, model_label
+from partitioner.errors import RunError
+
+
+class NullPartition:
+    """Returns preallocated zero outputs; does no computation (tests executor plumbing)."""
+
+    device_resident = False
+
+    def __init__(self, model: onnx.ModelProto, label: str) -> None:
+        self.label = label
+        init = {t.name for t in model.graph.initializer}
+        self.input_names = tuple(i.name for i in model.graph.input if i.name not in init)
+        self.output_names = tuple(o.name for o in model.graph.output)
+        self._outputs = {o.name: _zeros(o, label) for o in model.graph.output}
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Check that every input is fed and return the zero outputs."""
+        check_feeds(self.label, self.input_names, feeds)
+        return dict(self._outputs)
+
+
+def _zeros(value: onnx.ValueInfoProto, label: str) -> np.ndarray:
+    tensor_type = value.type.tensor_type
+    if not value.type.HasField("tensor_type"):
+        raise RunError(f"null runner: output {value.name!r} of {label} is not a tensor")
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value"):
+            raise RunError(
+                f"null runner: output {value.name!r} of {label} has a symbolic dimension "
+                f"{dim.dim_param!r}; it needs concrete shapes"
+            )
+        dims.append(dim.dim_value)
+    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    return np.zeros(dims, dtype=dtype)
+
+
+class NullRunner:
+    """The shapes-only runner (no options)."""
+
+    name = "null"
+
+    def available(self) -> bool:
+        return True
+
+    def version(self) -> str:
+        return "null-1"
+
+    def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> NullPartition:
+        """Read the declared output shapes once."""
+        label = model_label(model, options)
+        return NullPartition(load_proto(model, label, load_external=False), label)
+
+
+def create() -> NullRunner:
+    """Registry entry point."""
+    return NullRunner()

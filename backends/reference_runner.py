@@ -1,0 +1,72 @@
+"""Reference runner: the ONNX reference evaluator, slow but complete, for correctness checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+
+from backends._common import ModelSource, check_feeds, load_proto, model_label
+from partitioner.errors import ClusterError, RunError
+
+
+class ReferencePartition:
+    """A partition held by an ``onnx.reference.ReferenceEvaluator``."""
+
+    device_resident = False
+
+    def __init__(self, evaluator: Any, model: onnx.ModelProto, label: str) -> None:
+        self.label = label
+        self._evaluator = evaluator
+        init = {t.name for t in model.graph.initializer}
+        self.input_names = tuple(i.name for i in model.graph.input if i.name not in init)
+        self.output_names = tuple(o.name for o in model.graph.output)
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run once with the reference evaluator."""
+        check_feeds(self.label, self.input_names, feeds)
+        inputs = {name: feeds[name] for name in self.input_names}
+        try:
+            values = self._evaluator.run(None, inputs)
+        except Exception as exc:  # the evaluator raises whatever the op implementation raises
+            raise RunError(f"reference evaluator failed running {self.label}: {exc}") from exc
+        return {name: np.asarray(v) for name, v in zip(self.output_names, values, strict=True)}
+
+
+class ReferenceRunner:
+    """Runs partitions with ``onnx.reference.ReferenceEvaluator`` (no options)."""
+
+    name = "reference"
+
+    def available(self) -> bool:
+        return True
+
+    def version(self) -> str:
+        return f"onnx-{onnx.__version__}"
+
+    def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> ReferencePartition:
+        """Build the evaluator once.
+
+        Raises:
+            ClusterError: an option other than ``label`` was given.
+            RunError: the evaluator cannot be built for this model.
+        """
+        from onnx.reference import ReferenceEvaluator
+
+        label = model_label(model, options)
+        unknown = sorted(set(options) - {"label"})
+        if unknown:
+            raise ClusterError(f"reference runner: unknown option(s) {unknown} for {label}")
+        proto = load_proto(model, label)
+        try:
+            evaluator = ReferenceEvaluator(proto)
+        except Exception as exc:
+            raise RunError(f"reference evaluator cannot load {label}: {exc}") from exc
+        return ReferencePartition(evaluator, proto, label)
+
+
+def create() -> ReferenceRunner:
+    """Registry entry point."""
+    return ReferenceRunner()
