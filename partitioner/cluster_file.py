@@ -28,12 +28,17 @@ CLUSTER_KEYS = {"name", "host_copy_bandwidth", "fallback_device", "description"}
 DEVICE_KEYS = {
     "id", "class", "runner", "options", "memory", "peak_flops", "memory_bandwidth",
     "call_overhead_us", "price_per_hour", "power_w", "processor", "unsupported_ops",
-    "description", "use",
+    "description", "use", "local",
 }
 DEVICE_REQUIRED = ("id", "class", "runner", "memory", "peak_flops", "memory_bandwidth")
 LINK_KEYS = {"src", "dst", "bandwidth", "latency_us", "bidirectional"}
 LINK_REQUIRED = ("src", "dst", "bandwidth")
-OPTION_KEYS = {"provider", "threads", "affinity", "device", "performance_hint", "label"}
+#: Runner options accepted in ``options = {...}`` (union of what the runners in backends/ take).
+OPTION_KEYS = {
+    "provider", "provider_options", "threads", "inter_threads", "affinity", "allow_spinning",
+    "optimization", "allow_fallback_ops", "label", "device", "hint", "precision", "streams",
+    "config",
+}
 
 _SUFFIX = {
     "": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
@@ -188,6 +193,7 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
         processor=processor,
         unsupported_ops=tuple(unsupported),
         description=str(table.get("description", "")),
+        local=bool(table.get("local", False)),
     )
 
 

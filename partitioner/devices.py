@@ -30,6 +30,8 @@ class DeviceSpec:
             at the same time (e.g. ONNX Runtime and OpenVINO on the same CPU cores).
         unsupported_ops: Op types this particular device cannot run, beyond its class table.
         description: Free text, e.g. the preset's source.
+        local: True when the device is on this machine (``--cluster local*`` or ``local =
+            true`` in a cluster file), so its costs can be measured rather than estimated.
     """
 
     id: str
@@ -45,6 +47,7 @@ class DeviceSpec:
     processor: str | None = None
     unsupported_ops: tuple[str, ...] = ()
     description: str = ""
+    local: bool = False
 
     def flops_for(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``, falling back to float32."""

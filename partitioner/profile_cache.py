@@ -1,0 +1,188 @@
+"""The SQLite profile cache: measured node latencies, device facts and fusion calibrations.
+
+Keys are a node signature plus a runner fingerprint (runner name, version, options and the CPU
+model), so a cache copied to another machine or another runner version is simply not hit. A
+corrupt or foreign file is moved aside and rebuilt with a warning, never a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hetpart-profile-cache"
+SCHEMA_VERSION = "1"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS profiles (
+    fingerprint TEXT NOT NULL, signature TEXT NOT NULL, op_type TEXT NOT NULL,
+    flops REAL NOT NULL, bytes REAL NOT NULL, median_s REAL NOT NULL, spread_s REAL NOT NULL,
+    repeats INTEGER NOT NULL, error TEXT, measured_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, signature));
+CREATE TABLE IF NOT EXISTS facts (
+    fingerprint TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (fingerprint, key));
+CREATE TABLE IF NOT EXISTS calibration (
+    fingerprint TEXT NOT NULL, model TEXT NOT NULL, predicted_s REAL NOT NULL,
+    measured_s REAL NOT NULL, PRIMARY KEY (fingerprint, model));
+"""
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """One measured signature on one runner configuration.
+
+    Attributes:
+        signature: NodeInfo.signature.
+        op_type: Qualified op type (``domain::op`` for custom domains).
+        flops: FLOPs of the node (feature for fitted models).
+        bytes: Bytes read plus written (feature for fitted models).
+        median_s: Median latency with the per-call overhead subtracted.
+        spread_s: Spread of the samples (p90 - p10).
+        repeats: Number of timed runs.
+        error: The runner's message when the node failed to run (then unsupported).
+    """
+
+    signature: str
+    op_type: str
+    flops: float
+    bytes: float
+    median_s: float
+    spread_s: float
+    repeats: int
+    error: str | None = None
+
+
+def default_cache_path() -> Path:
+    """``$HETPART_CACHE/profiles.sqlite``, else ``~/.cache/hetpart/profiles.sqlite``."""
+    root = os.environ.get("HETPART_CACHE") or str(Path.home() / ".cache" / "hetpart")
+    return Path(root) / "profiles.sqlite"
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def runner_fingerprint(runner: str, version: str, options: Mapping[str, Any]) -> str:
+    """Stable short hash of runner name, version, options, CPU model and usable CPU count."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    key = json.dumps(
+        {"runner": runner, "version": version, "options": dict(options), "cpu": cpu_model(),
+         "cpus": cpus},
+        sort_keys=True, default=str,
+    )
+    return f"{runner}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+class ProfileCache:
+    """A SQLite file of profiles, device facts and calibrations (safe across processes)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self._conn = self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        conn.executescript(_TABLES)
+        rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("schema", SCHEMA), ("version", SCHEMA_VERSION)])
+            conn.commit()
+        elif rows.get("schema") != SCHEMA or rows.get("version") != SCHEMA_VERSION:
+            conn.close()
+            raise sqlite3.DatabaseError(
+                f"foreign schema {rows.get('schema')!r} version {rows.get('version')!r}"
+            )
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            bad = self.path.with_name(self.path.name + ".bad")
+            log.warning("profile cache %s is unusable (%s); moved to %s and rebuilt",
+                        self.path, exc, bad)
+            os.replace(self.path, bad)
+            return self._connect()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- profiles --------------------------------------------------------------------------
+    def get(self, fingerprint: str, signature: str) -> ProfileRecord | None:
+        """The record for ``signature`` under ``fingerprint``, or None."""
+        row = self._conn.execute(
+            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error "
+            "FROM profiles WHERE fingerprint = ? AND signature = ?", (fingerprint, signature)
+        ).fetchone()
+        return ProfileRecord(*row) if row else None
+
+    def records(self, fingerprint: str) -> list[ProfileRecord]:
+        """Every record under ``fingerprint`` (training samples for fitted models)."""
+        rows = self._conn.execute(
+            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error "
+            "FROM profiles WHERE fingerprint = ? ORDER BY signature", (fingerprint,)
+        ).fetchall()
+        return [ProfileRecord(*r) for r in rows]
+
+    def put(self, fingerprint: str, record: ProfileRecord) -> None:
+        """Insert or replace one record."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fingerprint, record.signature, record.op_type, record.flops, record.bytes,
+             record.median_s, record.spread_s, record.repeats, record.error, time.time()),
+        )
+        self._conn.commit()
+
+    # -- device facts (per-call overhead, peak FLOP/s, bandwidth) ---------------------------
+    def get_fact(self, fingerprint: str, key: str) -> float | None:
+        row = self._conn.execute(
+            "SELECT value FROM facts WHERE fingerprint = ? AND key = ?", (fingerprint, key)
+        ).fetchone()
+        return float(row[0]) if row else None
+
+    def put_fact(self, fingerprint: str, key: str, value: float) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)",
+                           (fingerprint, key, float(value)))
+        self._conn.commit()
+
+    # -- whole-model calibrations (fusion factor) ------------------------------------------
+    def put_calibration(self, fingerprint: str, model: str, predicted_s: float,
+                        measured_s: float) -> None:
+        """Record a whole-model measurement against the sum of its per-node predictions."""
+        self._conn.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?)",
+                           (fingerprint, model, predicted_s, measured_s))
+        self._conn.commit()
+
+    def calibrations(self, fingerprint: str) -> dict[str, tuple[float, float]]:
+        """model id -> (sum of per-node predictions, measured whole-model latency)."""
+        rows = self._conn.execute(
+            "SELECT model, predicted_s, measured_s FROM calibration WHERE fingerprint = ?",
+            (fingerprint,),
+        ).fetchall()
+        return {m: (p, s) for m, p, s in rows}
