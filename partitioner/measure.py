@@ -1,0 +1,86 @@
+"""Timing primitives shared by device detection and profiling: repeated calls, medians, probes."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+#: IR version written into every probe or single-node model (onnxruntime 1.31 loads <= 13).
+IR_VERSION = 10
+OPSET = 17
+
+
+def time_calls(
+    fn: Callable[[], object], warmup: int, repeats: int, budget_s: float | None = None
+) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then time up to ``repeats`` calls.
+
+    Args:
+        fn: The call to time.
+        warmup: Untimed calls first (caches, lazy allocation, JIT).
+        repeats: Timed calls wanted.
+        budget_s: Stop timing early once this much time has been spent (at least 3 samples).
+
+    Returns:
+        Per-call wall times in seconds.
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+        if budget_s is not None and len(samples) >= 3 and time.perf_counter() - start > budget_s:
+            break
+    return samples
+
+
+def median_and_spread(samples: list[float]) -> tuple[float, float]:
+    """Median and p90 - p10 spread of ``samples`` (seconds)."""
+    ordered = sorted(samples)
+    if len(ordered) == 1:
+        return ordered[0], 0.0
+    lo = ordered[int(0.1 * (len(ordered) - 1))]
+    hi = ordered[int(round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered), hi - lo
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
+           outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def add_probe(n: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """``y = a + b`` on ``n`` float32 values, with feeds: a per-call overhead / bandwidth probe."""
+    vi = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n]) for x in ("a", "b", "y")]
+    model = _model([helper.make_node("Add", ["a", "b"], ["y"])], vi[:2], vi[2:], "add_probe")
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal(n).astype(np.float32) for k in ("a", "b")}
+    return model, feeds
+
+
+def matmul_probe(n: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """``y = a @ b`` with ``n x n`` float32 matrices: a peak FLOP/s probe (2 n^3 FLOPs)."""
+    vi = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b", "y")]
+    model = _model([helper.make_node("MatMul", ["a", "b"], ["y"])], vi[:2], vi[2:], "mm_probe")
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal((n, n)).astype(np.float32) for k in ("a", "b")}
+    return model, feeds
+
+
+def host_copy_bandwidth(nbytes: int = 64 << 20, repeats: int = 5) -> float:
+    """Bytes per second of a NumPy copy of an ``nbytes`` array (best of ``repeats``)."""
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    samples = time_calls(lambda: np.copyto(dst, src), warmup=1, repeats=repeats)
+    return nbytes / min(samples)
