@@ -65,7 +65,8 @@ def _gpu_memory_bytes() -> int:
             return int(float(out[0]) * (1 << 20))
         except (subprocess.SubprocessError, OSError, ValueError, IndexError):
             pass
-    log.warning("cannot query accelerator memory; assuming %d GiB", DEFAULT_ACCELERATOR_MEMORY >> 30)
+    log.warning("cannot query accelerator memory; assuming %d GiB",
+                DEFAULT_ACCELERATOR_MEMORY >> 30)
     return DEFAULT_ACCELERATOR_MEMORY
 
 
@@ -178,9 +179,10 @@ def detect_local_cluster(cores: bool = False, cache: ProfileCache | None = None)
         base = {"provider": "CPUExecutionProvider", "threads": 1}
         facts = measure_runner("onnxruntime", dict(base, affinity=str(cpus[0])), cache)
         for cpu in cpus:
+            what = f"ONNX Runtime CPU, 1 thread pinned to core {cpu}"
             devices.append(_device(f"core{cpu}", "cpu", "onnxruntime",
                                    dict(base, affinity=str(cpu)), facts, memory // len(cpus),
-                                   f"core{cpu}", f"ONNX Runtime CPU, 1 thread pinned to core {cpu}"))
+                                   f"core{cpu}", what))
         name = "local-cores"
     else:
         for device_id, cls, runner, options, proc in _candidates():
