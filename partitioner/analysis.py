@@ -1,0 +1,275 @@
+"""Graph analysis: load, normalise, shape, fold, and describe an ONNX model as GraphFacts."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import onnx
+from onnx import numpy_helper
+
+from partitioner import shapes as sh
+from partitioner.errors import ShapeError
+from partitioner.flops import control_flow_flops, node_flops
+from partitioner.folding import fold_constants
+from partitioner.graph_types import EdgeInfo, GraphFacts, NodeInfo, TensorInfo
+from partitioner.loading import load
+from partitioner.normalise import node_inputs, subgraphs, topological_sort, unique_node_names
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
+@dataclass
+class AnalysedModel:
+    """A normalised model and the plain-data facts about it.
+
+    Attributes:
+        source: The path given, or ``"<ModelProto>"``.
+        model: Normalised ModelProto: unique node names, topological order, every
+            activation with a concrete shape in ``value_info``, constants folded into
+            initializers, ``ir_version <= 10``, initializer data in memory.
+        facts: Nodes, edges, inputs, outputs and tensors as plain data.
+        base_dir: Folder of the file (external data lives there), or ``None``.
+    """
+
+    source: str
+    model: onnx.ModelProto
+    facts: GraphFacts
+    base_dir: Path | None
+    _nodes: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
+
+    def node_proto(self, name: str) -> onnx.NodeProto:
+        """Return the NodeProto called ``name`` (KeyError if absent)."""
+        if not self._nodes:
+            self._nodes = {n.name: n for n in self.model.graph.node}
+        return self._nodes[name]
+
+    def to_networkx(self) -> nx.DiGraph:
+        """A DiGraph of the facts: nodes keyed by name with attribute ``info`` (NodeInfo).
+
+        Edges carry ``tensor`` (the first tensor between the pair), ``tensors`` (all of
+        them) and ``nbytes`` (their total).
+        """
+        g = nx.DiGraph()
+        g.add_nodes_from((n.name, {"info": n}) for n in self.facts.nodes)
+        for e in self.facts.edges:
+            data = g.get_edge_data(e.src, e.dst)
+            if data is None:
+                g.add_edge(e.src, e.dst, tensor=e.tensor, tensors=(e.tensor,), nbytes=e.nbytes)
+            else:
+                data["tensors"] = (*data["tensors"], e.tensor)
+                data["nbytes"] += e.nbytes
+        return g
+
+
+def analyse(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> AnalysedModel:
+    """Load and analyse an ONNX model.
+
+    Args:
+        model: Path to an ONNX file (external data beside it) or a ModelProto (copied).
+        input_shapes: Concrete shapes for inputs with symbolic dimensions.
+
+    Returns:
+        The normalised model with its facts.
+
+    Raises:
+        ModelError: The file is missing, not ONNX, truncated, has bad external data,
+            reads undefined values, or has a cycle.
+        ShapeError: An input keeps a symbolic dimension, ``input_shapes`` names an
+            unknown input, or a node's output shape cannot be determined.
+    """
+    loaded = load(model)
+    m, source = loaded.model, loaded.source
+    graph = m.graph
+    _check_opsets(m, source)
+    unique_node_names(graph)
+    topological_sort(graph, source)
+    sh.apply_input_shapes(graph, input_shapes or {}, source)
+    sh.check_inputs_concrete(graph, source)
+
+    table, inferred = _infer_into(m, source)
+    missing = _unshaped(graph, table)
+    folded = fold_constants(m, table, source)
+    if missing and folded:
+        table, inferred = _infer_into(m, source)
+        missing = _unshaped(graph, table)
+    if missing:
+        _shape_by_running(m, missing, table, source)
+    _write_value_info(m, table, inferred)
+    facts = _facts(m, table, loaded.name, loaded.sha256)
+    logger.info("%s: %d nodes, %d edges", source, len(facts.nodes), len(facts.edges))
+    return AnalysedModel(source=source, model=m, facts=facts, base_dir=loaded.base_dir)
+
+
+def _check_opsets(m: onnx.ModelProto, source: str) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    for opset in m.opset_import:
+        if opset.domain in _DEFAULT_DOMAINS and opset.version > newest:
+            first = m.graph.node[0]
+            raise ShapeError(
+                f"{source}: opset ai.onnx {opset.version} is newer than the newest this "
+                f"analysis knows ({newest}); cannot shape node {first.name or '(unnamed)'!r} "
+                f"({first.op_type})"
+            )
+
+
+def _infer_into(m: onnx.ModelProto, source: str) -> tuple[sh.ShapeTable, onnx.GraphProto]:
+    """Infer shapes; copy subgraph value_info back into control-flow nodes; return the table."""
+    inferred = sh.infer(m, source)
+    for node, done in zip(m.graph.node, inferred.node, strict=True):
+        if node.op_type in _CONTROL_FLOW or (node.attribute and subgraphs(node)):
+            node.CopyFrom(done)
+    table: sh.ShapeTable = {}
+    sh.shape_table(m.graph, table)
+    sh.shape_table(inferred, table)
+    return table, inferred
+
+
+def _unshaped(graph: onnx.GraphProto, table: sh.ShapeTable) -> list[str]:
+    return [
+        out for node in graph.node for out in node.output
+        if out and table.get(out, (0, None))[1] is None
+    ]
+
+
+def _shape_by_running(m: onnx.ModelProto, missing: list[str], table: sh.ShapeTable,
+                      source: str) -> None:
+    producer = {out: node for node in m.graph.node for out in node.output}
+    first = producer[missing[0]]
+    logger.info("%s: onnx inference left %d values unshaped (first from %s); running "
+                "onnxruntime to read them", source, len(missing), first.name)
+    try:
+        found = sh.shapes_by_running(m, missing, table, source)
+    except ShapeError as exc:
+        op = f"{first.domain}::{first.op_type}" if first.domain else first.op_type
+        raise ShapeError(
+            f"{source}: cannot determine the shape of {missing[0]!r} produced by node "
+            f"{first.name!r} ({op}): onnx shape inference has no result and onnxruntime "
+            f"cannot run the model ({exc})"
+        ) from None
+    table.update(found)
+
+
+def _write_value_info(m: onnx.ModelProto, table: sh.ShapeTable, inferred: onnx.GraphProto) -> None:
+    """Record every activation's concrete shape: value_info, and graph outputs' types."""
+    graph = m.graph
+    outputs = {vi.name: vi for vi in graph.output}
+    needed = dict.fromkeys(
+        out for node in graph.node for out in node.output if out and out not in outputs
+    )
+    graph.ClearField("value_info")
+    infos = []
+    for vi in inferred.value_info:
+        name = vi.name
+        if name in needed and table[name][1] is not None:
+            del needed[name]
+            infos.append(vi)
+    make = onnx.helper.make_tensor_value_info
+    infos.extend(make(name, *table[name]) for name in needed)
+    graph.value_info.extend(infos)
+    for name, vi in outputs.items():
+        elem, dims = table[name]
+        tt = vi.type.tensor_type
+        tt.elem_type = elem
+        tt.ClearField("shape")
+        for d in dims or ():
+            tt.shape.dim.add().dim_value = d
+
+
+def _signature(node: onnx.NodeProto, table: sh.ShapeTable, cache: dict[tuple, str]) -> str:
+    attrs = b"".join([a.SerializeToString(deterministic=True) for a in node.attribute])
+    key = (node.domain, node.op_type, tuple([table.get(n) for n in node.input]), attrs)
+    sig = cache.get(key)
+    if sig is None:
+        h = hashlib.blake2b(repr(key[:3]).encode() + b"|" + attrs, digest_size=12)
+        sig = cache[key] = h.hexdigest()
+    return sig
+
+
+def _facts(m: onnx.ModelProto, table: sh.ShapeTable, name: str, sha: str) -> GraphFacts:
+    graph = m.graph
+    inits = {t.name: t for t in graph.initializer}
+    opsets = {o.domain or "": o.version for o in m.opset_import}
+    nbytes: dict[str, int] = {}
+    dims_of: dict[str, tuple[int, ...] | None] = {}
+    tensor_nbytes = sh.tensor_nbytes
+    for key, (elem, dims) in table.items():
+        dims_of[key] = dims
+        nbytes[key] = tensor_nbytes(elem, dims) if dims is not None else 0
+    shape_of = dims_of.get
+    get_nbytes = nbytes.get
+
+    def constant_of(value_name: str) -> object:
+        t = inits.get(value_name)
+        return numpy_helper.to_array(t).item() if t is not None and not t.dims else None
+
+    tensors: dict[str, TensorInfo] = {}
+
+    def info(value_name: str) -> TensorInfo:
+        t = tensors.get(value_name)
+        if t is None:
+            elem, dims = table.get(value_name, (0, None))
+            if dims is None:
+                logger.warning("value %s has no concrete shape; counted as 0 bytes", value_name)
+            t = TensorInfo(value_name, dims or (), sh.dtype_name(elem), get_nbytes(value_name, 0))
+            tensors[value_name] = t
+        return t
+
+    inputs = tuple(info(vi.name) for vi in sh.real_inputs(graph))
+    producer: dict[str, str] = {}
+    nodes: list[NodeInfo] = []
+    edges: list[EdgeInfo] = []
+    custom: list[str] = []
+    sig_cache: dict[tuple, str] = {}
+    for index, node in enumerate(graph.node):
+        node_name, op_type, domain = node.name, node.op_type, node.domain
+        has_attrs = len(node.attribute) > 0
+        raw_ins = node_inputs(node) if has_attrs else [n for n in node.input if n]
+        acts: list[str] = []
+        weight_list: list[str] = []
+        for n in raw_ins:
+            (weight_list if n in inits else acts).append(n)
+        if len(raw_ins) > 1:
+            acts = list(dict.fromkeys(acts))
+            weight_list = list(dict.fromkeys(weight_list))
+        outs = tuple([n for n in node.output if n])
+        read = 0
+        for a in acts:
+            size = get_nbytes(a, 0)
+            read += size
+            src = producer.get(a)
+            if src is not None:
+                edges.append(EdgeInfo(a, src, node_name, size))
+        written = 0
+        for out in outs:
+            info(out)
+            producer[out] = node_name
+            written += get_nbytes(out, 0)
+        weight_bytes = sum([get_nbytes(w, 0) for w in weight_list])
+        sub = (control_flow_flops(node, shape_of, opsets, constant_of)
+               if op_type in _CONTROL_FLOW else 0)
+        if domain not in _DEFAULT_DOMAINS:
+            custom.append(node_name)
+        nodes.append(NodeInfo(
+            name=node_name, index=index, domain=domain, op_type=op_type,
+            inputs=tuple(acts), outputs=outs, weights=tuple(weight_list),
+            flops=node_flops(node, shape_of) + sub,
+            bytes_read=read + weight_bytes, bytes_written=written, weight_bytes=weight_bytes,
+            signature=_signature(node, table, sig_cache), subgraph_flops=sub,
+        ))
+    outputs = tuple(info(vi.name) for vi in graph.output)
+    return GraphFacts(
+        model_name=name, model_sha256=sha, nodes=tuple(nodes), edges=tuple(edges),
+        inputs=inputs, outputs=outputs, tensors=tensors, custom_domain_nodes=tuple(custom),
+    )

@@ -1,0 +1,152 @@
+"""Constant folding: Constant nodes, all-constant-input nodes and Shape/Size of known shapes become initializers."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from partitioner.normalise import outer_scope_inputs, subgraphs
+from partitioner.shapes import ShapeTable
+
+logger = logging.getLogger(__name__)
+
+#: Ops never folded: random generators, and DequantizeLinear (folding would expand
+#: compact quantized weights into float ones and change what the model stores).
+NEVER_FOLD = frozenset({
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "DequantizeLinear", "If", "Loop", "Scan",
+})
+
+#: A folded output larger than this many bytes, and larger than the node's constant
+#: inputs, is left as a node: folding it would bloat the weights (e.g. ConstantOfShape).
+MAX_FOLDED_BYTES = 1 << 20
+
+
+def _shape_value(node: onnx.NodeProto, dims: tuple[int, ...]) -> np.ndarray:
+    rank = len(dims)
+    start, end = 0, rank
+    for attr in node.attribute:
+        if attr.name == "start":
+            start = attr.i
+        elif attr.name == "end":
+            end = attr.i
+    start = min(max(start + rank if start < 0 else start, 0), rank)
+    end = min(max(end + rank if end < 0 else end, 0), rank)
+    return np.array(dims[start:end], dtype=np.int64)
+
+
+def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> int:
+    """Fold constant-producing nodes of the main graph into initializers, in place.
+
+    Nodes producing graph outputs, nodes in custom domains, control flow and the ops in
+    ``NEVER_FOLD`` stay. Values are computed with ``onnx.reference`` (exact for the
+    integer shape arithmetic that makes up most folded subgraphs). Initializers no
+    remaining node reads are dropped.
+
+    Args:
+        model: Model with nodes in topological order.
+        table: Shapes known so far (``Shape``/``Size`` of a known shape fold).
+        source: Model name for log messages.
+
+    Returns:
+        Number of nodes folded.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    inits = {t.name: t for t in graph.initializer}
+    graph_outputs = {vi.name for vi in graph.output}
+    values: dict[str, np.ndarray] = {}
+    folded: set[int] = set()
+    new_inits: dict[str, onnx.TensorProto] = {}
+
+    def value(name: str) -> np.ndarray:
+        if name not in values:
+            tensor = inits[name] if name in inits else new_inits[name]
+            values[name] = numpy_helper.to_array(tensor)
+        return values[name]
+
+    consts = set(inits)
+    for i, node in enumerate(graph.node):
+        op = node.op_type
+        ins = [n for n in node.input if n]
+        const_in = all(n in consts for n in ins)
+        if not const_in and op not in ("Shape", "Size"):
+            continue
+        if node.domain not in ("", "ai.onnx") or op in NEVER_FOLD or not node.output:
+            continue
+        if any(o in graph_outputs for o in node.output):
+            continue
+        try:
+            if op == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+                tensor = onnx.TensorProto()
+                tensor.CopyFrom(node.attribute[0].t)
+                tensor.name = node.output[0]
+                new_inits[tensor.name] = tensor
+                consts.add(tensor.name)
+                folded.add(i)
+                continue
+            if op in ("Shape", "Size") and ins and table.get(ins[0], (0, None))[1] is not None:
+                dims = table[ins[0]][1]
+                assert dims is not None
+                arr = (_shape_value(node, dims) if op == "Shape"
+                       else np.array(int(np.prod(dims, dtype=np.int64)), dtype=np.int64))
+                outs = [arr]
+            elif const_in and (ins or op == "Constant") and not subgraphs(node):
+                in_bytes = sum(value(n).nbytes for n in ins)
+                feeds = {n: value(n) for n in ins}
+                sess = ReferenceEvaluator(_node_model(node, opsets, model.ir_version))
+                outs = sess.run(None, feeds)
+                out_bytes = sum(np.asarray(o).nbytes for o in outs)
+                if out_bytes > MAX_FOLDED_BYTES and out_bytes > in_bytes:
+                    logger.debug("%s: not folding %s (%d bytes)", source, node.name, out_bytes)
+                    continue
+            else:
+                continue
+        except Exception as exc:  # reference evaluator errors are untyped; keep the node
+            logger.debug("%s: cannot fold %s (%s): %s", source, node.name, op, exc)
+            continue
+        for name, out in zip(node.output, outs, strict=False):
+            if not name:
+                continue
+            arr = np.asarray(out)
+            values[name] = arr
+            new_inits[name] = numpy_helper.from_array(arr, name)
+            consts.add(name)
+        folded.add(i)
+    if not folded:
+        return 0
+    kept = [n for i, n in enumerate(graph.node) if i not in folded]
+    used: set[str] = set(graph_outputs)
+    for node in kept:
+        used.update(node.input)
+        for sub in subgraphs(node):
+            used.update(outer_scope_inputs(sub))
+    kept_inits = [t for t in graph.initializer if t.name in used]
+    kept_inits.extend(t for name, t in new_inits.items() if name in used)
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    input_names = {t.name for t in kept_inits}
+    stale = [vi for vi in graph.input if vi.name in inits and vi.name not in input_names]
+    for vi in stale:
+        graph.input.remove(vi)
+    logger.info("%s: folded %d constant nodes", source, len(folded))
+    return len(folded)
+
+
+def _node_model(node: onnx.NodeProto, opsets: dict[str, int], ir_version: int) -> onnx.ModelProto:
+    graph = onnx.helper.make_graph(
+        [node], "fold", [onnx.helper.make_tensor_value_info(n, 0, None) for n in node.input if n],
+        [onnx.helper.make_tensor_value_info(n, 0, None) for n in node.output if n],
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()]
+    )
+    model.ir_version = ir_version
+    return model
