@@ -1,0 +1,260 @@
+"""Profiled cost model: every distinct node signature measured alone on each local runner.
+
+Each signature is cut out as a one-node ONNX model, run with synthetic feeds (warm-up, then
+repeats within a time budget; median and p10-p90 spread), and the runner's measured per-call
+overhead is subtracted. Results live in the SQLite profile cache keyed by signature and runner
+fingerprint. A node the runner refuses to compile is Unsupported with the runner's message;
+one that cannot be measured here (no shapes, fails on synthetic data) falls back to the fitted
+model, then the roofline. Non-local devices always get the roofline.
+
+Operator fusion makes per-node sums overestimate whole-model latency (OpenVINO fuses heavily).
+With ``calibrate=True`` :meth:`ProfiledCostModel.prepare` also times the whole model per
+runner and stores (sum of node latencies, measured) in the cache; node latencies are then
+scaled by the runner's fusion factor, the median measured/sum ratio over calibrated models
+(``holdout=True`` excludes the model being costed, as the accuracy benchmark does).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cost_models.fitted import FittedCostModel
+from cost_models.roofline import RooflineCostModel, workspace_bytes
+from cost_models.single_node import SingleNodeBuilder, random_feeds
+from partitioner.costs import Cost, Supported, Unsupported
+from partitioner.devices import Cluster, DeviceSpec
+from partitioner.errors import CostModelError
+from partitioner.graph_types import NodeInfo
+from partitioner.measure import median_and_spread, time_calls
+from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
+from partitioner.registry import get_runner
+
+log = logging.getLogger(__name__)
+
+#: Prefix of cached errors that mean "could not measure", not "cannot run".
+UNMEASURED = "unmeasured: "
+FACTOR_RANGE = (0.05, 5.0)
+
+
+@dataclass
+class ProfileStats:
+    """What :meth:`ProfiledCostModel.prepare` did."""
+
+    measured: int = 0
+    reused: int = 0
+    failed: int = 0
+    calibrated: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+class ProfiledCostModel:
+    """Measured per-signature costs with fitted and roofline fallbacks."""
+
+    name = "profiled"
+
+    def __init__(
+        self,
+        cache: ProfileCache | str | Path | None = None,
+        repeats: int = 15,
+        warmup: int = 2,
+        budget_s: float = 0.25,
+        measure: bool = True,
+        calibrate: bool = False,
+        holdout: bool = False,
+    ) -> None:
+        self.cache = cache if isinstance(cache, ProfileCache) else ProfileCache(cache)
+        self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
+        self.measure, self.calibrate, self.holdout = measure, calibrate, holdout
+        self.fitted = FittedCostModel(self.cache)
+        self.roofline = RooflineCostModel()
+        self._runners: dict[str, Any] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._builders: dict[int, SingleNodeBuilder] = {}
+        self._factors: dict[tuple[str, str | None], float] = {}
+
+    # -- identities ------------------------------------------------------------------------
+    def fingerprint(self, device: DeviceSpec) -> str:
+        """Profile-cache key of ``device``'s runner configuration."""
+        if device.id not in self._fingerprints:
+            runner = self._runner(device)
+            self._fingerprints[device.id] = runner_fingerprint(
+                device.runner, runner.version(), device.runner_options
+            )
+        return self._fingerprints[device.id]
+
+    def _runner(self, device: DeviceSpec) -> Any:
+        if device.runner not in self._runners:
+            self._runners[device.runner] = get_runner(device.runner)
+        return self._runners[device.runner]
+
+    def _builder(self, model: Any) -> SingleNodeBuilder:
+        key = id(model)
+        if key not in self._builders:
+            self._builders[key] = SingleNodeBuilder(model.model)
+        return self._builders[key]
+
+    # -- measuring -------------------------------------------------------------------------
+    def measure_node(self, model: Any, node: NodeInfo, device: DeviceSpec) -> ProfileRecord:
+        """Measure ``node`` alone on ``device`` now and store it in the cache."""
+        fp = self.fingerprint(device)
+
+        def record(median: float = 0.0, spread: float = 0.0, repeats: int = 0,
+                   error: str | None = None) -> ProfileRecord:
+            return ProfileRecord(node.signature, node.qualified_op, float(node.flops),
+                                 float(node.bytes_read + node.bytes_written), median, spread,
+                                 repeats, error)
+
+        try:
+            single = self._builder(model).build(model.node_proto(node.name))
+            feeds = random_feeds(single)
+        except CostModelError as exc:
+            rec = record(error=UNMEASURED + _short(exc))
+        else:
+            options = dict(device.runner_options, label=f"node {node.name} ({node.op_type})")
+            try:
+                prepared = self._runner(device).prepare(single, options)
+            except Exception as exc:  # the runner's refusal is the unsupported reason
+                rec = record(error=_short(exc))
+            else:
+                try:
+                    samples = time_calls(lambda: prepared.run(feeds), self.warmup,
+                                         self.repeats, self.budget_s)
+                except Exception as exc:  # synthetic data may be invalid for this node
+                    rec = record(error=UNMEASURED + _short(exc))
+                else:
+                    median, spread = median_and_spread(samples)
+                    rec = record(max(median - device.call_overhead_s, 0.0), spread, len(samples))
+        if rec.error:
+            log.info("%s on %s: %s", node.name, device.id, rec.error)
+        self.cache.put(fp, rec)
+        return rec
+
+    def prepare(self, model: Any, cluster: Cluster,
+                progress: Callable[[int, int], None] | None = None) -> ProfileStats:
+        """Measure every distinct signature of ``model`` on every local device not cached yet.
+
+        Args:
+            model: The analysed model.
+            cluster: Only devices with ``local=True`` are measured.
+            progress: Called with ``(done, total)`` after each measurement.
+
+        Returns:
+            Counts of measured, reused and failed signatures (and calibrations made).
+        """
+        stats = ProfileStats()
+        todo: list[tuple[NodeInfo, DeviceSpec]] = []
+        for device in (d for d in cluster.devices if d.local):
+            fp, seen = self.fingerprint(device), set()
+            for node in model.facts.nodes:
+                if node.signature in seen:
+                    continue
+                seen.add(node.signature)
+                if self.cache.get(fp, node.signature) is not None:
+                    stats.reused += 1
+                elif self.measure:
+                    todo.append((node, device))
+        for done, (node, device) in enumerate(todo, 1):
+            rec = self.measure_node(model, node, device)
+            stats.measured += 1
+            stats.failed += rec.error is not None
+            if progress is not None:
+                progress(done, len(todo))
+        if self.calibrate:
+            for device in (d for d in cluster.devices if d.local):
+                pair = self.calibrate_model(model, device)
+                if pair is not None:
+                    stats.calibrated[device.id] = pair
+        self._factors.clear()
+        self.fitted.refresh()
+        return stats
+
+    # -- calibration -----------------------------------------------------------------------
+    def node_sum(self, model: Any, device: DeviceSpec) -> float | None:
+        """Sum of uncalibrated per-node latencies of ``model`` on ``device`` (None when a node
+        is unsupported there)."""
+        total = 0.0
+        for node in model.facts.nodes:
+            cost = self._raw(model, node, device)
+            if not isinstance(cost, Supported):
+                return None
+            total += cost.latency_s
+        return total
+
+    def measure_model(self, model: Any, device: DeviceSpec, repeats: int = 10,
+                      budget_s: float = 3.0) -> float:
+        """Median whole-model latency on ``device`` (one session, overhead included)."""
+        options = dict(device.runner_options, label=f"whole model {model.facts.model_name}")
+        prepared = self._runner(device).prepare(model.model, options)
+        feeds = random_feeds(model.model)
+        samples = time_calls(lambda: prepared.run(feeds), 2, repeats, budget_s)
+        return median_and_spread(samples)[0]
+
+    def calibrate_model(self, model: Any, device: DeviceSpec) -> tuple[float, float] | None:
+        """Time ``model`` whole on ``device``; store (node sum, measured - overhead)."""
+        predicted = self.node_sum(model, device)
+        if predicted is None or predicted <= 0:
+            log.info("not calibrating %s: a node is unsupported or unmeasured", device.id)
+            return None
+        try:
+            measured = self.measure_model(model, device) - device.call_overhead_s
+        except Exception as exc:  # calibration is optional; never fail costing for it
+            log.warning("cannot time %s whole on %s: %s", model.facts.model_name, device.id,
+                        _short(exc))
+            return None
+        self.cache.put_calibration(self.fingerprint(device), model.facts.model_sha256,
+                                   predicted, max(measured, 0.0))
+        return predicted, measured
+
+    def fusion_factor(self, device: DeviceSpec, exclude: str | None = None) -> float:
+        """Median of measured/node-sum over calibrated models on this runner (1.0 if none)."""
+        fp = self.fingerprint(device)
+        key = (fp, exclude)
+        if key not in self._factors:
+            ratios = [m / p for model, (p, m) in self.cache.calibrations(fp).items()
+                      if model != exclude and p > 0]
+            factor = statistics.median(ratios) if ratios else 1.0
+            self._factors[key] = min(max(factor, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+        return self._factors[key]
+
+    # -- costing ---------------------------------------------------------------------------
+    def _raw(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
+        fp = self.fingerprint(device)
+        rec = self.cache.get(fp, node.signature)
+        if rec is None and self.measure:
+            rec = self.measure_node(model, node, device)
+        if rec is not None and rec.error is None:
+            return Supported(rec.median_s, workspace_bytes(node, device), self.name)
+        if rec is not None and not rec.error.startswith(UNMEASURED):  # type: ignore[union-attr]
+            return Unsupported(f"{device.id}: {device.runner} cannot run it: {rec.error}")
+        predicted = self.fitted.predict(fp, node)
+        if predicted is not None:
+            return Supported(predicted, workspace_bytes(node, device), "fitted")
+        return self.roofline.estimate(model, node, device)
+
+    def estimate(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
+        """Measured (or fitted) latency scaled by the fusion factor; roofline off this host."""
+        if not device.local:
+            return self.roofline.estimate(model, node, device)
+        if node.op_type in device.unsupported_ops or node.qualified_op in device.unsupported_ops:
+            return Unsupported(f"{device.id}: {node.qualified_op} is listed in unsupported_ops")
+        cost = self._raw(model, node, device)
+        if not isinstance(cost, Supported) or cost.source == "roofline":
+            return cost
+        exclude = model.facts.model_sha256 if self.holdout else None
+        factor = self.fusion_factor(device, exclude)
+        return Supported(cost.latency_s * factor, cost.memory_bytes, cost.source)
+
+
+def create(**options: Any) -> ProfiledCostModel:
+    """Registry entry point: ``cache``, ``repeats``, ``warmup``, ``budget_s``, ``measure``,
+    ``calibrate``, ``holdout`` (see :class:`ProfiledCostModel`)."""
+    return ProfiledCostModel(**options)

@@ -1,0 +1,80 @@
+"""``hetpart profile``: measure a model's node signatures on the local runners into the cache."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from partitioner.analysis import analyse
+from partitioner.cli.common import add_input_shape_arg, parse_input_shapes, print_json
+from partitioner.cli.progress import ProgressLine
+from partitioner.cluster_file import load_cluster
+from partitioner.errors import ClusterError
+from partitioner.profile_cache import ProfileCache
+from partitioner.registry import cost_models
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="measure every node signature on the local runners")
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--cluster", default="local",
+                   help="local, local-cores or a cluster file with local = true devices")
+    add_input_shape_arg(p)
+    p.add_argument("--repeats", type=int, default=15, help="timed runs per signature")
+    p.add_argument("--cache", metavar="FILE", help="profile cache (default $HETPART_CACHE)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip timing the whole model per runner (fusion calibration)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise ClusterError(f"--repeats {args.repeats}: must be at least 1")
+    cluster = load_cluster(args.cluster)
+    local = [d for d in cluster.devices if d.local]
+    if not local:
+        raise ClusterError(
+            f"--cluster {args.cluster}: no device is on this machine; profile needs "
+            "--cluster local, local-cores, or a cluster file with local = true devices"
+        )
+    analysed = analyse(args.model, parse_input_shapes(args.input_shape))
+    cache = ProfileCache(args.cache)
+    model = cost_models.create("profiled", cache=cache, repeats=args.repeats,
+                               calibrate=not args.no_calibrate)
+    bar = ProgressLine("profiling", args.quiet or args.json)
+    stats = model.prepare(analysed, cluster, bar.counter())
+    bar.done()
+    factors = {d.id: model.fusion_factor(d) for d in local}
+    fits: dict[str, Any] = {}
+    for d in local:
+        overall = next((f for f in model.fitted.report(model.fingerprint(d)) if f.op_type == "*"),
+                       None)
+        fits[d.id] = None if overall is None else overall.loo_mape
+    summary = {
+        "model": analysed.facts.model_name, "cluster": cluster.name, "cache": str(cache.path),
+        "nodes": len(analysed.facts.nodes),
+        "signatures": len({n.signature for n in analysed.facts.nodes}),
+        "devices": [d.id for d in local], "measured": stats.measured, "reused": stats.reused,
+        "failed": stats.failed,
+        "calibration": {k: {"node_sum_s": p, "measured_s": m}
+                        for k, (p, m) in stats.calibrated.items()},
+        "fusion_factor": factors, "fit_loo_median_abs_error": fits,
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{summary['model']}: {summary['nodes']} nodes, {summary['signatures']} distinct "
+          f"signatures, on {', '.join(summary['devices'])}")
+    print(f"measured {stats.measured}, reused {stats.reused} from {cache.path}"
+          + (f", {stats.failed} failed or unmeasurable" if stats.failed else ""))
+    for d in local:
+        line = f"  {d.id}: fusion factor {factors[d.id]:.3f}"
+        if d.id in stats.calibrated:
+            p, m = stats.calibrated[d.id]
+            line += f" (node sum {p * 1e3:.3f} ms, whole model {m * 1e3:.3f} ms)"
+        if fits[d.id] is not None:
+            line += f", fitted-model LOO error {fits[d.id]:.0%}"
+        print(line)
+    return 0
