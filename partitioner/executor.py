@@ -1,0 +1,332 @@
+"""The plan executor: prepares every partition once, runs them concurrently and pipelined.
+
+One dispatcher drives every run. A (input, partition) task is ready when the partitions it
+depends on have finished for that input; each device runs one task at a time (lowest input,
+then lowest partition first), so independent partitions on different devices overlap (ONNX
+Runtime and OpenVINO release the GIL) and, with several inputs, devices form a pipeline. When
+exactly one task can start and nothing else runs, it runs inline on the calling thread, so a
+chain of partitions pays no thread hand-off. Tensors are copied only between different
+devices; each partition run and each copy is timed with ``perf_counter``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from partitioner.devices import DeviceSpec
+from partitioner.errors import ClusterError, PartitionerError, RunError
+from partitioner.plan import Plan, PlanPartition
+from partitioner.registry import get_runner
+
+logger = logging.getLogger(__name__)
+
+#: The local runner an absent device is mapped onto with ``emulate=True``.
+EMULATION_RUNNER = ("onnxruntime", {"provider": "CPUExecutionProvider", "threads": 1})
+
+
+@dataclass(frozen=True)
+class TransferTiming:
+    """One copy of ``tensor`` from partition ``src`` to ``dst`` (different devices)."""
+
+    tensor: str
+    src_partition: int
+    dst_partition: int
+    nbytes: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    """One input through the plan.
+
+    Attributes:
+        outputs: Model outputs by name (NumPy arrays).
+        latency_s: Wall time from the first partition's start to the last one's end.
+        partition_s: Measured run time per partition index.
+        transfers: Every cross-device copy, timed.
+    """
+
+    outputs: dict[str, np.ndarray]
+    latency_s: float
+    partition_s: dict[int, float]
+    transfers: list[TransferTiming] = field(default_factory=list)
+
+
+@dataclass
+class StreamResult:
+    """N inputs pipelined through the plan."""
+
+    results: list[RunResult]
+    wall_s: float
+
+    @property
+    def throughput_per_s(self) -> float:
+        return len(self.results) / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+@dataclass
+class _Task:
+    item: int
+    index: int
+    waiting: int
+
+
+class Executor:
+    """Runs a plan's partitions on their devices' runners.
+
+    Args:
+        plan: The plan.
+        plan_dir: Directory holding the partition files (``plan.partitions[i].file``).
+        models: Alternatively, partition index -> ModelProto or path (e.g. extracted in memory).
+        emulate: Map every device whose runner, provider or plugin is absent here onto ONNX
+            Runtime CPU; timings of those devices are then emulated (see ``emulated``).
+
+    Raises:
+        RunnerNotAvailableError / ClusterError: a device is absent and ``emulate`` is False.
+        RunError: a runner cannot prepare a partition.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        plan_dir: str | Path | None = None,
+        *,
+        models: Mapping[int, onnx.ModelProto | str | Path] | None = None,
+        emulate: bool = False,
+    ) -> None:
+        if plan_dir is None and models is None:
+            raise RunError("Executor needs a plan directory or in-memory partition models")
+        self.plan = plan
+        self._parts = {p.index: p for p in plan.partitions}
+        self.emulated: dict[str, str] = {}
+        self.prepare_s: dict[int, float] = {}
+        self._prepared: dict[int, Any] = {}
+        devices = {d.id: d for d in plan.cluster.devices}
+        resolved = {
+            dev: self._resolve(devices[dev], emulate) for dev in {p.device for p in plan.partitions}
+        }
+        for p in plan.partitions:
+            runner, options = resolved[p.device]
+            source = models[p.index] if models is not None else Path(plan_dir or ".") / p.file
+            label = f"partition {p.index} on {p.device}"
+            started = time.perf_counter()
+            try:
+                self._prepared[p.index] = runner.prepare(source, {**options, "label": label})
+            except PartitionerError as exc:
+                raise type(exc)(f"{label}: {exc}") from exc
+            self.prepare_s[p.index] = time.perf_counter() - started
+        self._consumers = {
+            p.index: sorted({c for o in p.outputs for c in o.to_partitions})
+            for p in plan.partitions
+        }
+        self._deps = {
+            p.index: {i.from_partition for i in p.inputs if i.from_partition is not None}
+            for p in plan.partitions
+        }
+        self._graph_outputs = [t.name for t in plan.model.outputs]
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(resolved)), thread_name_prefix="hetpart-device"
+        )
+
+    def _resolve(self, device: DeviceSpec, emulate: bool) -> tuple[Any, dict[str, Any]]:
+        reason = absent_reason(device)
+        if reason is None:
+            return get_runner(device.runner), dict(device.runner_options)
+        if not emulate:
+            raise ClusterError(
+                f"device {device.id!r} is not available here: {reason} "
+                "(pass --emulate to map it onto ONNX Runtime CPU)"
+            )
+        name, options = EMULATION_RUNNER
+        self.emulated[device.id] = reason
+        logger.warning("emulating device %s on %s CPU: %s", device.id, name, reason)
+        return get_runner(name), dict(options)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.plan.model.inputs]
+
+    def close(self) -> None:
+        """Stop the device worker threads."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
+        """Run one input; returns outputs and measurements."""
+        return self._execute([feeds])[0]
+
+    def stream(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> StreamResult:
+        """Run ``feeds`` pipelined: a device starts input k+1 while others work on input k."""
+        started = time.perf_counter()
+        results = self._execute(list(feeds))
+        return StreamResult(results, time.perf_counter() - started)
+
+    # -- dispatcher ------------------------------------------------------------------------
+
+    def _execute(self, batch: list[Mapping[str, np.ndarray]]) -> list[RunResult]:
+        for feeds in batch:
+            missing = [n for n in self.input_names if n not in feeds]
+            if missing:
+                raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
+        values: list[dict[int, dict[str, Any]]] = [{} for _ in batch]
+        results = [RunResult({}, 0.0, {}) for _ in batch]
+        spans: list[list[float]] = [[float("inf"), 0.0] for _ in batch]
+        tasks = {
+            (k, i): _Task(k, i, len(self._deps[i])) for k in range(len(batch)) for i in self._parts
+        }
+        ready = sorted(key for key, t in tasks.items() if t.waiting == 0)
+        busy: set[str] = set()
+        running: dict[Future[Any], tuple[int, int]] = {}
+        remaining = len(tasks)
+        while remaining:
+            launch: list[tuple[int, int]] = []
+            for key in ready:
+                device = self._parts[key[1]].device
+                if device not in busy:
+                    busy.add(device)
+                    launch.append(key)
+            for key in launch:
+                ready.remove(key)
+            assert launch or running, "no runnable partition: the plan has a cycle"
+            if len(launch) == 1 and not running:
+                k, i = launch[0]
+                outcome = self._task(i, batch[k], values[k])
+                done_keys = [(launch[0], outcome)]
+            else:
+                for k, i in launch:
+                    running[self._pool.submit(self._task, i, batch[k], values[k])] = (k, i)
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done_keys = [(running.pop(f), f.result()) for f in finished]
+            for (k, i), (outputs, seconds, transfers, t0, t1) in done_keys:
+                remaining -= 1
+                busy.discard(self._parts[i].device)
+                values[k][i] = outputs
+                results[k].partition_s[i] = seconds
+                results[k].transfers.extend(transfers)
+                spans[k][0] = min(spans[k][0], t0)
+                spans[k][1] = max(spans[k][1], t1)
+                for c in self._consumers[i]:
+                    task = tasks[(k, c)]
+                    task.waiting -= 1
+                    if task.waiting == 0:
+                        ready.append((k, c))
+                self._release(values[k], i)
+            ready.sort()
+        for k, feeds in enumerate(batch):
+            results[k].outputs = self._collect(feeds, values[k])
+            results[k].latency_s = spans[k][1] - spans[k][0]
+        return results
+
+    def _task(
+        self, index: int, feeds: Mapping[str, np.ndarray], values: dict[int, dict[str, Any]]
+    ) -> tuple[dict[str, Any], float, list[TransferTiming], float, float]:
+        part = self._parts[index]
+        prepared = self._prepared[index]
+        t0 = time.perf_counter()
+        inputs: dict[str, Any] = {}
+        transfers: list[TransferTiming] = []
+        for i in part.inputs:
+            if i.from_partition is None:
+                inputs[i.name] = feeds[i.name]
+                continue
+            value = values[i.from_partition][i.name]
+            if self._parts[i.from_partition].device != part.device:
+                c0 = time.perf_counter()
+                value = _copy(value)
+                transfers.append(
+                    TransferTiming(
+                        i.name, i.from_partition, index, i.nbytes, time.perf_counter() - c0
+                    )
+                )
+            inputs[i.name] = value
+        r0 = time.perf_counter()
+        try:
+            if getattr(prepared, "device_resident", False):
+                outputs = prepared.run_device(inputs)
+            else:
+                outputs = prepared.run(inputs)
+        except PartitionerError as exc:
+            raise RunError(_failure(part, str(exc))) from exc
+        except Exception as exc:  # a runner bug must still name the partition
+            raise RunError(_failure(part, f"{type(exc).__name__}: {exc}")) from exc
+        t1 = time.perf_counter()
+        return outputs, t1 - r0, transfers, t0, t1
+
+    def _release(self, values: dict[int, dict[str, Any]], finished: int) -> None:
+        """Drop producer outputs once every consumer of them has run (keeps memory flat)."""
+        for dep in self._deps[finished]:
+            if all(c in values for c in self._consumers[dep]):
+                kept = {o.name for o in self._parts[dep].outputs if o.graph_output}
+                values[dep] = {k: v for k, v in values[dep].items() if k in kept}
+
+    def _collect(
+        self, feeds: Mapping[str, np.ndarray], values: dict[int, dict[str, Any]]
+    ) -> dict[str, np.ndarray]:
+        produced: dict[str, Any] = {}
+        for part_values in values.values():
+            produced.update(part_values)
+        out: dict[str, np.ndarray] = {}
+        for name in self._graph_outputs:
+            if name in produced:
+                out[name] = _host(produced[name])
+            elif name in feeds:
+                out[name] = np.asarray(feeds[name])
+            else:
+                raise RunError(f"model output {name!r} was produced by no partition")
+        return out
+
+
+def _failure(part: PlanPartition, message: str) -> str:
+    prefix = f"partition {part.index} on {part.device}"
+    return message if message.startswith(prefix) else f"{prefix} failed: {message}"
+
+
+def _host(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def _copy(value: Any) -> np.ndarray:
+    """Move a tensor to another device: device values come to the host, host values are copied."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return _host(value)
+
+
+def absent_reason(device: DeviceSpec) -> str | None:
+    """Why ``device`` cannot run here (runner, provider or plugin missing), or None."""
+    try:
+        get_runner(device.runner)
+    except ClusterError as exc:
+        return str(exc)
+    options = device.runner_options
+    if device.runner == "onnxruntime":
+        import onnxruntime as ort
+
+        provider = options.get("provider", "CPUExecutionProvider")
+        if provider not in ort.get_available_providers():
+            return f"execution provider {provider} is not installed"
+    elif device.runner == "openvino":
+        import openvino as ov
+
+        wanted = str(options.get("device", "CPU")).split(".")[0]
+        if wanted not in {d.split(".")[0] for d in ov.Core().available_devices}:
+            return f"OpenVINO device {wanted} is not present"
+    return None

@@ -1,0 +1,257 @@
+"""Writing and loading plan directories: ``plan.json`` (schema-checked) and partition files.
+
+A plan directory holds ``plan.json``, ``partitions/p<index>_<device>.onnx`` (plus
+``.onnx.data`` for partitions with large weights) and, after ``hetpart run --save``,
+``run.json``. Writing never deletes files it did not write; loading refuses plans that break
+an invariant, each with a message saying which.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from partitioner.errors import PlanError
+from partitioner.plan import FORMAT_VERSION, Plan
+from partitioner.plan_json import plan_from_dict, plan_json
+
+if TYPE_CHECKING:
+    from partitioner.analysis import AnalysedModel
+
+logger = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+RUN_FILE = "run.json"
+PARTITIONS_DIR = "partitions"
+
+
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``plan.json``."""
+    text = resources.files("partitioner").joinpath("schema/plan.schema.json").read_text()
+    return dict(json.loads(text))
+
+
+def validate_plan_document(data: Any, source: str) -> None:
+    """Check format version, then the schema; PlanError naming the first violation."""
+    import jsonschema
+
+    if not isinstance(data, dict):
+        raise PlanError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PlanError(
+            f"{source}: unknown plan format version {version!r} (this hetpart reads "
+            f"{FORMAT_VERSION!r})"
+        )
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PlanError(f"{source}: invalid plan at {where}: {error.message}")
+
+
+def check_plan(plan: Plan, source: str) -> None:
+    """Refuse a plan that breaks an invariant (placed twice/never, cycle, unknown device).
+
+    Raises:
+        PlanError: naming the nodes, partitions or devices at fault.
+    """
+    devices = set(plan.cluster.device_ids)
+    bad_devices = sorted({p.device for p in plan.partitions} - devices)
+    bad_devices += sorted({n.device for n in plan.placement.values()} - devices - set(bad_devices))
+    if bad_devices:
+        raise PlanError(
+            f"{source}: device(s) {bad_devices} not in cluster {plan.cluster.name!r} "
+            f"(devices: {sorted(devices)})"
+        )
+    indices = [p.index for p in plan.partitions]
+    if indices != list(range(len(indices))):
+        raise PlanError(f"{source}: partition indices must be 0..{len(indices) - 1}, got {indices}")
+    counts = Counter(n for p in plan.partitions for n in p.nodes)
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    if twice:
+        raise PlanError(f"{source}: node(s) placed twice: {twice[:10]}")
+    never = sorted(set(plan.placement) - set(counts))
+    if never:
+        raise PlanError(f"{source}: node(s) placed in no partition: {never[:10]}")
+    unknown = sorted(set(counts) - set(plan.placement))
+    if unknown:
+        raise PlanError(f"{source}: partition node(s) missing from placement: {unknown[:10]}")
+    for p in plan.partitions:
+        wrong = [n for n in p.nodes if plan.placement[n].device != p.device]
+        if wrong:
+            raise PlanError(
+                f"{source}: partition {p.index} runs on {p.device} but placement puts "
+                f"{wrong[:5]} elsewhere"
+            )
+    produced = {p.index: {o.name for o in p.outputs} for p in plan.partitions}
+    graph_inputs = {t.name for t in plan.model.inputs}
+    deps: dict[int, set[int]] = {}
+    for p in plan.partitions:
+        deps[p.index] = set()
+        for i in p.inputs:
+            if i.from_partition is None:
+                if i.name not in graph_inputs:
+                    raise PlanError(
+                        f"{source}: partition {p.index} input {i.name!r} comes from no "
+                        "partition and is not a model input"
+                    )
+                continue
+            if i.from_partition not in produced or i.name not in produced[i.from_partition]:
+                raise PlanError(
+                    f"{source}: partition {p.index} input {i.name!r} claims to come from "
+                    f"partition {i.from_partition}, which does not produce it"
+                )
+            deps[p.index].add(i.from_partition)
+    cycle = _find_cycle(deps)
+    if cycle:
+        raise PlanError(f"{source}: cycle between partitions {' -> '.join(str(c) for c in cycle)}")
+    outputs = {o.name for p in plan.partitions for o in p.outputs if o.graph_output}
+    lost = sorted({t.name for t in plan.model.outputs} - outputs - graph_inputs)
+    if lost:
+        raise PlanError(f"{source}: model output(s) {lost} are produced by no partition")
+
+
+def _find_cycle(deps: dict[int, set[int]]) -> list[int]:
+    """A cycle in the partition dependency graph (as a path), or [] when acyclic."""
+    state: dict[int, int] = {}
+    stack: list[int] = []
+
+    def visit(node: int) -> list[int]:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(deps.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep) :] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(deps):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_model_hash(plan: Plan, model_path: str | Path) -> None:
+    """Refuse ``model_path`` when its SHA-256 differs from the plan's model."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise PlanError(f"model {path} (recorded in the plan) does not exist")
+    actual = file_sha256(path)
+    if actual != plan.model.sha256:
+        raise PlanError(
+            f"model {path} does not match the plan: sha256 {actual[:12]}... but the plan was "
+            f"compiled for {plan.model.sha256[:12]}... ({plan.model.name})"
+        )
+
+
+def load_plan(plan_dir: str | Path, model: str | Path | None = None) -> Plan:
+    """Load and verify ``PLAN_DIR/plan.json``.
+
+    Args:
+        plan_dir: The plan directory.
+        model: When given, the model file must hash to the plan's model SHA-256.
+
+    Raises:
+        PlanError: missing directory or plan.json, unparsable JSON, unknown format version,
+            schema violation, broken invariant, missing partition file, hash mismatch.
+    """
+    root = Path(plan_dir)
+    if not root.is_dir():
+        raise PlanError(f"plan directory {root} does not exist")
+    path = root / PLAN_FILE
+    if not path.is_file():
+        raise PlanError(f"{root} is not a plan directory: {PLAN_FILE} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read plan: {exc}") from None
+    validate_plan_document(data, str(path))
+    plan = plan_from_dict(data)
+    check_plan(plan, str(path))
+    missing = [p.file for p in plan.partitions if not (root / p.file).is_file()]
+    if missing:
+        raise PlanError(f"{root}: missing partition file(s) {missing}")
+    if model is not None:
+        check_model_hash(plan, model)
+    return plan
+
+
+def _plan_owned(root: Path) -> list[Path]:
+    """Files a previous plan wrote in ``root`` (the only ones an overwrite may remove)."""
+    owned = [root / n for n in (PLAN_FILE, RUN_FILE) if (root / n).exists()]
+    parts = root / PARTITIONS_DIR
+    if parts.is_dir():
+        owned += sorted(
+            f
+            for f in parts.iterdir()
+            if f.name.startswith("p") and f.name.endswith((".onnx", ".onnx.data"))
+        )
+    return owned
+
+
+def write_plan(
+    plan: Plan, analysed: AnalysedModel, plan_dir: str | Path, overwrite: bool = False
+) -> Path:
+    """Write ``plan.json`` and one ONNX file per partition into ``plan_dir``.
+
+    Args:
+        plan: The plan (from ``build_plan``).
+        analysed: The analysed model the plan was built from (partitions are cut from it).
+        plan_dir: Target directory; created when absent.
+        overwrite: Replace an existing plan there (only its plan files are removed).
+
+    Returns:
+        The path of ``plan.json``.
+
+    Raises:
+        PlanError: ``plan_dir`` is a file, a non-empty directory that is not a plan, or a
+            plan and ``overwrite`` is False.
+    """
+    from partitioner.extract import PartitionExtractor, save_partition
+
+    root = Path(plan_dir)
+    if root.exists() and not root.is_dir():
+        raise PlanError(f"{root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / PLAN_FILE).is_file():
+            raise PlanError(
+                f"{root} is a non-empty directory that is not a plan; refusing to write into it"
+            )
+        if not overwrite:
+            raise PlanError(f"{root} already holds a plan; pass --force to replace it")
+        for old in _plan_owned(root):
+            old.unlink()
+    text = plan_json(plan)
+    validate_plan_document(json.loads(text), f"plan for {plan.model.name}")
+    check_plan(plan, f"plan for {plan.model.name}")
+    extractor = PartitionExtractor(analysed.model)
+    for partition in plan.partitions:
+        model = extractor.extract(partition)
+        data = save_partition(model, root / partition.file)
+        logger.info("wrote %s%s", partition.file, f" (+ {data.name})" if data else "")
+    (root / PLAN_FILE).write_text(text)
+    return root / PLAN_FILE
