@@ -30,7 +30,7 @@ from partitioner.costs import Cost, Supported, Unsupported
 from partitioner.devices import Cluster, DeviceSpec
 from partitioner.errors import CostModelError
 from partitioner.graph_types import NodeInfo
-from partitioner.measure import median_and_spread, time_calls
+from partitioner.measure import add_probe, median_and_spread, time_calls
 from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
 from partitioner.registry import get_runner
 
@@ -80,6 +80,7 @@ class ProfiledCostModel:
         self._fingerprints: dict[str, str] = {}
         self._builders: dict[int, SingleNodeBuilder] = {}
         self._factors: dict[tuple[str, str | None], float] = {}
+        self._overheads: dict[str, float] = {}
 
     # -- identities ------------------------------------------------------------------------
     def fingerprint(self, device: DeviceSpec) -> str:
@@ -103,6 +104,19 @@ class ProfiledCostModel:
         return self._builders[key]
 
     # -- measuring -------------------------------------------------------------------------
+    def session_overhead(self, device: DeviceSpec) -> float:
+        """Per-call overhead of ``device``'s runner measured now, in the same conditions and
+        with the same timing loop as the nodes it is subtracted from (once per model object)."""
+        fp = self.fingerprint(device)
+        if fp not in self._overheads:
+            probe, feeds = add_probe(1)
+            prepared = self._runner(device).prepare(
+                probe, dict(device.runner_options, label="overhead probe")
+            )
+            samples = time_calls(lambda: prepared.run(feeds), 10, 100)
+            self._overheads[fp] = median_and_spread(samples)[0]
+        return self._overheads[fp]
+
     def measure_node(self, model: Any, node: NodeInfo, device: DeviceSpec) -> ProfileRecord:
         """Measure ``node`` alone on ``device`` now and store it in the cache."""
         fp = self.fingerprint(device)
@@ -132,7 +146,8 @@ class ProfiledCostModel:
                     rec = record(error=UNMEASURED + _short(exc))
                 else:
                     median, spread = median_and_spread(samples)
-                    rec = record(max(median - device.call_overhead_s, 0.0), spread, len(samples))
+                    overhead = self.session_overhead(device)
+                    rec = record(max(median - overhead, 0.0), spread, len(samples))
         if rec.error:
             log.info("%s on %s: %s", node.name, device.id, rec.error)
         self.cache.put(fp, rec)
