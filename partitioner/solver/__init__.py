@@ -1,0 +1,181 @@
+"""Placement solver facade: ``solve(problem) -> SolveReport`` (baselines, coarsen, CP-SAT, refine).
+
+Pipeline: cheap infeasibility checks (``diagnose``) -> baselines (``baselines``) -> coarsening
+to a few hundred groups (``coarsen``) -> CP-SAT model for the objective, hinted with the best
+baseline (``cpsat`` / ``throughput``) -> every improving CP-SAT solution expanded to nodes and
+re-scored by the common evaluator (``evaluate``) together with the baselines -> the best
+acceptable one, refined locally when the model was coarse (``refine``). The returned
+assignment is therefore never worse than the best baseline under the evaluator.
+
+``bound`` is CP-SAT's proven bound when the model was solved uncoarsened (a bound on the
+model, which approximates per-call overheads), else a cheap relaxation bound (``bounds``);
+it is clamped to the objective. ``gap = (objective - bound) / objective``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from partitioner.problem import Evaluation, Problem, SolveReport
+from partitioner.solver.baselines import best_baseline, run_baselines
+from partitioner.solver.bounds import lower_bound
+from partitioner.solver.coarsen import coarsen
+from partitioner.solver.cpsat import TICKS_PER_REFERENCE, ModelResult, ScheduleModel, run
+from partitioner.solver.diagnose import check_feasible, explain_no_plan
+from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.index import index_of
+from partitioner.solver.refine import refine
+from partitioner.solver.throughput import ThroughputModel
+
+__all__ = ["solve", "DEFAULT_GROUP_TARGET"]
+
+log = logging.getLogger(__name__)
+
+#: Groups CP-SAT sees at most after coarsening.
+DEFAULT_GROUP_TARGET = 160
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: Callable[[float, float], None] | None = None,
+    group_target: int = DEFAULT_GROUP_TARGET,
+) -> SolveReport:
+    """Find a placement for ``problem`` minimising its objective.
+
+    Args:
+        problem: The placement problem.
+        time_limit_s: CP-SAT (deterministic) time limit; refinement may add up to a fifth.
+        seed: CP-SAT random seed.
+        workers: CP-SAT search workers (interleaved, so the result is reproducible).
+        progress: Called as ``progress(best_objective, bound)`` on every improving solution.
+        group_target: Coarsen to at most this many groups before CP-SAT.
+
+    Returns:
+        The report; its assignment maps every original node to a device.
+
+    Raises:
+        InfeasibleError: With a diagnosis, when no placement exists or none was found.
+    """
+    t_start = time.perf_counter()
+    check_feasible(problem)
+    idx = index_of(problem)
+    baselines = run_baselines(problem)
+    best = best_baseline(problem, baselines)
+    candidates: list[tuple[float, int, int, dict[str, str], Evaluation, str]] = []
+    if best is not None and best.evaluation is not None:
+        candidates.append(_candidate(problem, best.assignment, best.evaluation, 1, "hint"))
+
+    if all(len(a) == 1 for a in idx.allowed):
+        assignment = {n: idx.devices[idx.allowed[i][0]] for i, n in enumerate(idx.names)}
+        ev = evaluate(problem, assignment)
+        if not is_acceptable(problem, ev):
+            raise explain_no_plan(problem, baselines, ev.latency_s)
+        value = objective_value(problem, ev)
+        return SolveReport(assignment, ev, "SINGLE_DEVICE", value, value, 0.0, 0.0, seed,
+                           workers, time_limit_s, baselines, {})
+
+    coarse = coarsen(problem, group_target)
+    model_problem = coarse.problem if coarse is not None else problem
+    ref = objective_value(problem, best.evaluation) if best and best.evaluation else 0.0
+    if problem.objective == "cost":
+        ref = best.evaluation.latency_s if best and best.evaluation else 0.0
+    ref = ref or lower_bound(problem) or 1e-3
+    tick = ref / TICKS_PER_REFERENCE
+    hint = [idx.dev_pos[best.assignment[n]] for n in idx.names] if best else None
+    if hint is not None and coarse is not None:
+        hint = coarse.restrict(hint)
+
+    result = ModelResult("NOT_RUN")
+    for memory in ("safe", "weights"):
+        remaining = max(0.05, time_limit_s - (time.perf_counter() - t_start))
+        result = _run_model(model_problem, tick, memory, hint, remaining, seed, workers,
+                            progress)
+        if result.solutions:
+            break
+        log.info("CP-SAT %s with %s memory model", result.status, memory)
+    cp_status = result.status
+    for k, dev in enumerate(result.solutions):
+        full = coarse.expand(dev) if coarse is not None else dev
+        assignment = {n: idx.devices[full[i]] for i, n in enumerate(idx.names)}
+        ev = evaluate(problem, assignment)
+        if is_acceptable(problem, ev):
+            candidates.append(_candidate(problem, assignment, ev, 0, f"cpsat{k}", -k))
+    if not candidates:
+        fastest = min((r.evaluation.latency_s for r in baselines.values() if r.evaluation),
+                      default=None)
+        raise explain_no_plan(problem, baselines, fastest)
+    candidates.sort(key=lambda c: c[:3])
+    value, _, _, assignment, ev, source = candidates[0]
+    if coarse is not None:
+        deadline = time.perf_counter() + max(0.05, 0.2 * time_limit_s)
+        assignment, ev, moves = refine(problem, assignment, ev, deadline)
+        if moves:
+            value = objective_value(problem, ev)
+            source = "cpsat" if source != "hint" else "refined"
+    solve_time = time.perf_counter() - t_start
+
+    if source == "hint":
+        status = "HINT"
+    elif cp_status == "OPTIMAL" and coarse is None:
+        status = "OPTIMAL"
+    else:
+        status = "FEASIBLE"
+    bound = lower_bound(problem)
+    if coarse is None and result.bound_s is not None:
+        bound = max(bound, result.bound_s)
+    bound = min(bound, value)
+    gap = (value - bound) / value if value > 0 else 0.0
+    if status == "OPTIMAL" and gap > 1e-6:
+        status = "FEASIBLE"
+    return SolveReport(
+        assignment=assignment,
+        evaluation=ev,
+        status=status,
+        objective=value,
+        bound=bound,
+        gap=gap,
+        solve_time_s=solve_time,
+        seed=seed,
+        workers=workers,
+        time_limit_s=time_limit_s,
+        baselines=baselines,
+        groups=dict(coarse.groups) if coarse is not None else {},
+    )
+
+
+def _run_model(problem: Problem, tick: float, memory: str, hint: list[int] | None,
+               time_limit_s: float, seed: int, workers: int,
+               progress: Callable[[float, float], None] | None) -> ModelResult:
+    if problem.objective == "throughput":
+        tmodel = ThroughputModel(problem, tick, memory)
+        if hint is not None:
+            tmodel.hint_assignment(hint)
+        return run(tmodel, time_limit_s=time_limit_s, seed=seed, workers=workers,
+                   unit_s=tick, progress=progress)
+    smodel = ScheduleModel(problem, tick, memory)
+    unit = tick
+    if problem.objective == "cost":
+        assert problem.latency_target_s is not None
+        unit = smodel.minimise_cost(problem.latency_target_s) or tick
+    else:
+        smodel.minimise_latency()
+    if hint is not None:
+        ev = evaluate(problem, {n: smodel.idx.devices[hint[i]]
+                                for i, n in enumerate(smodel.idx.names)})
+        order = sorted(range(len(hint)), key=lambda i: (ev.schedule[smodel.idx.names[i]][1], i))
+        smodel.hint_schedule(hint, order)
+    return run(smodel, time_limit_s=time_limit_s, seed=seed, workers=workers, unit_s=unit,
+               progress=progress)
+
+
+def _candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,
+               source: str, tiebreak: int = 0) -> tuple[float, int, int, dict[str, str],
+                                                         Evaluation, str]:
+    value = round(objective_value(problem, ev), 15)
+    return (value, rank, tiebreak, assignment, ev, source)

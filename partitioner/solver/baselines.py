@@ -1,0 +1,195 @@
+"""Baseline placements that today's runtimes would pick, all costed by the common evaluator.
+
+* ``single:<device>``: everything on one device (only where it can run every node).
+* ``best_single``: the fastest feasible ``single:<device>`` under the problem's objective.
+* ``priority_greedy``: each node to the first device in cluster order that may run it, the
+  fallback device last (ONNX Runtime execution-provider priority / OpenVINO HETERO).
+* ``heft``: HEFT list scheduling (upward rank with mean costs, earliest finish time per node,
+  respecting support and weight memory).
+* ``memory_greedy``: fill devices in cluster order along the topological order until their
+  weight memory (less an activation reserve) is full (Accelerate ``device_map="auto"``).
+
+A baseline that is not feasible (unsupported nodes, memory, latency target) is reported with
+``evaluation=None`` and a note saying why.
+"""
+
+from __future__ import annotations
+
+from partitioner.errors import SolverError
+from partitioner.problem import BaselineResult, Evaluation, Problem
+from partitioner.solver.evaluate import evaluate, is_acceptable, memory_violations, objective_value
+from partitioner.solver.index import ProblemIndex, index_of
+
+
+def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
+    """Run every baseline on ``problem``.
+
+    Returns:
+        Baseline name -> result; ``single:<device>`` for every device, then ``best_single``,
+        ``priority_greedy``, ``heft`` and ``memory_greedy``.
+    """
+    idx = index_of(problem)
+    results: dict[str, BaselineResult] = {}
+    singles = []
+    for k, d in enumerate(idx.devices):
+        res = _single(problem, idx, k)
+        results[f"single:{d}"] = res
+        if res.evaluation is not None:
+            singles.append(res)
+    if singles:
+        best = min(singles, key=lambda r: objective_value(problem, r.evaluation))  # type: ignore[arg-type]
+        results["best_single"] = BaselineResult("best_single", best.assignment, best.evaluation,
+                                                f"= {best.name}")
+    else:
+        results["best_single"] = BaselineResult(
+            "best_single", {}, None, "no single device can run the whole model within memory")
+    results["priority_greedy"] = _finish(problem, "priority_greedy", _priority(problem, idx))
+    results["heft"] = _finish(problem, "heft", _heft(problem, idx))
+    results["memory_greedy"] = _finish(problem, "memory_greedy", _memory_fill(problem, idx))
+    return results
+
+
+def best_baseline(problem: Problem, results: dict[str, BaselineResult]) -> BaselineResult | None:
+    """The feasible baseline with the lowest objective (ties: the first in ``results``)."""
+    feasible = [r for r in results.values() if r.evaluation is not None]
+    if not feasible:
+        return None
+    return min(feasible, key=lambda r: objective_value(problem, r.evaluation))  # type: ignore[arg-type]
+
+
+def _finish(problem: Problem, name: str, built: dict[str, str] | str) -> BaselineResult:
+    if isinstance(built, str):
+        return BaselineResult(name, {}, None, built)
+    try:
+        ev = evaluate(problem, built)
+    except SolverError as exc:
+        return BaselineResult(name, built, None, str(exc))
+    return _judge(problem, name, built, ev)
+
+
+def _judge(problem: Problem, name: str, assignment: dict[str, str],
+           ev: Evaluation) -> BaselineResult:
+    if is_acceptable(problem, ev):
+        return BaselineResult(name, assignment, ev)
+    over = memory_violations(problem, ev)
+    if over:
+        note = "; ".join(f"needs {need} bytes on {d}, capacity {cap}"
+                         for d, (need, cap) in over.items())
+    elif problem.objective == "cost" and problem.latency_target_s is not None \
+            and ev.latency_s > problem.latency_target_s:
+        note = f"latency {ev.latency_s:.6g} s misses the target {problem.latency_target_s:.6g} s"
+    else:
+        note = f"{ev.num_partitions} partitions exceed max_partitions {problem.max_partitions}"
+    return BaselineResult(name, assignment, None, note)
+
+
+def _single(problem: Problem, idx: ProblemIndex, k: int) -> BaselineResult:
+    name = f"single:{idx.devices[k]}"
+    bad = [i for i in range(len(idx.names)) if k not in idx.allowed[i]]
+    if bad:
+        first = idx.names[bad[0]]
+        why = problem.costs.get(first, idx.devices[k])
+        reason = getattr(why, "reason", "pinned or forbidden")
+        if problem.pins.get(first, idx.devices[k]) != idx.devices[k] or \
+                idx.devices[k] in problem.forbidden.get(first, ()):
+            reason = "pinned elsewhere or forbidden"
+        return BaselineResult(name, {}, None,
+                              f"cannot run {len(bad)} node(s), e.g. {first}: {reason}")
+    assignment = dict.fromkeys(idx.names, idx.devices[k])
+    return _finish(problem, name, assignment)
+
+
+def _unplaceable(idx: ProblemIndex) -> str | None:
+    bad = [idx.names[i] for i in range(len(idx.names)) if not idx.allowed[i]]
+    if bad:
+        return f"no device may run {len(bad)} node(s), e.g. {', '.join(bad[:5])}"
+    return None
+
+
+def _priority(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
+    why = _unplaceable(idx)
+    if why:
+        return why
+    order = list(range(len(idx.devices)))
+    fb = problem.cluster.fallback_device
+    if fb in idx.dev_pos:
+        order.remove(idx.dev_pos[fb])
+        order.append(idx.dev_pos[fb])
+    rank = {k: r for r, k in enumerate(order)}
+    return {n: idx.devices[min(idx.allowed[i], key=rank.__getitem__)]
+            for i, n in enumerate(idx.names)}
+
+
+def _heft(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
+    why = _unplaceable(idx)
+    if why:
+        return why
+    n = len(idx.names)
+    ndev = len(idx.devices)
+    mean_bw = _mean_link(idx)
+    mean_cost = [sum(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) / len(idx.allowed[i])
+                 for i in range(n)]
+    rank = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        tail = 0.0
+        for t, nbytes, _ in idx.succs[i]:
+            tail = max(tail, rank[t] + (nbytes / mean_bw if ndev > 1 else 0.0))
+        rank[i] = mean_cost[i] + tail
+    order = sorted(range(n), key=lambda i: (-rank[i], i))
+    capacity = [d.memory_bytes for d in problem.cluster.devices]
+    used = [0] * ndev
+    free = [0.0] * (max(idx.group) + 1)
+    last = [-1] * ndev
+    end = [0.0] * n
+    dev = [-1] * n
+    for i in order:
+        best: tuple[float, int] | None = None
+        candidates = [k for k in idx.allowed[i] if used[k] + idx.weights[i] <= capacity[k]]
+        for k in candidates or idx.allowed[i]:
+            ready = 0.0
+            joins = False
+            for s, nbytes, _ in idx.preds[i]:
+                ready = max(ready, end[s] + idx.transfer(dev[s], k, nbytes))
+                joins = joins or last[k] == s
+            cost = idx.cost[i][k] or 0.0
+            new_call = not joins
+            eft = max(free[idx.group[k]], ready) + cost + (idx.overhead[k] if new_call else 0.0)
+            if best is None or eft < best[0] - 1e-15:
+                best = (eft, k)
+        assert best is not None
+        eft, k = best
+        dev[i], end[i], last[k] = k, eft, i
+        free[idx.group[k]] = eft
+        used[k] += idx.weights[i]
+    return {name: idx.devices[dev[i]] for i, name in enumerate(idx.names)}
+
+
+def _memory_fill(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
+    why = _unplaceable(idx)
+    if why:
+        return why
+    n = len(idx.names)
+    reserve = 2 * max(idx.out_bytes, default=0) + max(
+        (max(w) for w in idx.workspace), default=0)
+    capacity = [max(0, d.memory_bytes - reserve) for d in problem.cluster.devices]
+    used = [0] * len(idx.devices)
+    current = 0
+    out = {}
+    for i in range(n):
+        need = idx.weights[i] + idx.out_bytes[i]
+        while current < len(idx.devices) - 1 and used[current] + need > capacity[current]:
+            current += 1
+        if current in idx.allowed[i]:
+            k = current
+        else:
+            k = next((c for c in idx.allowed[i] if used[c] + need <= capacity[c]),
+                     idx.allowed[i][-1])
+        used[k] += need
+        out[idx.names[i]] = idx.devices[k]
+    return out
+
+
+def _mean_link(idx: ProblemIndex) -> float:
+    bws = [idx.link_bandwidth[a][b] for a in range(len(idx.devices))
+           for b in range(len(idx.devices)) if a != b]
+    return sum(bws) / len(bws) if bws else 1.0

@@ -1,0 +1,313 @@
+"""CP-SAT placement models (assignment core, latency/cost schedule) and the solve loop.
+
+Model (flexible job shop), on a possibly coarsened Problem, time in integer ticks
+(``tick_s`` chosen so the reference latency is about 10^6 ticks):
+
+* ``x[n,d]`` Boolean only for allowed pairs (supported, not forbidden, pinned device only);
+  exactly one per node.
+* ``z[e,d]`` "both ends of edge e on d" (``z <= x[u,d]``, ``z <= x[v,d]``); the minimiser sets
+  it wherever it may, so ``1 - sum_d z[e,d]`` marks a cut edge.
+* ``entry[n]`` per-call overhead marker: 1 for sources, ``>= 1 - same(e)`` for every in-edge.
+  A node with an entry pays its device's ``call_overhead_s``. This approximates the
+  evaluator, which pays the overhead once per partition from ``split_into_partitions``; the
+  evaluator stays the source of truth and every candidate is re-scored with it.
+* ``max_partitions`` bounds ``sum(entry of non-sources) + devices used by sources``.
+* Memory (safe mode): weights + outputs of nodes placed on d + bytes received on d over cut
+  edges + the largest workspace <= capacity: an upper bound on the evaluator's peak, so a
+  model solution always fits. ``weights`` mode drops activations (used when the safe model is
+  infeasible; candidates are then checked by the evaluator).
+* Schedule: optional interval per (n,d) of size cost + overhead*entry, NoOverlap per processor
+  (devices sharing a processor share one NoOverlap), ``end[u] <= start[v]`` and, for every
+  device pair (a, b), ``start[v] >= end[u] + transfer(a, b)`` enforced by ``x[u,a] & x[v,b]``.
+* Objective latency: makespan. Cost: price-weighted busy time subject to makespan <= target.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from partitioner.problem import Problem
+from partitioner.solver.index import ProblemIndex, index_of
+
+log = logging.getLogger(__name__)
+
+#: Ticks the reference latency is scaled to.
+TICKS_PER_REFERENCE = 1_000_000
+
+
+@dataclass
+class ModelResult:
+    """Outcome of one CP-SAT run on a (coarse) problem.
+
+    Attributes:
+        status: CP-SAT status name.
+        solutions: Device index per node for each improving solution, last = best.
+        objective_s: Best model objective in seconds (price units for cost), or None.
+        bound_s: Proven model bound in the same unit, or None.
+        wall_s: Wall time of the solve.
+    """
+
+    status: str
+    solutions: list[list[int]] = field(default_factory=list)
+    objective_s: float | None = None
+    bound_s: float | None = None
+    wall_s: float = 0.0
+
+
+class AssignmentModel:
+    """The assignment core shared by the latency, cost and throughput models."""
+
+    def __init__(self, problem: Problem, tick_s: float, memory: str = "safe") -> None:
+        self.problem = problem
+        self.idx: ProblemIndex = index_of(problem)
+        self.tick_s = tick_s
+        self.model = cp_model.CpModel()
+        idx, m = self.idx, self.model
+        self.x: list[dict[int, cp_model.IntVar]] = []
+        for i, name in enumerate(idx.names):
+            row = {k: m.new_bool_var(f"x[{name},{idx.devices[k]}]") for k in idx.allowed[i]}
+            m.add_exactly_one(row.values())
+            self.x.append(row)
+        self.pairs = _dedupe_edges(idx)
+        self.same: dict[tuple[int, int], cp_model.LinearExprT] = {}
+        self.z: dict[tuple[int, int, int], cp_model.IntVar] = {}
+        for (u, v) in self.pairs:
+            common = [k for k in self.x[u] if k in self.x[v]]
+            zs = []
+            for k in common:
+                z = m.new_bool_var(f"z[{u},{v},{k}]")
+                m.add_implication(z, self.x[u][k])
+                m.add_implication(z, self.x[v][k])
+                self.z[(u, v, k)] = z
+                zs.append(z)
+            self.same[(u, v)] = sum(zs) if zs else 0
+        self.sources = [i for i in range(len(idx.names)) if not idx.preds[i]]
+        self.entry: list[cp_model.LinearExprT] = []
+        for i in range(len(idx.names)):
+            if not idx.preds[i]:
+                self.entry.append(1)
+                continue
+            e = m.new_bool_var(f"entry[{i}]")
+            for s in {s for s, _, _ in idx.preds[i]}:
+                m.add(e >= 1 - self.same[(s, i)])
+            self.entry.append(e)
+        self._memory(memory)
+        self._max_partitions()
+
+    def ticks(self, seconds: float) -> int:
+        """Seconds to ticks, rounded to nearest."""
+        return int(round(seconds / self.tick_s))
+
+    def _memory(self, mode: str) -> None:
+        idx, m = self.idx, self.model
+        for k, dev in enumerate(self.problem.cluster.devices):
+            terms = []
+            ws = max((idx.workspace[i][k] for i in range(len(idx.names)) if k in self.x[i]),
+                     default=0)
+            ws_var = m.new_int_var(0, ws, f"ws[{dev.id}]")
+            for i in range(len(idx.names)):
+                xv = self.x[i].get(k)
+                if xv is None:
+                    continue
+                size = idx.weights[i] + (idx.out_bytes[i] if mode == "safe" else 0)
+                if size:
+                    terms.append(size * xv)
+                if idx.workspace[i][k]:
+                    m.add(ws_var >= idx.workspace[i][k] * xv)
+            if mode == "safe":
+                for (u, v), nbytes in self.pairs.items():
+                    xv = self.x[v].get(k)
+                    if xv is None or not nbytes:
+                        continue
+                    zk = self.z.get((u, v, k))
+                    terms.append(nbytes * (xv - zk) if zk is not None else nbytes * xv)
+            m.add(sum(terms) + ws_var <= dev.memory_bytes)
+
+    def _max_partitions(self) -> None:
+        limit = self.problem.max_partitions
+        if limit is None:
+            return
+        m, idx = self.model, self.idx
+        used = []
+        for k in range(len(idx.devices)):
+            lits = [self.x[i][k] for i in self.sources if k in self.x[i]]
+            if lits:
+                u = m.new_bool_var(f"source_on[{k}]")
+                for lit in lits:
+                    m.add_implication(lit, u)
+                used.append(u)
+        m.add(sum(used) + sum(e for i, e in enumerate(self.entry) if idx.preds[i]) <= limit)
+
+    def hint_assignment(self, dev: Sequence[int]) -> None:
+        """Hint x, z and entry from a device index per node."""
+        m = self.model
+        for i, row in enumerate(self.x):
+            for k, var in row.items():
+                m.add_hint(var, k == dev[i])
+        for (u, v, k), z in self.z.items():
+            m.add_hint(z, dev[u] == k and dev[v] == k)
+        for i, e in enumerate(self.entry):
+            if not isinstance(e, int):
+                m.add_hint(e, any(dev[s] != dev[i] for s, _, _ in self.idx.preds[i]))
+
+    def extract(self, value: Callable[[cp_model.IntVar], int]) -> list[int]:
+        """Device index per node from a solution."""
+        return [next(k for k, var in row.items() if value(var)) for row in self.x]
+
+
+class ScheduleModel(AssignmentModel):
+    """Latency (makespan) and cost (price subject to a latency target) objective."""
+
+    def __init__(self, problem: Problem, tick_s: float, memory: str = "safe") -> None:
+        super().__init__(problem, tick_s, memory)
+        idx, m = self.idx, self.model
+        n = len(idx.names)
+        horizon = 0
+        for i in range(n):
+            horizon += max(self.ticks(idx.cost[i][k] or 0.0) for k in self.x[i])
+            horizon += max(self.ticks(idx.overhead[k]) for k in self.x[i])
+        for (u, v), nbytes in self.pairs.items():
+            horizon += max((self.ticks(idx.transfer(a, b, nbytes)) for a in self.x[u]
+                            for b in self.x[v]), default=0)
+        self.horizon = horizon + 1
+        self.start = [m.new_int_var(0, self.horizon, f"s[{i}]") for i in range(n)]
+        self.end = [m.new_int_var(0, self.horizon, f"e[{i}]") for i in range(n)]
+        self.dur: list[dict[int, int]] = []
+        per_group: dict[int, list[cp_model.IntervalVar]] = {}
+        self.busy_terms: dict[int, list[cp_model.LinearExprT]] = {}
+        for i in range(n):
+            durs = {}
+            for k, xv in self.x[i].items():
+                d = self.ticks(idx.cost[i][k] or 0.0)
+                oh = self.ticks(idx.overhead[k])
+                durs[k] = d
+                size = d + oh * self.entry[i]
+                iv = m.new_optional_interval_var(self.start[i], size, self.end[i], xv, f"iv{i},{k}")
+                per_group.setdefault(idx.group[k], []).append(iv)
+                self.busy_terms.setdefault(k, []).append(d * xv)
+                if oh:
+                    if isinstance(self.entry[i], int):
+                        self.busy_terms[k].append(oh * xv)
+                    else:
+                        both = m.new_bool_var(f"oh{i},{k}")
+                        m.add(both >= xv + self.entry[i] - 1)
+                        self.busy_terms[k].append(oh * both)
+            self.dur.append(durs)
+        for ivs in per_group.values():
+            m.add_no_overlap(ivs)
+        for (u, v), nbytes in self.pairs.items():
+            m.add(self.start[v] >= self.end[u])
+            for a, xa in self.x[u].items():
+                for b, xb in self.x[v].items():
+                    if a != b:
+                        t = self.ticks(idx.transfer(a, b, nbytes))
+                        if t > 0:
+                            m.add(self.start[v] >= self.end[u] + t).only_enforce_if(xa, xb)
+        self.makespan = m.new_int_var(0, self.horizon, "makespan")
+        for i in range(n):
+            if not idx.succs[i]:
+                m.add(self.makespan >= self.end[i])
+        # Redundant energetic cut: a processor's work fits before the makespan (tightens the
+        # LP bound a lot on load-balancing-like instances).
+        for g in set(idx.group):
+            ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
+            m.add(self.makespan >= sum(t for k in ks for t in self.busy_terms.get(k, [])))
+
+    def minimise_latency(self) -> None:
+        self.model.minimize(self.makespan)
+
+    def minimise_cost(self, target_s: float) -> float:
+        """Minimise price-weighted busy time under the target; returns price per objective unit."""
+        self.model.add(self.makespan <= int(target_s / self.tick_s))
+        prices = [d.price_per_hour for d in self.problem.cluster.devices]
+        top = max(prices)
+        if top <= 0:
+            self.model.minimize(self.makespan)
+            return 0.0
+        weights = [int(round(p / top * 1000)) for p in prices]
+        self.model.minimize(sum(weights[k] * sum(terms) for k, terms in self.busy_terms.items()))
+        # objective * unit = price per 1k inferences
+        return top / 3600.0 * 1000.0 * self.tick_s / 1000
+
+    def hint_schedule(self, dev: Sequence[int], order: Sequence[int]) -> None:
+        """Hint a full schedule for ``dev``, list-scheduling nodes in ``order`` (topological)."""
+        self.hint_assignment(dev)
+        idx = self.idx
+        free: dict[int, int] = {}
+        end = [0] * len(idx.names)
+        for i in order:
+            k = dev[i]
+            ready = 0
+            for s, nbytes, _ in idx.preds[i]:
+                ready = max(ready, end[s] + (self.ticks(idx.transfer(dev[s], k, nbytes))
+                                             if dev[s] != k else 0))
+            entry = 1 if not idx.preds[i] or any(dev[s] != k for s, _, _ in idx.preds[i]) else 0
+            s0 = max(ready, free.get(idx.group[k], 0))
+            end[i] = s0 + self.dur[i][k] + entry * self.ticks(idx.overhead[k])
+            free[idx.group[k]] = end[i]
+            self.model.add_hint(self.start[i], s0)
+            self.model.add_hint(self.end[i], end[i])
+        self.model.add_hint(self.makespan, max(end, default=0))
+
+
+def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
+        unit_s: float, progress: Callable[[float, float], None] | None = None,
+        keep: int = 5) -> ModelResult:
+    """Solve ``model`` deterministically and collect the last ``keep`` improving solutions.
+
+    Determinism: ``interleave_search`` with a deterministic-time limit equal to
+    ``time_limit_s`` (wall time capped at twice that), fixed seed and worker count.
+    """
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.random_seed = seed
+    params.num_workers = max(1, workers)
+    params.interleave_search = True
+    params.max_deterministic_time = max(0.01, 0.5 * time_limit_s)
+    params.max_time_in_seconds = max(0.05, time_limit_s)
+    cb = _Collector(model, unit_s, progress, keep)
+    t0 = time.perf_counter()
+    status = solver.solve(model.model, cb)
+    wall = time.perf_counter() - t0
+    name = solver.status_name(status)
+    result = ModelResult(status=name, solutions=cb.solutions, wall_s=wall)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        result.objective_s = solver.objective_value * unit_s
+        result.bound_s = solver.best_objective_bound * unit_s
+        if not cb.solutions:
+            result.solutions.append(model.extract(solver.boolean_value))
+    log.info("CP-SAT %s in %.2fs: objective %s bound %s", name, wall,
+             result.objective_s, result.bound_s)
+    return result
+
+
+class _Collector(cp_model.CpSolverSolutionCallback):
+    def __init__(self, model: AssignmentModel, unit_s: float,
+                 progress: Callable[[float, float], None] | None, keep: int) -> None:
+        super().__init__()
+        self._model = model
+        self._unit = unit_s
+        self._progress = progress
+        self._keep = keep
+        self.solutions: list[list[int]] = []
+
+    def on_solution_callback(self) -> None:
+        self.solutions.append(self._model.extract(self.boolean_value))
+        del self.solutions[:-self._keep]
+        if self._progress is not None:
+            self._progress(self.objective_value * self._unit,
+                           self.best_objective_bound * self._unit)
+
+
+def _dedupe_edges(idx: ProblemIndex) -> dict[tuple[int, int], int]:
+    """(producer, consumer) -> largest tensor bytes between them."""
+    pairs: dict[tuple[int, int], int] = {}
+    for v, ps in enumerate(idx.preds):
+        for u, nbytes, _ in ps:
+            pairs[(u, v)] = max(pairs.get((u, v), 0), nbytes)
+    return pairs

@@ -1,0 +1,207 @@
+"""The common evaluator: one list schedule that costs every assignment (plans and baselines).
+
+Semantics (the source of truth; the CP-SAT models approximate it):
+
+* The assignment is cut into runner calls with ``partitioner.partitioning.split_into_partitions``,
+  the same function the plan builder uses, and scheduled the way the executor runs them
+  (``partitioner.executor``): a call is one task whose inputs must all be there before it
+  starts and whose outputs all appear when it returns.
+* A partition on device ``d`` starts when ``d`` and every device sharing its processor is free
+  and every partition it reads from has finished (plus ``Cluster.transfer_time`` for tensors
+  coming from another device). It pays ``d.call_overhead_s`` once, then runs its nodes back to
+  back; ``schedule`` gives each node's start and end inside the call. Partitions claim their
+  device in execution order. Links are not modelled as contended resources for latency.
+* ``latency_s`` is the makespan. ``busy_s[d]`` is node time plus overheads on ``d``.
+  ``stage_s`` (pipelined throughput) is the maximum over processors of their devices' busy
+  time and over directed links of the time spent moving the (deduplicated) tensors that cross it.
+* ``cost_per_1k = sum_d price_per_hour/3600 * busy_s[d] * 1000``; ``energy_j = sum_d power_w *
+  busy_s[d]``.
+* ``peak_memory[d]`` = weights of nodes on ``d`` + the largest workspace of a node on ``d`` +
+  the peak of live activations on ``d`` (a sweep over the schedule): a node's output lives
+  from its start until its last local consumer ends, and at least until its partition returns
+  (graph outputs until the makespan; with remote consumers until its copies have arrived); a
+  copy received from another device lives from its arrival until its last consumer on ``d``
+  ends.
+
+Cost: O((nodes + edges) log nodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from partitioner.errors import SolverError
+from partitioner.partitioning import split_into_partitions
+from partitioner.problem import Evaluation, Problem
+from partitioner.solver.index import ProblemIndex, index_of
+
+
+def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
+    """Cost ``assignment`` (node name -> device id) under the common list schedule.
+
+    Args:
+        problem: The placement problem.
+        assignment: Device of every node of ``problem``.
+
+    Returns:
+        The evaluation (latency, stage time, price, energy, busy time, peak memory, schedule).
+
+    Raises:
+        SolverError: A node is unassigned, a device is unknown or a node sits on a device
+            that cannot run it.
+    """
+    idx = index_of(problem)
+    dev = _device_vector(idx, assignment)
+    edges = [(idx.names[s], idx.names[t]) for t, ps in enumerate(idx.preds) for s, _, _ in ps]
+    partitions = split_into_partitions(idx.names, edges, assignment)
+    ndev = len(idx.devices)
+    start = [0.0] * len(idx.names)
+    end = [0.0] * len(idx.names)
+    busy = [0.0] * ndev
+    free = [0.0] * (max(idx.group) + 1 if idx.group else 1)
+
+    part_of = [0] * len(idx.names)
+    for part in partitions:
+        for name in part.nodes:
+            part_of[idx.pos[name]] = part.index
+    avail = [0.0] * len(idx.names)  # when a node's outputs leave its call
+    for part in partitions:
+        k = idx.dev_pos[part.device]
+        g = idx.group[k]
+        members = [idx.pos[n] for n in part.nodes]
+        ready = 0.0
+        for i in members:
+            for s, nbytes, _ in idx.preds[i]:
+                if part_of[s] != part.index:
+                    ready = max(ready, avail[s] + idx.transfer(dev[s], k, nbytes))
+        t = max(free[g], ready) + idx.overhead[k]
+        busy[k] += idx.overhead[k]
+        for i in members:
+            c = idx.cost[i][k]
+            assert c is not None
+            start[i] = t
+            t = end[i] = t + c
+            busy[k] += c
+        for i in members:
+            avail[i] = t
+        free[g] = t
+    makespan = max(end, default=0.0)
+
+    link_time: dict[tuple[int, int], float] = {}
+    seen: set[tuple[int, str, int]] = set()
+    for t_i, ps in enumerate(idx.preds):
+        for s, nbytes, key in ps:
+            a, b = dev[s], dev[t_i]
+            if a != b and (s, key, b) not in seen:
+                seen.add((s, key, b))
+                link_time[(a, b)] = link_time.get((a, b), 0.0) + idx.transfer(a, b, nbytes)
+    group_busy: dict[int, float] = {}
+    for k in range(ndev):
+        group_busy[idx.group[k]] = group_busy.get(idx.group[k], 0.0) + busy[k]
+    stage = max([*group_busy.values(), *link_time.values(), 0.0])
+
+    cluster = problem.cluster
+    cost_per_1k = sum(d.price_per_hour / 3600.0 * busy[k] * 1000.0
+                      for k, d in enumerate(cluster.devices))
+    energy = sum(d.power_w * busy[k] for k, d in enumerate(cluster.devices))
+    peak = _peak_memory(idx, dev, start, end, avail, makespan)
+    return Evaluation(
+        latency_s=makespan,
+        stage_s=stage,
+        cost_per_1k=cost_per_1k,
+        energy_j=energy,
+        busy_s={d: busy[k] for k, d in enumerate(idx.devices)},
+        peak_memory={d: peak[k] for k, d in enumerate(idx.devices)},
+        schedule={n: (idx.devices[dev[i]], start[i], end[i]) for i, n in enumerate(idx.names)},
+        num_partitions=len(partitions),
+    )
+
+
+def memory_violations(problem: Problem, evaluation: Evaluation) -> dict[str, tuple[int, int]]:
+    """Devices whose peak memory exceeds capacity: device id -> (peak bytes, capacity)."""
+    out = {}
+    for d in problem.cluster.devices:
+        need = evaluation.peak_memory.get(d.id, 0)
+        if need > d.memory_bytes:
+            out[d.id] = (need, d.memory_bytes)
+    return out
+
+
+def objective_value(problem: Problem, evaluation: Evaluation) -> float:
+    """The quantity ``problem.objective`` minimises, read from an evaluation."""
+    if problem.objective == "throughput":
+        return evaluation.stage_s
+    if problem.objective == "cost":
+        return evaluation.cost_per_1k
+    return evaluation.latency_s
+
+
+def is_acceptable(problem: Problem, evaluation: Evaluation) -> bool:
+    """True when the evaluation fits in memory and meets the latency target (cost objective)."""
+    if memory_violations(problem, evaluation):
+        return False
+    target = problem.latency_target_s
+    if problem.objective == "cost" and target is not None:
+        return evaluation.latency_s <= target * (1 + 1e-9)
+    if problem.max_partitions is not None and evaluation.num_partitions > problem.max_partitions:
+        return False
+    return True
+
+
+def _device_vector(idx: ProblemIndex, assignment: Mapping[str, str]) -> list[int]:
+    missing = [n for n in idx.names if n not in assignment]
+    if missing:
+        raise SolverError(f"assignment leaves {len(missing)} node(s) unplaced: "
+                          f"{', '.join(missing[:10])}")
+    dev = []
+    bad = []
+    for i, name in enumerate(idx.names):
+        k = idx.dev_pos.get(assignment[name])
+        if k is None or idx.cost[i][k] is None:
+            bad.append(f"{name}={assignment[name]}")
+            k = 0
+        dev.append(k)
+    if bad:
+        raise SolverError(f"assignment puts nodes on unknown or unsupporting devices: "
+                          f"{', '.join(bad[:10])}")
+    return dev
+
+
+def _peak_memory(idx: ProblemIndex, dev: list[int], start: list[float], end: list[float],
+                 avail: list[float], makespan: float) -> list[int]:
+    ndev = len(idx.devices)
+    weights = [0] * ndev
+    workspace = [0] * ndev
+    events: list[list[tuple[float, int]]] = [[] for _ in range(ndev)]
+    for i in range(len(idx.names)):
+        k = dev[i]
+        weights[k] += idx.weights[i]
+        workspace[k] = max(workspace[k], idx.workspace[i][k])
+        out = idx.out_bytes[i]
+        local_end = end[i] if idx.succs[i] else makespan
+        copies: dict[tuple[str, int], tuple[float, float, int]] = {}
+        for t, nbytes, key in idx.succs[i]:
+            kt = dev[t]
+            if kt == k:
+                local_end = max(local_end, end[t])
+            else:
+                arrive = avail[i] + idx.transfer(k, kt, nbytes)
+                local_end = max(local_end, arrive)
+                prev = copies.get((key, kt))
+                last = end[t] if prev is None else max(prev[1], end[t])
+                copies[(key, kt)] = (arrive, last, nbytes)
+        if out > 0:
+            events[k].append((start[i], out))
+            events[k].append((max(local_end, end[i]), -out))
+        for (_, kt), (arrive, last, nbytes) in copies.items():
+            if nbytes > 0:
+                events[kt].append((arrive, nbytes))
+                events[kt].append((max(last, arrive), -nbytes))
+    peak = []
+    for k in range(ndev):
+        live = best = 0
+        for _, delta in sorted(events[k]):
+            live += delta
+            best = max(best, live)
+        peak.append(weights[k] + workspace[k] + best)
+    return peak

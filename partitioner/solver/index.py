@@ -1,0 +1,141 @@
+"""Array view of a Problem (positions, adjacency, per-device costs) shared by the solver modules.
+
+Building it is O(nodes x devices + edges); it is cached on the (frozen) Problem so the
+evaluator, the baselines, the coarsener and the CP-SAT models index the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from partitioner.costs import Supported
+from partitioner.errors import SolverError
+from partitioner.problem import Problem
+
+
+@dataclass
+class ProblemIndex:
+    """Integer-indexed view of a problem.
+
+    Attributes:
+        names: Node names in topological order.
+        pos: Node name -> position.
+        devices: Device ids in priority order.
+        dev_pos: Device id -> index.
+        cost: ``cost[i][k]`` latency of node i on device k, None when unsupported.
+        workspace: ``workspace[i][k]`` runner workspace bytes (0 when unsupported).
+        allowed: Devices node i may use (supported, not forbidden, pinned device only).
+        preds: ``preds[i]`` = list of (producer position, bytes, tensor key).
+        succs: ``succs[i]`` = list of (consumer position, bytes, tensor key).
+        group: Processor group of each device (devices sharing a processor share a group).
+        overhead: Per-call overhead of each device in seconds.
+        weights: Weight bytes of each node.
+        out_bytes: Output bytes of each node.
+    """
+
+    names: list[str]
+    pos: dict[str, int]
+    devices: tuple[str, ...]
+    dev_pos: dict[str, int]
+    cost: list[list[float | None]]
+    workspace: list[list[int]]
+    allowed: list[list[int]]
+    preds: list[list[tuple[int, int, str]]]
+    succs: list[list[tuple[int, int, str]]]
+    group: list[int]
+    overhead: list[float]
+    weights: list[int]
+    out_bytes: list[int]
+    link_latency: list[list[float]]
+    link_bandwidth: list[list[float]]
+
+    def transfer(self, a: int, b: int, nbytes: int) -> float:
+        """Seconds to move ``nbytes`` from device index ``a`` to ``b`` (0 when equal)."""
+        if a == b:
+            return 0.0
+        return self.link_latency[a][b] + nbytes / self.link_bandwidth[a][b]
+
+
+def index_of(problem: Problem) -> ProblemIndex:
+    """Return the (cached) index of ``problem``; SolverError on dangling edges."""
+    cached = problem.__dict__.get("_solver_index")
+    if cached is None:
+        cached = _build(problem)
+        object.__setattr__(problem, "_solver_index", cached)
+    return cached
+
+
+def _build(problem: Problem) -> ProblemIndex:
+    cluster = problem.cluster
+    names = [n.name for n in problem.nodes]
+    pos = {name: i for i, name in enumerate(names)}
+    if len(pos) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise SolverError(f"duplicate node names in problem: {', '.join(dupes[:10])}")
+    devices = cluster.device_ids
+    dev_pos = {d: k for k, d in enumerate(devices)}
+    cost: list[list[float | None]] = []
+    workspace: list[list[int]] = []
+    allowed: list[list[int]] = []
+    for name in names:
+        row: list[float | None] = []
+        ws: list[int] = []
+        for d in devices:
+            c = problem.costs.get(name, d)
+            if isinstance(c, Supported):
+                row.append(max(0.0, float(c.latency_s)))
+                ws.append(int(c.memory_bytes))
+            else:
+                row.append(None)
+                ws.append(0)
+        cost.append(row)
+        workspace.append(ws)
+        banned = set(problem.forbidden.get(name, ()))
+        pinned = problem.pins.get(name)
+        allowed.append([
+            k for k, d in enumerate(devices)
+            if row[k] is not None and d not in banned and (pinned is None or pinned == d)
+        ])
+    preds: list[list[tuple[int, int, str]]] = [[] for _ in names]
+    succs: list[list[tuple[int, int, str]]] = [[] for _ in names]
+    bad = []
+    for e in problem.edges:
+        s, t = pos.get(e.src), pos.get(e.dst)
+        if s is None or t is None:
+            bad.append(f"{e.src}->{e.dst}")
+            continue
+        key = e.tensor or f"{e.src}->{e.dst}"
+        preds[t].append((s, int(e.nbytes), key))
+        succs[s].append((t, int(e.nbytes), key))
+    if bad:
+        raise SolverError(f"edges name unknown nodes: {', '.join(bad[:10])}")
+    groups: dict[str, int] = {}
+    group = []
+    for dev in cluster.devices:
+        key = dev.processor if dev.processor is not None else f"\0{dev.id}"
+        group.append(groups.setdefault(key, len(groups)))
+    link_latency = [[0.0] * len(devices) for _ in devices]
+    link_bandwidth = [[1.0] * len(devices) for _ in devices]
+    for a, da in enumerate(devices):
+        for b, db in enumerate(devices):
+            if a != b:
+                link = cluster.link(da, db)
+                link_latency[a][b] = link.latency_s
+                link_bandwidth[a][b] = link.bandwidth
+    return ProblemIndex(
+        names=names,
+        pos=pos,
+        devices=devices,
+        dev_pos=dev_pos,
+        cost=cost,
+        workspace=workspace,
+        allowed=allowed,
+        preds=preds,
+        succs=succs,
+        group=group,
+        overhead=[d.call_overhead_s for d in cluster.devices],
+        weights=[n.weight_bytes for n in problem.nodes],
+        out_bytes=[n.output_bytes for n in problem.nodes],
+        link_latency=link_latency,
+        link_bandwidth=link_bandwidth,
+    )

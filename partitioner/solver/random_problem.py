@@ -1,0 +1,75 @@
+"""Random placement problems (DAGs with roofline-like costs) for tests and benchmarks."""
+
+from __future__ import annotations
+
+import random
+
+from partitioner.costs import CostTable, Supported, Unsupported
+from partitioner.devices import Cluster, DeviceSpec, Link
+from partitioner.problem import Problem, ProblemEdge, ProblemNode
+
+_OPS = ("MatMul", "Conv", "Add", "Relu", "Softmax", "LayerNormalization", "Gather", "Reshape")
+
+
+def demo_cluster(kind: str = "cpu+gpu", gpu_memory: int = 16 * 2**30) -> Cluster:
+    """A small spec-sheet cluster: ``cpu+gpu``, ``cpu+npu`` or ``cpu+cpu`` (shared processor)."""
+    cpu = DeviceSpec(id="cpu", device_class="cpu", runner="null", memory_bytes=64 * 2**30,
+                     peak_flops={"float32": 1e12}, memory_bandwidth=50e9,
+                     call_overhead_s=10e-6, price_per_hour=0.1, power_w=65.0)
+    if kind == "cpu+cpu":
+        a = DeviceSpec(id="ort", device_class="cpu", runner="null", memory_bytes=8 * 2**30,
+                       peak_flops={"float32": 1e11}, memory_bandwidth=20e9,
+                       call_overhead_s=10e-6, processor="host")
+        b = DeviceSpec(id="ov", device_class="cpu", runner="null", memory_bytes=8 * 2**30,
+                       peak_flops={"float32": 3e11}, memory_bandwidth=20e9,
+                       call_overhead_s=170e-6, processor="host")
+        return Cluster("cpu+cpu", (b, a), (), 20e9, "ort")
+    acc_class = "npu" if kind == "cpu+npu" else "gpu"
+    acc = DeviceSpec(id=acc_class, device_class=acc_class, runner="null",
+                     memory_bytes=gpu_memory, peak_flops={"float32": 30e12},
+                     memory_bandwidth=300e9, call_overhead_s=20e-6, price_per_hour=0.8,
+                     power_w=72.0)
+    links = (Link(acc.id, "cpu", 16e9, 10e-6), Link("cpu", acc.id, 16e9, 10e-6))
+    return Cluster(kind, (acc, cpu), links, 10e9, "cpu")
+
+
+def random_problem(n: int, cluster: Cluster, seed: int = 0, *, width: int = 4,
+                   unsupported_rate: float = 0.05, objective: str = "latency",
+                   latency_target_s: float | None = None) -> Problem:
+    """A random layered DAG of ``n`` nodes with roofline costs on ``cluster``.
+
+    Args:
+        n: Number of nodes.
+        cluster: Devices to cost for.
+        seed: Random seed (same seed, same problem).
+        width: Typical number of parallel branches.
+        unsupported_rate: Chance that a non-CPU device (npu: five times more) lacks the op.
+        objective: Problem objective.
+        latency_target_s: Latency target for the cost objective.
+    """
+    rng = random.Random(seed)
+    nodes = []
+    edges = []
+    costs = CostTable()
+    for i in range(n):
+        op = _OPS[rng.randrange(len(_OPS))]
+        flops = rng.choice((1e5, 1e6, 1e7, 1e8)) if op in ("MatMul", "Conv") else 1e4
+        out = rng.choice((4096, 65536, 262144))
+        weights = rng.choice((0, 0, 65536, 1 << 20)) if op in ("MatMul", "Conv") else 0
+        name = f"n{i}"
+        nodes.append(ProblemNode(name, op, weights, out, (name,)))
+        if i:
+            preds = {max(0, i - 1 - rng.randrange(min(i, width)))}
+            if rng.random() < 0.3 and i > 1:
+                preds.add(rng.randrange(max(0, i - 4 * width), i))
+            for p in sorted(preds):
+                edges.append(ProblemEdge(f"n{p}", name, nodes[p].output_bytes, f"t{p}"))
+        for dev in cluster.devices:
+            rate = unsupported_rate * (5 if dev.device_class == "npu" else 1)
+            if dev.device_class != "cpu" and rng.random() < rate:
+                costs.set(name, dev.id, Unsupported(f"{op} not supported on {dev.device_class}"))
+                continue
+            t = max(flops / dev.flops_for("float32"), (out + weights) / dev.memory_bandwidth)
+            costs.set(name, dev.id, Supported(t, 0, "roofline"))
+    return Problem(tuple(nodes), tuple(edges), cluster, costs, objective=objective,
+                   latency_target_s=latency_target_s)
