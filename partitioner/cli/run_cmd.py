@@ -1,0 +1,121 @@
+"""``hetpart run``: execute a plan on its devices, measure it, optionally check its numerics."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from partitioner.cli.common import print_json
+from partitioner.errors import RunError
+from partitioner.executor import Executor
+from partitioner.plan_io import check_model_hash, load_plan
+from partitioner.run_support import (
+    compare_outputs,
+    load_inputs,
+    measure,
+    random_inputs,
+    resolve_model_path,
+    save_run,
+    whole_model_outputs,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a plan on its devices and measure it")
+    p.add_argument("plan_dir", metavar="PLAN_DIR", help="directory written by `hetpart compile`")
+    p.add_argument("--inputs", metavar="FILE.npz", help="input arrays by name (default: random)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare every output with the unpartitioned model on ONNX Runtime CPU",
+    )
+    p.add_argument("--rtol", type=float, default=1e-3, help="--check relative tolerance")
+    p.add_argument("--atol", type=float, default=1e-4, help="--check absolute tolerance")
+    p.add_argument("--repeat", type=int, default=10, metavar="N", help="timed runs (median)")
+    p.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also feed N inputs pipelined and report throughput",
+    )
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="map devices absent here onto ONNX Runtime CPU (timings are emulated)",
+    )
+    p.add_argument(
+        "--save", action="store_true", help="write the measurements to PLAN_DIR/run.json"
+    )
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise RunError(f"--repeat {args.repeat}: must be at least 1")
+    if args.stream < 0:
+        raise RunError(f"--stream {args.stream}: must be at least 1")
+    plan_dir = Path(args.plan_dir)
+    plan = load_plan(plan_dir)
+    specs = plan.model.inputs
+    feeds = load_inputs(args.inputs, specs) if args.inputs else random_inputs(specs, args.seed)
+    model_path = None
+    if args.check:  # fail on a missing or foreign model before spending time running
+        model_path = resolve_model_path(plan, plan_dir)
+        check_model_hash(plan, model_path)
+    with Executor(plan, plan_dir, emulate=args.emulate) as executor:
+        record, last = measure(executor, feeds, repeat=args.repeat, stream=args.stream)
+    ok = True
+    if model_path is not None:
+        expected = whole_model_outputs(model_path, feeds)
+        per_output = compare_outputs(last.outputs, expected, args.rtol, args.atol)
+        record["check"] = {"outputs": per_output, "rtol": args.rtol, "atol": args.atol}
+        record["max_abs_error"] = max(v["max_abs_error"] for v in per_output.values())
+        record["max_rel_error"] = max(v["max_rel_error"] for v in per_output.values())
+        ok = all(v["passed"] for v in per_output.values())
+        record["check"]["passed"] = ok
+    if args.save:
+        record["saved_to"] = str(save_run(plan_dir, record))
+    if args.json:
+        print_json(record)
+    else:
+        print(format_record(record, plan_dir))
+    return 0 if ok else 1
+
+
+def format_record(record: dict[str, Any], plan_dir: Path) -> str:
+    """Human-readable summary of a run record."""
+    ms = 1e3
+    lines = [f"ran {plan_dir} ({record['model']}), {record['repeat']} timed runs"]
+    if record["emulated"]:
+        lines.append("  EMULATED devices (timings are not those of the real hardware):")
+        lines += [f"    {dev}: {why}" for dev, why in record["emulated"].items()]
+    lines.append(
+        f"  latency          {record['measured_latency_s'] * ms:.3f} ms measured (median), "
+        f"{record['predicted_latency_s'] * ms:.3f} ms predicted"
+    )
+    if "throughput_per_s" in record:
+        s = record["stream"]
+        lines.append(
+            f"  stream           {s['inputs']} inputs: {record['throughput_per_s']:.1f} /s, "
+            f"per-input latency {s['per_input_latency_median_s'] * ms:.3f} ms median"
+        )
+    lines.append("  partitions       measured    predicted")
+    for p in record["partitions"]:
+        lines.append(
+            f"    p{p['index']:<3} {p['device']:<14} {p['measured_s'] * ms:8.3f} ms "
+            f"{p['predicted_s'] * ms:8.3f} ms"
+        )
+    if "check" in record:
+        verdict = "PASSED" if record["check"]["passed"] else "FAILED"
+        lines.append(
+            f"  check            {verdict}: max abs error {record['max_abs_error']:.3g}, "
+            f"max rel error {record['max_rel_error']:.3g} "
+            f"(rtol {record['check']['rtol']}, atol {record['check']['atol']})"
+        )
+    if "saved_to" in record:
+        lines.append(f"  saved            {record['saved_to']}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""``partitioner.Session``: run a plan like ``onnxruntime.InferenceSession``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from partitioner.errors import PlanError, RunError
+from partitioner.executor import Executor
+from partitioner.plan import Plan, TensorSpec
+from partitioner.plan_io import load_plan
+
+#: NumPy dtype name -> ONNX Runtime's type string, for ``get_inputs()[i].type``.
+_ORT_TYPES = {
+    "float32": "tensor(float)",
+    "float64": "tensor(double)",
+    "float16": "tensor(float16)",
+    "bool": "tensor(bool)",
+    "str": "tensor(string)",
+}
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """Name, shape and type of a model input or output (as ``onnxruntime.NodeArg``)."""
+
+    name: str
+    shape: list[int]
+    type: str
+    dtype: str
+
+
+def _arg(spec: TensorSpec) -> NodeArg:
+    kind = _ORT_TYPES.get(spec.dtype, f"tensor({spec.dtype})")
+    return NodeArg(spec.name, list(spec.shape), kind, spec.dtype)
+
+
+class Session:
+    """A plan prepared once on its devices; ``run`` executes it partition by partition.
+
+    Args:
+        plan: A plan directory, or a loaded Plan together with ``plan_dir``.
+        plan_dir: The directory of a Plan passed as an object.
+        emulate: Map devices absent here onto ONNX Runtime CPU (timings are emulated).
+
+    Example:
+        >>> sess = Session("out/plan")                       # doctest: +SKIP
+        >>> (y,) = sess.run(None, {"x": x})                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, plan: str | Path | Plan, *, plan_dir: str | Path | None = None, emulate: bool = False
+    ) -> None:
+        if isinstance(plan, Plan):
+            if plan_dir is None:
+                raise PlanError("Session(plan) with a Plan object needs plan_dir= (its files)")
+            self.plan = plan
+            self.plan_dir = Path(plan_dir)
+        else:
+            self.plan_dir = Path(plan)
+            self.plan = load_plan(self.plan_dir)
+        self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
+        self.last_result = None
+
+    @property
+    def emulated(self) -> dict[str, str]:
+        """Device id -> why it is emulated (empty when every device is real)."""
+        return dict(self._executor.emulated)
+
+    def get_inputs(self) -> list[NodeArg]:
+        return [_arg(t) for t in self.plan.model.inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [_arg(t) for t in self.plan.model.outputs]
+
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]
+    ) -> list[np.ndarray]:
+        """Run once and return the requested outputs (all when ``output_names`` is None).
+
+        Raises:
+            RunError: an unknown output name, a missing input, or a runner failure (naming
+                the partition and device).
+        """
+        names = list(output_names) if output_names else [t.name for t in self.plan.model.outputs]
+        known = {t.name for t in self.plan.model.outputs}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise RunError(f"unknown output(s) {unknown}; the model outputs {sorted(known)}")
+        feeds = {k: np.asarray(v) for k, v in input_feed.items()}
+        result = self._executor.run(feeds)
+        self.last_result = result
+        return [result.outputs[n] for n in names]
+
+    def close(self) -> None:
+        self._executor.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
