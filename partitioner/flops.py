@@ -1,4 +1,4 @@
-"""FLOP counts per ONNX node from concrete shapes: exact formulas where defined, documented estimates otherwise.
+"""FLOP counts per ONNX node from concrete shapes: exact formulas, documented estimates otherwise.
 
 Conventions (one multiply-add = 2 FLOPs):
 
@@ -60,6 +60,9 @@ DATA_MOVEMENT = frozenset({
     "SequenceConstruct", "SequenceAt", "SplitToSequence", "ConcatFromSequence", "Dropout",
     "ReverseSequence", "EyeLike", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
 })
+
+#: Nodes whose cost lives in their subgraphs (see ``control_flow_flops``).
+CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 
 REDUCTIONS = {
     **dict.fromkeys(("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
@@ -187,7 +190,8 @@ def _rnn(c: _Ctx) -> int:
     seq, batch = (x[1], x[0]) if layout else (x[0], x[1])
     dirs, gates_hidden, inp = w
     hidden = r[2]
-    return 2 * seq * batch * dirs * gates_hidden * (inp + hidden) + 4 * seq * batch * dirs * gates_hidden
+    steps = seq * batch * dirs * gates_hidden
+    return 2 * steps * (inp + hidden) + 4 * steps
 
 
 def _einsum(c: _Ctx) -> int:
@@ -234,7 +238,7 @@ def node_flops(node: onnx.NodeProto, shape_of: Callable[[str], Dims | None]) -> 
         FLOPs following the conventions in this module's docstring.
     """
     op = node.op_type
-    if op in DATA_MOVEMENT:
+    if op in DATA_MOVEMENT or op in CONTROL_FLOW:
         return 0
     cost = ELEMENTWISE_COST.get(op)
     if cost is not None and node.domain in ("", "ai.onnx", "com.microsoft"):
@@ -263,7 +267,7 @@ def graph_flops(
     """Total FLOPs of a (sub)graph, recursing into nested control flow."""
     return sum(
         node_flops(n, shape_of) + (control_flow_flops(n, shape_of, opsets, None)
-                                   if n.op_type in ("If", "Loop", "Scan") else 0)
+                                   if n.op_type in CONTROL_FLOW else 0)
         for n in graph.node
     )
 
