@@ -52,8 +52,9 @@ class ProfileStats:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    """The runner's message on one line (at most 300 characters)."""
+    text = " ".join(str(exc).split())
+    return (text or type(exc).__name__)[:300]
 
 
 class ProfiledCostModel:

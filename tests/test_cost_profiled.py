@@ -1,0 +1,167 @@
+"""Profiled cost model and profile cache: measure, reuse, unsupported reasons, corrupt caches."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cost_models.profiled import ProfiledCostModel
+from partitioner.analysis import AnalysedModel, analyse
+from partitioner.costing import build_cost_table, default_cost_model
+from partitioner.costs import Supported, Unsupported
+from partitioner.devices import Cluster
+from partitioner.local_cluster import detect_local_cluster
+from partitioner.profile_cache import ProfileCache, ProfileRecord
+
+
+def tiny_mlp(n: int = 32, layers: int = 2) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        inits.append(numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32),
+                                             f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"], name=f"mm{i}"))
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [f"r{i}"], name=f"relu{i}"))
+        x = f"r{i}"
+    nodes.append(helper.make_node("Foo", [x], ["y"], name="foo", domain="my.domain"))
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, n])], inits,
+        value_info=[helper.make_tensor_value_info(x, TensorProto.FLOAT, [4, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("my.domain", 1)])
+    model.ir_version = 10
+    return model
+
+
+@pytest.fixture(scope="module")
+def cache_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache") / "profiles.sqlite"
+
+
+@pytest.fixture(scope="module")
+def ort_cluster(cache_path: Path) -> Cluster:
+    return detect_local_cluster(cache=ProfileCache(cache_path)).restricted_to(["ort-cpu"])
+
+
+@pytest.fixture(scope="module")
+def analysed() -> AnalysedModel:
+    return analyse(tiny_mlp())
+
+
+def test_measures_then_reuses(analysed: AnalysedModel, ort_cluster: Cluster,
+                              cache_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    first = ProfiledCostModel(ProfileCache(cache_path), repeats=3)
+    stats = first.prepare(analysed, ort_cluster, lambda d, t: calls.append((d, t)))
+    signatures = len({n.signature for n in analysed.facts.nodes})
+    assert stats.measured == signatures == 3 and stats.reused == 0  # MatMul, Relu, Foo
+    assert calls[-1] == (signatures, signatures)
+    second = ProfiledCostModel(ProfileCache(cache_path), repeats=3)
+    again = second.prepare(analysed, ort_cluster)
+    assert (again.measured, again.reused) == (0, signatures)
+
+
+def test_cost_table_from_profiles(analysed: AnalysedModel, ort_cluster: Cluster,
+                                  cache_path: Path) -> None:
+    model = ProfiledCostModel(ProfileCache(cache_path), repeats=3)
+    table = build_cost_table(analysed, ort_cluster, model)
+    assert len(table) == len(analysed.facts.nodes)
+    mm = table.get("mm0", "ort-cpu")
+    assert isinstance(mm, Supported) and mm.source == "profiled" and mm.latency_s >= 0
+    foo = table.get("foo", "ort-cpu")
+    assert isinstance(foo, Unsupported)
+    assert "ort-cpu: onnxruntime cannot run it" in foo.reason and "Foo" in foo.reason
+    assert "\n" not in foo.reason
+
+
+def test_default_model_is_profiled_for_local_roofline_for_presets(ort_cluster: Cluster) -> None:
+    from partitioner.cluster_file import load_cluster
+
+    assert default_cost_model(load_cluster("cpu+l4")).name == "roofline"
+    assert default_cost_model(ort_cluster, cache=ProfileCache(":memory:")).name == "profiled"
+
+
+def test_non_local_device_gets_roofline(analysed: AnalysedModel, cache_path: Path) -> None:
+    from partitioner.cluster_file import load_cluster
+
+    l4 = load_cluster("cpu+l4").device("l4")
+    cost = ProfiledCostModel(ProfileCache(cache_path)).estimate(analysed,
+                                                                analysed.facts.nodes[0], l4)
+    assert isinstance(cost, Supported) and cost.source == "roofline"
+
+
+@pytest.mark.openvino
+def test_openvino_device_measured(analysed: AnalysedModel, cache_path: Path) -> None:
+    pytest.importorskip("openvino")
+    cluster = detect_local_cluster(cache=ProfileCache(cache_path)).restricted_to(["ov-cpu"])
+    model = ProfiledCostModel(ProfileCache(cache_path), repeats=3)
+    table = build_cost_table(analysed, cluster, model)
+    assert isinstance(table.get("mm0", "ov-cpu"), Supported)
+    foo = table.get("foo", "ov-cpu")
+    assert isinstance(foo, Unsupported) and "openvino" in foo.reason
+
+
+def test_measure_false_falls_back_without_measuring(analysed: AnalysedModel,
+                                                    ort_cluster: Cluster,
+                                                    tmp_path: Path) -> None:
+    model = ProfiledCostModel(ProfileCache(tmp_path / "empty.sqlite"), measure=False)
+    stats = model.prepare(analysed, ort_cluster)
+    assert stats.measured == 0
+    cost = model.estimate(analysed, analysed.facts.nodes[0], ort_cluster.devices[0])
+    assert isinstance(cost, Supported) and cost.source == "roofline"
+
+
+def test_fusion_factor_from_calibrations(tmp_path: Path, ort_cluster: Cluster) -> None:
+    cache = ProfileCache(tmp_path / "c.sqlite")
+    model = ProfiledCostModel(cache)
+    device = ort_cluster.devices[0]
+    fp = model.fingerprint(device)
+    cache.put_calibration(fp, "a", 2.0, 1.0)
+    cache.put_calibration(fp, "b", 1.0, 0.8)
+    cache.put_calibration(fp, "c", 1.0, 0.6)
+    assert model.fusion_factor(device) == pytest.approx(0.6)
+    assert model.fusion_factor(device, exclude="c") == pytest.approx(0.65)
+
+
+def test_cache_roundtrip_and_isolation_by_fingerprint(tmp_path: Path) -> None:
+    cache = ProfileCache(tmp_path / "p.sqlite")
+    rec = ProfileRecord("sig", "MatMul", 10.0, 20.0, 1e-5, 1e-6, 5)
+    cache.put("fp-a", rec)
+    assert cache.get("fp-a", "sig") == rec
+    assert cache.get("fp-b", "sig") is None
+    cache.put_fact("fp-a", "call_overhead_s", 1e-5)
+    assert cache.get_fact("fp-a", "call_overhead_s") == 1e-5
+    assert ProfileCache(tmp_path / "p.sqlite").records("fp-a") == [rec]
+
+
+def test_corrupt_cache_is_rebuilt_with_warning(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "profiles.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING):
+        cache = ProfileCache(path)
+    assert "unusable" in caplog.text and "rebuilt" in caplog.text
+    assert (tmp_path / "profiles.sqlite.bad").exists()
+    cache.put("fp", ProfileRecord("s", "Add", 1.0, 1.0, 1e-6, 0.0, 3))
+    assert cache.get("fp", "s") is not None
+
+
+def test_foreign_sqlite_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "profiles.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                       "INSERT INTO meta VALUES ('schema', 'someone-else');")
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.WARNING):
+        cache = ProfileCache(path)
+    assert "foreign schema 'someone-else'" in caplog.text
+    assert cache.records("anything") == []
