@@ -1,0 +1,77 @@
+"""``hetpart zoo list`` and ``hetpart zoo build NAME [--param k=v ...] -o FILE.onnx [--force]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from partitioner.errors import ModelError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``zoo`` command and its ``list`` / ``build`` sub-commands."""
+    parser = subparsers.add_parser("zoo", help="list and build the model zoo's ONNX models")
+    sub = parser.add_subparsers(dest="zoo_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+    list_parser = sub.add_parser("list", help="table of models with their default params")
+    list_parser.set_defaults(func=_list)
+
+    build_parser = sub.add_parser("build", help="build (or take from the cache) one model")
+    build_parser.add_argument("name", metavar="NAME", help="model name (see `hetpart zoo list`)")
+    build_parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a default parameter (repeatable)",
+    )
+    build_parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE.onnx", help="where to write the model"
+    )
+    build_parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    build_parser.set_defaults(func=_build)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _list(args: argparse.Namespace) -> int:
+    from models.zoo import list_models
+
+    rows = [("NAME", "DESCRIPTION", "DEFAULT PARAMS")]
+    for entry in list_models():
+        params = " ".join(f"{k}={v}" for k, v in entry.defaults.items())
+        rows.append((entry.name, entry.description, params))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, description, params in rows:
+        print(f"{name:<{widths[0]}}  {description:<{widths[1]}}  {params}")
+    return 0
+
+
+def parse_params(values: list[str]) -> dict[str, str]:
+    """Parse repeated ``--param KEY=VALUE`` into ``{key: value}`` (values stay strings).
+
+    Raises:
+        ModelError: An item without ``=``, an empty key, or a key given twice.
+    """
+    params: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ModelError(f"--param {item!r}: expected KEY=VALUE")
+        if key in params:
+            raise ModelError(f"--param {key!r} given twice")
+        params[key] = value.strip()
+    return params
+
+
+def _build(args: argparse.Namespace) -> int:
+    from models.zoo import build
+
+    path = build(args.name, parse_params(args.param), out=args.output, overwrite=args.force)
+    print(path)
+    return 0
