@@ -53,12 +53,14 @@ class RunResult:
         latency_s: Wall time from the first partition's start to the last one's end.
         partition_s: Measured run time per partition index.
         transfers: Every cross-device copy, timed.
+        spans: Partition index -> (start, end) ``perf_counter`` stamps of its runner call.
     """
 
     outputs: dict[str, np.ndarray]
     latency_s: float
     partition_s: dict[int, float]
     transfers: list[TransferTiming] = field(default_factory=list)
+    spans: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,11 +213,12 @@ class Executor:
                     running[self._pool.submit(self._task, i, batch[k], values[k])] = (k, i)
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 done_keys = [(running.pop(f), f.result()) for f in finished]
-            for (k, i), (outputs, seconds, transfers, t0, t1) in done_keys:
+            for (k, i), (outputs, transfers, t0, r0, t1) in done_keys:
                 remaining -= 1
                 busy.discard(self._parts[i].device)
                 values[k][i] = outputs
-                results[k].partition_s[i] = seconds
+                results[k].partition_s[i] = t1 - r0
+                results[k].spans[i] = (r0, t1)
                 results[k].transfers.extend(transfers)
                 spans[k][0] = min(spans[k][0], t0)
                 spans[k][1] = max(spans[k][1], t1)
@@ -233,7 +236,7 @@ class Executor:
 
     def _task(
         self, index: int, feeds: Mapping[str, np.ndarray], values: dict[int, dict[str, Any]]
-    ) -> tuple[dict[str, Any], float, list[TransferTiming], float, float]:
+    ) -> tuple[dict[str, Any], list[TransferTiming], float, float, float]:
         part = self._parts[index]
         prepared = self._prepared[index]
         t0 = time.perf_counter()
@@ -264,7 +267,7 @@ class Executor:
         except Exception as exc:  # a runner bug must still name the partition
             raise RunError(_failure(part, f"{type(exc).__name__}: {exc}")) from exc
         t1 = time.perf_counter()
-        return outputs, t1 - r0, transfers, t0, t1
+        return outputs, transfers, t0, r0, t1
 
     def _release(self, values: dict[int, dict[str, Any]], finished: int) -> None:
         """Drop producer outputs once every consumer of them has run (keeps memory flat)."""

@@ -1,0 +1,222 @@
+"""Plan artifact: build, write, load, schema, invariants and partition extraction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from test_plan_fixtures import (
+    BRANCHY_SPLIT,
+    alternate,
+    branchy_model,
+    cluster,
+    device,
+    save_and_analyse,
+    token_model,
+)
+
+from partitioner import extract
+from partitioner.costs import CostTable, Supported, Unsupported
+from partitioner.errors import PlanError
+from partitioner.executor import Executor
+from partitioner.plan import FORMAT_VERSION, load_plan, write_plan
+from partitioner.plan_assign import plan_from_assignment
+from partitioner.plan_io import plan_schema, validate_plan_document
+from partitioner.plan_json import plan_digest, plan_from_dict, plan_to_dict
+
+
+@pytest.fixture()
+def branchy(tmp_path: Path):
+    analysed = save_and_analyse(branchy_model(), tmp_path, "branchy")
+    costs = CostTable()
+    for node in analysed.facts.nodes:
+        costs.set(node.name, "a", Supported(1e-4, 0, "test"))
+        costs.set(
+            node.name,
+            "b",
+            Supported(2e-4, 0, "test")
+            if node.op_type != "Tanh"
+            else Unsupported("Tanh is not in b's table"),
+        )
+    plan = plan_from_assignment(
+        analysed, cluster(device("a"), device("b")), {**BRANCHY_SPLIT, "b_tanh": "a"}, costs
+    )
+    return analysed, plan
+
+
+def _write(analysed, plan, tmp_path: Path) -> Path:
+    write_plan(plan, analysed, tmp_path / "plan")
+    return tmp_path / "plan"
+
+
+def test_plan_structure(branchy) -> None:
+    _, plan = branchy
+    assert plan.format_version == FORMAT_VERSION
+    assert [p.device for p in plan.partitions] == ["a", "b", "a", "b"]
+    assert plan.partitions[1].nodes == ("b_mm",)
+    # Transfers exist only between different devices, with predicted times.
+    assert {(t.tensor, t.src_device, t.dst_device) for t in plan.transfers} == {
+        ("h", "a", "b"),
+        ("b0", "b", "a"),
+        ("s", "a", "b"),
+    }
+    assert all(t.predicted_s > 0 for t in plan.transfers)
+    # Per-node costs on every device, unsupported ones with their reason.
+    tanh = plan.placement["b_tanh"]
+    assert tanh.device == "a" and tanh.costs["b"].unsupported == "Tanh is not in b's table"
+    assert tanh.costs["a"].latency_s == pytest.approx(1e-4)
+    # The predicted schedule orders partitions and the solver stats agree with it.
+    ends = [p.predicted_end_s for p in plan.partitions]
+    assert ends == sorted(ends) and plan.solver.predicted_latency_s == pytest.approx(ends[-1])
+    assert plan.solver.num_partitions == 4 and plan.solver.devices_used == ("a", "b")
+    outputs = {o.name: o for p in plan.partitions for o in p.outputs}
+    assert outputs["a1"].graph_output and outputs["a1"].to_partitions == (2,)
+
+
+def test_roundtrip_is_exact_and_stable(branchy, tmp_path: Path) -> None:
+    analysed, plan = branchy
+    root = _write(analysed, plan, tmp_path)
+    text = (root / "plan.json").read_text()
+    loaded = load_plan(root, model=analysed.source)
+    assert loaded == plan
+    assert plan_from_dict(json.loads(text)) == plan
+    assert plan_digest(loaded) == plan_digest(plan)
+    # Rewriting gives byte-identical JSON with sorted keys.
+    write_plan(plan, analysed, root, overwrite=True)
+    assert (root / "plan.json").read_text() == text
+    assert list(json.loads(text)) == sorted(json.loads(text))
+
+
+def test_partitions_are_standalone_and_compose_to_the_model(branchy, tmp_path: Path) -> None:
+    analysed, plan = branchy
+    root = _write(analysed, plan, tmp_path)
+    x = np.random.default_rng(1).standard_normal((2, 16)).astype(np.float32)
+    values = {"x": x}
+    for p in plan.partitions:
+        model = onnx.load(root / p.file)
+        assert model.ir_version <= 10
+        onnx.checker.check_model(model)
+        assert {n.name for n in model.graph.node} == set(p.nodes)
+        session = ort.InferenceSession(str(root / p.file))
+        outs = session.run(None, {i.name: values[i.name] for i in p.inputs})
+        values.update(zip([o.name for o in session.get_outputs()], outs, strict=True))
+    expected = ort.InferenceSession(analysed.source).run(None, {"x": x})
+    np.testing.assert_allclose(values["y"], expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_schema_accepts_written_plan_and_rejects_bad_one(branchy) -> None:
+    _, plan = branchy
+    data = plan_to_dict(plan)
+    validate_plan_document(data, "plan")
+    assert plan_schema()["$schema"].endswith("2020-12/schema")
+    data["partitions"][0]["predicted_start_s"] = "soon"
+    with pytest.raises(PlanError, match="partitions/0/predicted_start_s"):
+        validate_plan_document(data, "plan")
+
+
+def _edit(root: Path, change) -> None:
+    path = root / "plan.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(format_version="hetpart-plan/99"), "unknown plan format version"),
+        (lambda d: d["partitions"][2]["nodes"].append("stem"), "placed twice.*stem"),
+        (lambda d: d["partitions"][0]["nodes"].remove("a_mm"), "placed in no partition.*a_mm"),
+        (
+            lambda d: d["partitions"][0]["inputs"].append(
+                {"name": "b0", "bytes": 128, "from_partition": 1}
+            ),
+            "cycle between partitions 0 -> 1",
+        ),
+        (lambda d: d["partitions"][1].update(device="gpu9"), "gpu9.*not in cluster"),
+        (
+            lambda d: d["partitions"][1]["inputs"][0].update(from_partition=2),
+            "partition 2, which does not produce it",
+        ),
+        (lambda d: d.pop("solver"), "'solver' is a required property"),
+    ],
+)
+def test_load_refuses_broken_plans(branchy, tmp_path: Path, change, message: str) -> None:
+    analysed, plan = branchy
+    root = _write(analysed, plan, tmp_path)
+    _edit(root, change)
+    with pytest.raises(PlanError, match=message):
+        load_plan(root)
+
+
+def test_load_refuses_missing_things_and_foreign_model(branchy, tmp_path: Path) -> None:
+    analysed, plan = branchy
+    with pytest.raises(PlanError, match="does not exist"):
+        load_plan(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PlanError, match="plan.json is missing"):
+        load_plan(tmp_path / "empty")
+    root = _write(analysed, plan, tmp_path)
+    other = tmp_path / "other.onnx"
+    onnx.save(branchy_model(seed=7), other)
+    with pytest.raises(PlanError, match="does not match the plan: sha256"):
+        load_plan(root, model=other)
+    (root / plan.partitions[3].file).unlink()
+    with pytest.raises(PlanError, match="missing partition file.*p3_b.onnx"):
+        load_plan(root)
+    (root / "plan.json").write_text("{not json")
+    with pytest.raises(PlanError, match="cannot read plan"):
+        load_plan(root)
+
+
+def test_write_never_clobbers_user_files(branchy, tmp_path: Path) -> None:
+    analysed, plan = branchy
+    user_dir = tmp_path / "mine"
+    user_dir.mkdir()
+    (user_dir / "notes.txt").write_text("keep")
+    with pytest.raises(PlanError, match="not a plan"):
+        write_plan(plan, analysed, user_dir)
+    root = _write(analysed, plan, tmp_path)
+    with pytest.raises(PlanError, match="--force"):
+        write_plan(plan, analysed, root)
+    (root / "notes.txt").write_text("keep")
+    (root / "partitions" / "p9_old.onnx").write_text("stale")
+    single = plan_from_assignment(analysed, plan.cluster, dict.fromkeys(BRANCHY_SPLIT, "a"))
+    write_plan(single, analysed, root, overwrite=True)
+    assert (root / "notes.txt").read_text() == "keep"
+    assert sorted(f.name for f in (root / "partitions").iterdir()) == ["p0_a.onnx"]
+    assert load_plan(root).solver.num_partitions == 1
+
+
+def test_large_partitions_use_external_data(branchy, tmp_path: Path, monkeypatch) -> None:
+    analysed, plan = branchy
+    monkeypatch.setattr(extract, "EXTERNAL_DATA_THRESHOLD", 1000)  # 16x16 floats = 1 KiB
+    root = _write(analysed, plan, tmp_path)
+    data_files = sorted(f.name for f in (root / "partitions").glob("*.data"))
+    assert "p0_a.onnx.data" in data_files
+    x = np.ones((2, 16), np.float32)
+    with Executor(load_plan(root), root) as executor:
+        out = executor.run({"x": x}).outputs
+    expected = ort.InferenceSession(analysed.source).run(["y"], {"x": x})[0]
+    np.testing.assert_allclose(out["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_index_inputs_get_value_range(tmp_path: Path) -> None:
+    analysed = save_and_analyse(token_model(vocab=11), tmp_path, "tokens")
+    plan = plan_from_assignment(analysed, cluster(device("a")), alternate(analysed, ["a"]))
+    (ids,) = plan.model.inputs
+    assert ids.dtype == "int64" and ids.value_range == (0, 11)
+
+
+def test_bad_assignment_is_refused(branchy) -> None:
+    analysed, plan = branchy
+    with pytest.raises(PlanError, match="nodes without a device.*head"):
+        plan_from_assignment(
+            analysed, plan.cluster, {k: v for k, v in BRANCHY_SPLIT.items() if k != "head"}
+        )
+    with pytest.raises(PlanError, match="not in cluster.*zz"):
+        plan_from_assignment(analysed, plan.cluster, {**BRANCHY_SPLIT, "head": "zz"})
