@@ -43,7 +43,8 @@ def tiny_mlp(n: int = 32, layers: int = 2) -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def cache_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache") / "profiles.sqlite"
+    # Shared with the other cost/cluster tests: the local cluster is measured once a session.
+    return tmp_path_factory.getbasetemp() / "hetpart-cache" / "profiles.sqlite"
 
 
 @pytest.fixture(scope="module")
