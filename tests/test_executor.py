@@ -67,7 +67,7 @@ def test_mixed_runners_match_whole_model(tmp_path: Path) -> None:
     assert copied == expected_copies and copied
 
 
-def _heavy_branches(n: int = 192, depth: int = 12) -> onnx.ModelProto:
+def _heavy_branches(n: int = 256, depth: int = 12) -> onnx.ModelProto:
     """Two independent chains of MatMul+Tanh from one input; each takes milliseconds."""
     rng = np.random.default_rng(0)
     inits, nodes, outs = [], [], []
@@ -108,12 +108,15 @@ def test_independent_partitions_on_different_devices_overlap(tmp_path: Path) -> 
     plan = load_plan(root)
     branch_a = next(p.index for p in plan.partitions if "a_mm0" in p.nodes)
     branch_b = next(p.index for p in plan.partitions if p.device == "b")
-    x = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    overlaps = []
     with Executor(plan, root) as executor:
         executor.run({"x": x})
-        result = executor.run({"x": x})
-    (a0, a1), (b0, b1) = result.spans[branch_a], result.spans[branch_b]
-    assert a0 < b1 and b0 < a1, "branches on two devices should run at the same time"
+        for _ in range(3):  # 2 shared cores: one of three runs must show the overlap
+            result = executor.run({"x": x})
+            (a0, a1), (b0, b1) = result.spans[branch_a], result.spans[branch_b]
+            overlaps.append(a0 < b1 and b0 < a1)
+    assert any(overlaps), "branches on two devices should run at the same time"
     np.testing.assert_allclose(
         result.outputs["y"], _whole(tmp_path, {"x": x})["y"], rtol=1e-4, atol=1e-5
     )
