@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from partitioner.errors import SolverError
 from partitioner.problem import Evaluation, Problem, SolveReport
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.bounds import lower_bound
@@ -32,6 +33,12 @@ from partitioner.solver.throughput import ThroughputModel
 __all__ = ["solve", "DEFAULT_GROUP_TARGET"]
 
 log = logging.getLogger(__name__)
+
+#: (objective, source rank, tie-break, assignment, evaluation, source name)
+_Candidate = tuple[float, int, int, dict[str, str], Evaluation, str]
+
+#: Distinct candidates (CP-SAT solutions, best baseline) refined locally.
+REFINE_STARTS = 3
 
 #: Groups CP-SAT sees at most after coarsening.
 DEFAULT_GROUP_TARGET = 160
@@ -63,11 +70,13 @@ def solve(
         InfeasibleError: With a diagnosis, when no placement exists or none was found.
     """
     t_start = time.perf_counter()
+    if problem.objective == "cost" and problem.latency_target_s is None:
+        raise SolverError("objective 'cost' needs a latency target (--latency-target MS)")
     check_feasible(problem)
     idx = index_of(problem)
     baselines = run_baselines(problem)
     best = best_baseline(problem, baselines)
-    candidates: list[tuple[float, int, int, dict[str, str], Evaluation, str]] = []
+    candidates: list[_Candidate] = []
     if best is not None and best.evaluation is not None:
         candidates.append(_candidate(problem, best.assignment, best.evaluation, 1, "hint"))
 
@@ -111,13 +120,8 @@ def solve(
                       default=None)
         raise explain_no_plan(problem, baselines, fastest)
     candidates.sort(key=lambda c: c[:3])
-    value, _, _, assignment, ev, source = candidates[0]
-    if coarse is not None:
-        deadline = time.perf_counter() + max(0.05, 0.2 * time_limit_s)
-        assignment, ev, moves = refine(problem, assignment, ev, deadline)
-        if moves:
-            value = objective_value(problem, ev)
-            source = "cpsat" if source != "hint" else "refined"
+    value, _, _, assignment, ev, source = _refine_best(problem, candidates,
+                                                       max(0.05, 0.2 * time_limit_s))
     solve_time = time.perf_counter() - t_start
 
     if source == "hint":
@@ -127,12 +131,14 @@ def solve(
     else:
         status = "FEASIBLE"
     bound = lower_bound(problem)
-    if coarse is None and result.bound_s is not None:
-        bound = max(bound, result.bound_s)
+    if coarse is None and result.bound_s is not None and problem.objective != "cost":
+        # Durations were rounded to ticks: remove the worst-case rounding along a path.
+        slack = 0.5 * tick * (len(idx.names) + len(problem.edges))
+        bound = max(bound, result.bound_s - slack)
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
-    if status == "OPTIMAL" and gap > 1e-6:
-        status = "FEASIBLE"
+    if status != "HINT":
+        status = "OPTIMAL" if gap <= 1e-6 else "FEASIBLE"
     return SolveReport(
         assignment=assignment,
         evaluation=ev,
@@ -174,8 +180,27 @@ def _run_model(problem: Problem, tick: float, memory: str, hint: list[int] | Non
                progress=progress)
 
 
+def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float) -> _Candidate:
+    """Refine the best few distinct candidates locally; return the best result."""
+    distinct: list[_Candidate] = []
+    for cand in candidates:
+        if all(cand[3] != other[3] for other in distinct):
+            distinct.append(cand)
+        if len(distinct) == REFINE_STARTS:
+            break
+    best = distinct[0]
+    for j, (_, rank, tie, assignment, ev, source) in enumerate(distinct):
+        deadline = time.perf_counter() + budget_s / len(distinct)
+        assignment, ev, moves = refine(problem, assignment, ev, deadline)
+        if moves:
+            source = "refined"
+        cand = (round(objective_value(problem, ev), 15), rank, tie, assignment, ev, source)
+        if cand[:3] < best[:3] or j == 0:
+            best = cand
+    return best
+
+
 def _candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,
-               source: str, tiebreak: int = 0) -> tuple[float, int, int, dict[str, str],
-                                                         Evaluation, str]:
+               source: str, tiebreak: int = 0) -> _Candidate:
     value = round(objective_value(problem, ev), 15)
     return (value, rank, tiebreak, assignment, ev, source)

@@ -73,3 +73,37 @@ def random_problem(n: int, cluster: Cluster, seed: int = 0, *, width: int = 4,
             costs.set(name, dev.id, Supported(t, 0, "roofline"))
     return Problem(tuple(nodes), tuple(edges), cluster, costs, objective=objective,
                    latency_target_s=latency_target_s)
+
+
+def toy_device(device_id: str, *, overhead_s: float = 0.0, memory_bytes: int = 2**40,
+               processor: str | None = None, price_per_hour: float = 0.0,
+               power_w: float = 0.0) -> DeviceSpec:
+    """A device with only the fields the solver reads (for hand-written problems)."""
+    return DeviceSpec(id=device_id, device_class="cpu", runner="null",
+                      memory_bytes=memory_bytes, peak_flops={"float32": 1e9},
+                      memory_bandwidth=1e9, call_overhead_s=overhead_s,
+                      price_per_hour=price_per_hour, power_w=power_w, processor=processor)
+
+
+def toy_problem(costs: dict[str, dict[str, float | None]],
+                edges: list[tuple[str, str, int]], devices: tuple[DeviceSpec, ...], *,
+                bandwidth: float = 1e9, weights: dict[str, int] | None = None,
+                outputs: dict[str, int] | None = None, **problem_fields: object) -> Problem:
+    """A hand-written problem: ``costs[node][device]`` seconds (None = unsupported).
+
+    Nodes keep the insertion order of ``costs`` (must be topological); ``edges`` are
+    ``(src, dst, bytes)``; every link has ``bandwidth`` and no latency.
+    """
+    weights = weights or {}
+    outputs = outputs or {}
+    cluster = Cluster("toy", devices, (), bandwidth, devices[-1].id)
+    table = CostTable()
+    nodes = []
+    for name, per_dev in costs.items():
+        nodes.append(ProblemNode(name, name.rstrip("0123456789") or name,
+                                 weights.get(name, 0), outputs.get(name, 0), (name,)))
+        for dev, value in per_dev.items():
+            table.set(name, dev, Unsupported(f"{name} unsupported on {dev}") if value is None
+                      else Supported(value))
+    problem_edges = tuple(ProblemEdge(s, d, b, f"{s}:out") for s, d, b in edges)
+    return Problem(tuple(nodes), problem_edges, cluster, table, **problem_fields)  # type: ignore[arg-type]

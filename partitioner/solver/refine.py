@@ -1,7 +1,7 @@
 """Local refinement: move single nodes at device boundaries while the evaluator improves.
 
-After a coarse solution is expanded to nodes, nodes with a neighbour on another device are
-tried on that neighbour's device (if allowed); a move is kept when the evaluated objective
+Nodes with a neighbour on another device are tried on that neighbour's device (on small
+problems, every node on every allowed device); a move is kept when the evaluated objective
 drops and the result stays acceptable (memory, target, max_partitions). Each try is one full
 evaluation, so the number of tries is bounded by a deadline.
 """
@@ -13,6 +13,9 @@ import time
 from partitioner.problem import Evaluation, Problem
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import index_of
+
+#: Up to this many nodes every allowed device is tried for every node, not only neighbours'.
+SMALL = 300
 
 
 def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
@@ -26,13 +29,17 @@ def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
     best = objective_value(problem, evaluation)
     current = dict(assignment)
     accepted = tries = 0
+    small = len(idx.names) <= SMALL
     improved = True
     while improved and time.perf_counter() < deadline and tries < max_tries:
         improved = False
         for i, name in enumerate(idx.names):
             here = current[name]
-            options = {current[idx.names[t]] for t, _, _ in idx.succs[i]}
-            options |= {current[idx.names[s]] for s, _, _ in idx.preds[i]}
+            if small:
+                options = {idx.devices[k] for k in idx.allowed[i]}
+            else:
+                options = {current[idx.names[t]] for t, _, _ in idx.succs[i]}
+                options |= {current[idx.names[s]] for s, _, _ in idx.preds[i]}
             options.discard(here)
             for dev in sorted(options):
                 if idx.dev_pos[dev] not in idx.allowed[i]:

@@ -1,0 +1,87 @@
+"""The common evaluator: hand-computed schedules, memory, price and energy."""
+
+from __future__ import annotations
+
+import pytest
+
+from partitioner.errors import SolverError
+from partitioner.solver.evaluate import evaluate, memory_violations
+from partitioner.solver.random_problem import toy_device, toy_problem
+
+MS = 1e-3
+
+
+def test_chain_on_one_device_pays_overhead_once() -> None:
+    devs = (toy_device("d0", overhead_s=0.5 * MS),)
+    p = toy_problem({"a": {"d0": 1 * MS}, "b": {"d0": 2 * MS}, "c": {"d0": 3 * MS}},
+                    [("a", "b", 10), ("b", "c", 10)], devs)
+    ev = evaluate(p, {"a": "d0", "b": "d0", "c": "d0"})
+    assert ev.latency_s == pytest.approx(6.5 * MS)
+    assert ev.num_partitions == 1
+    assert ev.busy_s["d0"] == pytest.approx(6.5 * MS)
+    assert ev.schedule["b"] == ("d0", pytest.approx(1.5 * MS), pytest.approx(3.5 * MS))
+
+
+def test_transfer_delays_consumer_and_counts_in_stage() -> None:
+    devs = (toy_device("d0"), toy_device("d1"))
+    p = toy_problem({"a": {"d0": 1 * MS, "d1": 1 * MS}, "b": {"d0": 2 * MS, "d1": 2 * MS}},
+                    [("a", "b", 1_000_000)], devs, bandwidth=1e9)
+    ev = evaluate(p, {"a": "d0", "b": "d1"})
+    assert ev.latency_s == pytest.approx(4 * MS)
+    assert ev.stage_s == pytest.approx(2 * MS)
+    assert ev.num_partitions == 2
+
+
+def test_independent_calls_overlap_unless_processor_is_shared() -> None:
+    costs = {"a": {"d0": 3 * MS, "d1": 3 * MS}, "b": {"d0": 3 * MS, "d1": 3 * MS},
+             "j": {"d0": 1 * MS, "d1": 1 * MS}}
+    edges = [("a", "j", 0), ("b", "j", 0)]
+    split = {"a": "d0", "b": "d1", "j": "d0"}
+    separate = toy_problem(costs, edges, (toy_device("d0"), toy_device("d1")))
+    assert evaluate(separate, split).latency_s == pytest.approx(4 * MS)
+    shared = toy_problem(costs, edges, (toy_device("d0", processor="host"),
+                                        toy_device("d1", processor="host")))
+    ev = evaluate(shared, split)
+    assert ev.latency_s == pytest.approx(7 * MS)
+    assert ev.stage_s == pytest.approx(7 * MS)  # one processor does all the work
+
+
+def test_a_call_waits_for_every_partition_it_reads() -> None:
+    # s,b1 form one call on d0; b2 needs s, so it waits for the whole call (executor semantics)
+    costs = {n: {"d0": c * MS, "d1": c * MS} for n, c in
+             {"s": 1, "b1": 10, "b2": 10, "j": 1}.items()}
+    p = toy_problem(costs, [("s", "b1", 0), ("s", "b2", 0), ("b1", "j", 0), ("b2", "j", 0)],
+                    (toy_device("d0"), toy_device("d1")))
+    ev = evaluate(p, {"s": "d0", "b1": "d0", "b2": "d1", "j": "d1"})
+    assert ev.schedule["b2"][1] == pytest.approx(11 * MS)
+    assert ev.latency_s == pytest.approx(22 * MS)
+
+
+def test_peak_memory_counts_weights_and_live_activations() -> None:
+    devs = (toy_device("d0", memory_bytes=1500),)
+    p = toy_problem({"a": {"d0": MS}, "b": {"d0": MS}, "c": {"d0": MS}},
+                    [("a", "b", 100), ("b", "c", 200)], devs,
+                    weights={"a": 1000}, outputs={"a": 100, "b": 200, "c": 300})
+    ev = evaluate(p, dict.fromkeys("abc", "d0"))
+    assert ev.peak_memory["d0"] == 1000 + 200 + 300
+    assert memory_violations(p, ev) == {}
+    tight = toy_problem({"a": {"d0": MS}}, [], (toy_device("d0", memory_bytes=10),),
+                        weights={"a": 11})
+    assert memory_violations(tight, evaluate(tight, {"a": "d0"})) == {"d0": (11, 10)}
+
+
+def test_price_and_energy_follow_busy_time() -> None:
+    devs = (toy_device("d0", price_per_hour=3.6, power_w=100.0),)
+    p = toy_problem({"a": {"d0": 2 * MS}}, [], devs)
+    ev = evaluate(p, {"a": "d0"})
+    assert ev.cost_per_1k == pytest.approx(2e-3)
+    assert ev.energy_j == pytest.approx(0.2)
+
+
+def test_bad_assignments_name_the_node() -> None:
+    p = toy_problem({"a": {"d0": MS, "d1": None}, "b": {"d0": MS, "d1": MS}}, [],
+                    (toy_device("d0"), toy_device("d1")))
+    with pytest.raises(SolverError, match="unplaced: b"):
+        evaluate(p, {"a": "d0"})
+    with pytest.raises(SolverError, match="a=d1"):
+        evaluate(p, {"a": "d1", "b": "d0"})
