@@ -1,28 +1,29 @@
 """Profiled cost model: every distinct node signature measured alone on each local runner.
 
 Each signature is cut out as a one-node ONNX model, run with synthetic feeds (warm-up, then
-repeats within a time budget; median and p10-p90 spread), and the runner's measured per-call
-overhead is subtracted. Results live in the SQLite profile cache keyed by signature and runner
-fingerprint. A node the runner refuses to compile is Unsupported with the runner's message;
-one that cannot be measured here (no shapes, fails on synthetic data) falls back to the fitted
-model, then the roofline. Non-local devices always get the roofline.
+repeats within a time budget; median and p10-p90 spread), and the runner's per-call overhead,
+measured in the same session with the same loop, is subtracted. Results live in the SQLite
+profile cache keyed by signature and runner fingerprint. A node the runner refuses to compile
+is Unsupported with the runner's message; one that cannot be measured here (no shapes, fails
+on synthetic data) falls back to the fitted model, then the roofline. Non-local devices always
+get the roofline.
 
-Operator fusion makes per-node sums overestimate whole-model latency (OpenVINO fuses heavily).
-With ``calibrate=True`` :meth:`ProfiledCostModel.prepare` also times the whole model per
-runner and stores (sum of node latencies, measured) in the cache; node latencies are then
-scaled by the runner's fusion factor, the median measured/sum ratio over calibrated models
-(``holdout=True`` excludes the model being costed, as the accuracy benchmark does).
+Nodes timed alone miss fusion and in-graph dispatch (see ``cost_models.calibration``). With
+``calibrate=True`` :meth:`ProfiledCostModel.prepare` also times the whole model per runner and
+stores it; node latencies are then corrected by the runner's fitted Correction
+(``holdout=True`` leaves the model being costed out of that fit, as the accuracy benchmark
+does).
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cost_models.calibration import Correction, fit_correction
 from cost_models.fitted import FittedCostModel
 from cost_models.roofline import RooflineCostModel, workspace_bytes
 from cost_models.single_node import SingleNodeBuilder, random_feeds
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Prefix of cached errors that mean "could not measure", not "cannot run".
 UNMEASURED = "unmeasured: "
-FACTOR_RANGE = (0.05, 5.0)
 
 
 @dataclass
@@ -49,6 +49,7 @@ class ProfileStats:
     reused: int = 0
     failed: int = 0
     calibrated: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """device id -> (sum of node measurements, measured whole model - overhead)."""
 
 
 def _short(exc: BaseException) -> str:
@@ -80,7 +81,7 @@ class ProfiledCostModel:
         self._runners: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
         self._builders: dict[int, SingleNodeBuilder] = {}
-        self._factors: dict[tuple[str, str | None], float] = {}
+        self._corrections: dict[tuple[str, str | None], Correction] = {}
         self._overheads: dict[str, float] = {}
 
     # -- identities ------------------------------------------------------------------------
@@ -189,7 +190,7 @@ class ProfiledCostModel:
                 pair = self.calibrate_model(model, device)
                 if pair is not None:
                     stats.calibrated[device.id] = pair
-        self._factors.clear()
+        self._corrections.clear()
         self.fitted.refresh()
         return stats
 
@@ -227,19 +228,17 @@ class ProfiledCostModel:
                         _short(exc))
             return None
         self.cache.put_calibration(self.fingerprint(device), model.facts.model_sha256,
-                                   predicted, max(measured, 0.0))
+                                   predicted, max(measured, 0.0), len(model.facts.nodes))
         return predicted, measured
 
-    def fusion_factor(self, device: DeviceSpec, exclude: str | None = None) -> float:
-        """Median of measured/node-sum over calibrated models on this runner (1.0 if none)."""
+    def correction(self, device: DeviceSpec, exclude: str | None = None) -> Correction:
+        """The runner's fusion/dispatch correction fitted on calibrated models (identity if
+        none), leaving out model ``exclude``."""
         fp = self.fingerprint(device)
         key = (fp, exclude)
-        if key not in self._factors:
-            ratios = [m / p for model, (p, m) in self.cache.calibrations(fp).items()
-                      if model != exclude and p > 0]
-            factor = statistics.median(ratios) if ratios else 1.0
-            self._factors[key] = min(max(factor, FACTOR_RANGE[0]), FACTOR_RANGE[1])
-        return self._factors[key]
+        if key not in self._corrections:
+            self._corrections[key] = fit_correction(self.cache.calibrations(fp), exclude)
+        return self._corrections[key]
 
     # -- costing ---------------------------------------------------------------------------
     def _raw(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
@@ -257,7 +256,7 @@ class ProfiledCostModel:
         return self.roofline.estimate(model, node, device)
 
     def estimate(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
-        """Measured (or fitted) latency scaled by the fusion factor; roofline off this host."""
+        """Measured (or fitted) latency, calibrated; the roofline for devices off this host."""
         if not device.local:
             return self.roofline.estimate(model, node, device)
         if node.op_type in device.unsupported_ops or node.qualified_op in device.unsupported_ops:
@@ -266,8 +265,8 @@ class ProfiledCostModel:
         if not isinstance(cost, Supported) or cost.source == "roofline":
             return cost
         exclude = model.facts.model_sha256 if self.holdout else None
-        factor = self.fusion_factor(device, exclude)
-        return Supported(cost.latency_s * factor, cost.memory_bytes, cost.source)
+        latency = self.correction(device, exclude).apply(cost.latency_s)
+        return Supported(latency, cost.memory_bytes, cost.source)
 
 
 def create(**options: Any) -> ProfiledCostModel:

@@ -22,7 +22,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEMA = "hetpart-profile-cache"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS facts (
     PRIMARY KEY (fingerprint, key));
 CREATE TABLE IF NOT EXISTS calibration (
     fingerprint TEXT NOT NULL, model TEXT NOT NULL, predicted_s REAL NOT NULL,
-    measured_s REAL NOT NULL, PRIMARY KEY (fingerprint, model));
+    measured_s REAL NOT NULL, nodes INTEGER NOT NULL, PRIMARY KEY (fingerprint, model));
 """
 
 
@@ -173,16 +173,17 @@ class ProfileCache:
 
     # -- whole-model calibrations (fusion factor) ------------------------------------------
     def put_calibration(self, fingerprint: str, model: str, predicted_s: float,
-                        measured_s: float) -> None:
-        """Record a whole-model measurement against the sum of its per-node predictions."""
-        self._conn.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?)",
-                           (fingerprint, model, predicted_s, measured_s))
+                        measured_s: float, nodes: int) -> None:
+        """Record a whole-model measurement (overhead excluded) against the sum of its
+        ``nodes`` per-node measurements."""
+        self._conn.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?, ?)",
+                           (fingerprint, model, predicted_s, measured_s, nodes))
         self._conn.commit()
 
-    def calibrations(self, fingerprint: str) -> dict[str, tuple[float, float]]:
-        """model id -> (sum of per-node predictions, measured whole-model latency)."""
+    def calibrations(self, fingerprint: str) -> dict[str, tuple[float, float, int]]:
+        """model id -> (sum of per-node measurements, measured whole model, node count)."""
         rows = self._conn.execute(
-            "SELECT model, predicted_s, measured_s FROM calibration WHERE fingerprint = ?",
-            (fingerprint,),
+            "SELECT model, predicted_s, measured_s, nodes FROM calibration "
+            "WHERE fingerprint = ?", (fingerprint,),
         ).fetchall()
-        return {m: (p, s) for m, p, s in rows}
+        return {m: (p, s, n) for m, p, s, n in rows}

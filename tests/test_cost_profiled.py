@@ -120,16 +120,20 @@ def test_measure_false_falls_back_without_measuring(analysed: AnalysedModel,
     assert isinstance(cost, Supported) and cost.source == "roofline"
 
 
-def test_fusion_factor_from_calibrations(tmp_path: Path, ort_cluster: Cluster) -> None:
+def test_correction_from_calibrations(tmp_path: Path, ort_cluster: Cluster) -> None:
     cache = ProfileCache(tmp_path / "c.sqlite")
     model = ProfiledCostModel(cache)
     device = ort_cluster.devices[0]
+    assert model.correction(device).models == 0  # identity without calibrations
     fp = model.fingerprint(device)
-    cache.put_calibration(fp, "a", 2.0, 1.0)
-    cache.put_calibration(fp, "b", 1.0, 0.8)
-    cache.put_calibration(fp, "c", 1.0, 0.6)
-    assert model.fusion_factor(device) == pytest.approx(0.6)
-    assert model.fusion_factor(device, exclude="c") == pytest.approx(0.65)
+    # whole = 0.5 * node sum + 10 us per node, exactly
+    for name, (node_sum, nodes) in {"a": (2e-3, 10), "b": (1e-3, 50), "c": (4e-3, 20)}.items():
+        cache.put_calibration(fp, name, node_sum, 0.5 * node_sum + 1e-5 * nodes, nodes)
+    model = ProfiledCostModel(cache)  # corrections are memoised per model object
+    corr = model.correction(device)
+    assert corr.scale == pytest.approx(0.5) and corr.per_node_s == pytest.approx(1e-5)
+    held_out = model.correction(device, exclude="c")
+    assert held_out.models == 2 and held_out.apply(1e-3) == pytest.approx(0.5e-3 + 1e-5)
 
 
 def test_cache_roundtrip_and_isolation_by_fingerprint(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressLine("profiling", args.quiet or args.json)
     stats = model.prepare(analysed, cluster, bar.counter())
     bar.done()
-    factors = {d.id: model.fusion_factor(d) for d in local}
+    corrections = {d.id: model.correction(d) for d in local}
     fits: dict[str, Any] = {}
     for d in local:
         overall = next((f for f in model.fitted.report(model.fingerprint(d)) if f.op_type == "*"),
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         "failed": stats.failed,
         "calibration": {k: {"node_sum_s": p, "measured_s": m}
                         for k, (p, m) in stats.calibrated.items()},
-        "fusion_factor": factors, "fit_loo_median_abs_error": fits,
+        "correction": {k: {"scale": c.scale, "per_node_s": c.per_node_s, "models": c.models}
+                       for k, c in corrections.items()},
+        "fit_loo_median_abs_error": fits,
     }
     if args.json:
         print_json(summary)
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"measured {stats.measured}, reused {stats.reused} from {cache.path}"
           + (f", {stats.failed} failed or unmeasurable" if stats.failed else ""))
     for d in local:
-        line = f"  {d.id}: fusion factor {factors[d.id]:.3f}"
+        line = f"  {d.id}: calibration {corrections[d.id].describe()}"
         if d.id in stats.calibrated:
             p, m = stats.calibrated[d.id]
             line += f" (node sum {p * 1e3:.3f} ms, whole model {m * 1e3:.3f} ms)"
