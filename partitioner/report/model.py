@@ -86,12 +86,14 @@ class PartitionRow:
     output_bytes: int
     predicted_start_s: float
     predicted_end_s: float
+    call_overhead_s: float
     measured_s: float | None
     error: float | None
 
     @property
     def predicted_s(self) -> float:
-        return self.predicted_end_s - self.predicted_start_s
+        """Predicted duration of the call: its nodes plus the device's per-call overhead."""
+        return self.predicted_end_s - self.predicted_start_s + self.call_overhead_s
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,8 @@ def _partitions(plan: Plan, measurements: Measurements | None) -> tuple[Partitio
     rows = []
     for p in plan.partitions:
         measured = measurements.partition_s.get(p.index) if measurements else None
-        predicted = p.predicted_end_s - p.predicted_start_s
+        overhead = plan.cluster.device(p.device).call_overhead_s
+        predicted = p.predicted_end_s - p.predicted_start_s + overhead
         error = measured / predicted - 1.0 if measured is not None and predicted > 0 else None
         rows.append(
             PartitionRow(
@@ -246,6 +249,7 @@ def _partitions(plan: Plan, measurements: Measurements | None) -> tuple[Partitio
                 output_bytes=sum(o.nbytes for o in p.outputs),
                 predicted_start_s=p.predicted_start_s,
                 predicted_end_s=p.predicted_end_s,
+                call_overhead_s=overhead,
                 measured_s=measured,
                 error=error,
             )
@@ -284,6 +288,13 @@ def _partition_edges(plan: Plan) -> tuple[tuple[int, int, int], ...]:
     return tuple((a, b, n) for (a, b), n in sorted(total.items()))
 
 
+def execution_order(plan: Plan) -> list[str]:
+    """Node names partition by partition (a topological order; plan.json sorts its keys)."""
+    order = [n for p in plan.partitions for n in p.nodes]
+    seen = set(order)
+    return order + sorted(n for n in plan.placement if n not in seen)
+
+
 def build_report(
     plan: Plan,
     measurements: Measurements | None = None,
@@ -305,7 +316,7 @@ def build_report(
     free = {d.id: d.capacity_bytes - d.used_bytes for d in devices}
     context = NodeContext.build(plan, detail, free)
     nodes = []
-    for name in plan.placement:
+    for name in execution_order(plan):
         analysis = analyse_node(context, name)
         placed = plan.placement[name]
         chosen = placed.costs.get(placed.device)

@@ -33,10 +33,17 @@ def link_lane(src: str, dst: str) -> str:
 
 
 def predicted_timeline(plan: Plan) -> tuple[Bar, ...]:
-    """Partition bars per device and transfer bars per link, as the plan predicts them."""
+    """Partition bars (call overhead included) per device and transfer bars per link."""
     parts = {p.index: p for p in plan.partitions}
     bars = [
-        Bar(p.device, "partition", f"p{p.index}", p.predicted_start_s, p.predicted_end_s, p.index)
+        Bar(
+            p.device,
+            "partition",
+            f"p{p.index}",
+            max(0.0, p.predicted_start_s - plan.cluster.device(p.device).call_overhead_s),
+            p.predicted_end_s,
+            p.index,
+        )
         for p in plan.partitions
     ]
     for t in plan.transfers:
