@@ -84,6 +84,8 @@ def export_module(
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+    if program is None:  # only when exporting to a file, which we do not
+        raise ModelError(f"torch.onnx.export of {type(module).__name__} returned no program")
     model = finalize(program.model_proto, metadata)
     onnx.save_model(model, str(path))
     logger.info("exported %s to %s (%d nodes)", type(module).__name__, path, len(model.graph.node))

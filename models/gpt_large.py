@@ -178,6 +178,13 @@ def build_graph(params: Mapping[str, Any], writer: _ExternalWriter) -> onnx.Grap
     )
 
 
+def parameter_count(params: Mapping[str, Any]) -> int:
+    """Number of float32 parameters the model with ``params`` has (4 bytes each)."""
+    layers, d, t, vocab = (int(params[k]) for k in ("layers", "d_model", "seq_len", "vocab"))
+    per_layer = 12 * d * d + 13 * d  # qkv, proj, fc1, fc2 with biases; two LayerNorms
+    return layers * per_layer + 2 * vocab * d + t * d + 2 * d
+
+
 def build(params: Mapping[str, Any], path: Path, metadata: Mapping[str, str]) -> None:
     """Zoo builder: write the model to ``path`` and its weights to ``path.with_suffix('.data')``.
 

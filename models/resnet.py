@@ -61,6 +61,7 @@ def _randomise_batchnorm(module: nn.Module, gen: torch.Generator) -> None:
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
             n = m.num_features
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
             m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)

@@ -20,6 +20,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.causal = causal
+        self.mask: torch.Tensor
         mask = torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1)
         self.register_buffer("mask", mask, persistent=False)
 
