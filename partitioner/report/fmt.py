@@ -13,7 +13,7 @@ def fmt_time(seconds: float | None) -> str:
         return "inf"
     a = abs(seconds)
     for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if a >= scale:
+        if a >= scale * 0.9995:  # 0.99999e-6 prints as 1 µs, not 1e+03 ns
             return (
                 f"{seconds / scale:.3g} {unit}"
                 if a / scale < 100

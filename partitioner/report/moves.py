@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from partitioner.plan import Plan
-from partitioner.report.fmt import fmt_bytes, fmt_delta_time, fmt_ratio
+from partitioner.report.fmt import fmt_bytes, fmt_delta_time, fmt_ratio, fmt_time
 from partitioner.report.inputs import GraphDetail, NodeEdge
 
 #: Relative tolerance under which two latencies count as equal.
@@ -206,7 +206,7 @@ def _why(
             "in transfers and calls"
         )
     return (
-        f"kept with its neighbours: moving to {best.device} saves "
-        f"{fmt_delta_time(best.total_s)} serially, but the solver's schedule (overlap, "
-        "later transfers) is better as a whole"
+        f"kept with its neighbours: moving it to {best.device} looks "
+        f"{fmt_time(-(best.total_s or 0.0))} cheaper by the serial estimate, but the solver "
+        "kept it here for the schedule as a whole (overlap, other transfers)"
     )

@@ -38,7 +38,7 @@ class _Painter:
         self.devices = {d: _DEVICE_COLOURS[i % len(_DEVICE_COLOURS)] for i, d in enumerate(devices)}
 
     def __call__(self, text: str, style: str) -> str:
-        if not self.color or not style:
+        if not self.color or not style or not text:
             return text
         code = _STYLES.get(style) or self.devices.get(style)
         return f"{code}{text}{_RESET}" if code else text
@@ -54,8 +54,12 @@ def _table(
 
     def line(cells: Sequence[Cell]) -> str:
         parts = []
+        last = len(cells) - 1
         for i, (text, style) in enumerate(cells):
-            padded = text.rjust(widths[i]) if right[i] else text.ljust(widths[i])
+            if right[i]:
+                padded = text.rjust(widths[i])
+            else:
+                padded = text if i == last else text.ljust(widths[i])
             parts.append(paint(padded, style))
         return ("  " + "  ".join(parts)).rstrip()
 
