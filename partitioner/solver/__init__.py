@@ -138,7 +138,9 @@ def solve(
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
     if status != "HINT":
-        status = "OPTIMAL" if gap <= 1e-6 else "FEASIBLE"
+        # Optimal when the bound meets the objective up to tick rounding.
+        rounding = 0.5 * tick * (len(idx.names) + len(problem.edges)) / value if value else 0.0
+        status = "OPTIMAL" if gap <= max(1e-6, rounding) else "FEASIBLE"
     return SolveReport(
         assignment=assignment,
         evaluation=ev,

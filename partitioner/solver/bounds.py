@@ -3,7 +3,12 @@
 Every bound relaxes the evaluator: each node takes its cheapest allowed device, transfers are
 free, and at least one call overhead (the smallest) is paid.
 
-* latency: max(longest path of min costs, total min work / number of processors) + min overhead.
+* latency: the larger of total min work / number of processors + min overhead, and a
+  device-aware critical path: ``L[n][d] = cost(n, d) + max over producers p of
+  min over d' (L[p][d'] + (transfer(d', d) + overhead(d) if d' != d))`` (sources start with
+  their device's overhead). For the real assignment, ``L[n][A(n)]`` never exceeds the
+  finish time of ``n`` (induction over producers), so ``max over sinks of min_d L`` is a
+  bound; on chains it is the exact optimum up to call boundaries.
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
 * cost: sum over nodes of the cheapest price-weighted time.
@@ -32,8 +37,32 @@ def lower_bound(problem: Problem) -> float:
                    for i in range(n))
     if problem.objective == "throughput":
         return max(work / processors, max(mins)) + oh / processors
-    longest = [0.0] * n
-    for i in range(n):
-        head = max((longest[s] for s, _, _ in idx.preds[i]), default=0.0)
-        longest[i] = head + mins[i]
-    return max(max(longest), work / processors) + oh
+    return max(_critical_path(problem), work / processors + oh)
+
+
+def _critical_path(problem: Problem) -> float:
+    idx = index_of(problem)
+    ndev = len(idx.devices)
+    inf = float("inf")
+    finish: list[list[float]] = []
+    result = 0.0
+    for i in range(len(idx.names)):
+        row = [inf] * ndev
+        for k in idx.allowed[i]:
+            if not idx.preds[i]:
+                head = idx.overhead[k]
+            else:
+                head = 0.0
+                for s, nbytes, _ in idx.preds[i]:
+                    best = inf
+                    for j in idx.allowed[s]:
+                        via = finish[s][j]
+                        if j != k:
+                            via += idx.transfer(j, k, nbytes) + idx.overhead[k]
+                        best = min(best, via)
+                    head = max(head, best)
+            row[k] = head + (idx.cost[i][k] or 0.0)
+        finish.append(row)
+        if not idx.succs[i]:
+            result = max(result, min(row))
+    return result if result < inf else 0.0

@@ -10,6 +10,13 @@ to an unrelated branch once the segment holds a quarter of the budget (keeping p
 branches apart so they may still run on different devices). The budget grows until the
 count is at most ``target``.
 
+When support alternates too often for that (e.g. an NPU lacking every fifth op), a second
+pass cuts on budget and jumps only and builds *mixed* groups: a group may sit on any device
+that one of its members may use; members that cannot run there escape to their own fastest
+allowed device (pinned members to their pin), and the group's cost on that device adds their
+escape cost plus a round-trip transfer of their output. Expansion applies the same rule, and
+the evaluator re-scores the expanded assignment.
+
 A group costs the sum of its members on each device; its workspace is the largest member
 workspace plus that member's output; its output bytes are those of tensors leaving it; edges
 between groups carry the summed bytes of the distinct tensors crossing.
@@ -37,10 +44,13 @@ class Coarsening:
     problem: Problem
     group_of: list[int]
     groups: dict[str, tuple[str, ...]]
+    allowed: list[list[int]]
+    escape: list[int]
 
     def expand(self, dev: list[int]) -> list[int]:
         """Device index per original node from a device index per group."""
-        return [dev[g] for g in self.group_of]
+        return [dev[g] if dev[g] in self.allowed[i] else self.escape[i]
+                for i, g in enumerate(self.group_of)]
 
     def restrict(self, dev: list[int]) -> list[int]:
         """Device index per group from a per-node one (the device holding most members)."""
@@ -70,12 +80,15 @@ def coarsen(problem: Problem, target: int = 200) -> Coarsening | None:
     weight = [min(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) if idx.allowed[i] else 0.0
               for i in range(n)]
     total = sum(weight) or 1.0
-    budget = total / target
-    while True:
-        segments = _segment(idx, order, weight, budget)
-        if len(segments) <= target or budget > total:
+    for mixed in (False, True):
+        budget = total / target
+        while True:
+            segments = _segment(idx, order, weight, budget, mixed)
+            if len(segments) <= target or budget > total:
+                break
+            budget *= 1.5
+        if len(segments) <= 2 * target:
             break
-        budget *= 1.5
     return _build(problem, idx, segments)
 
 
@@ -97,14 +110,14 @@ def _dfs_topological(idx: ProblemIndex) -> list[int]:
 
 
 def _segment(idx: ProblemIndex, order: list[int], weight: list[float],
-             budget: float) -> list[list[int]]:
+             budget: float, mixed: bool) -> list[list[int]]:
     segments: list[list[int]] = []
     current: list[int] = []
     members: set[int] = set()
     acc = 0.0
     for i in order:
         if current:
-            same_support = idx.allowed[i] == idx.allowed[current[0]]
+            same_support = mixed or idx.allowed[i] == idx.allowed[current[0]]
             related = any(s in members for s, _, _ in idx.preds[i])
             full = acc + weight[i] > budget and acc > 0
             jump = not related and acc >= 0.25 * budget
@@ -126,6 +139,8 @@ def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Co
         for i in seg:
             group_of[i] = g
     names = [f"group{g}" for g in range(len(segments))]
+    escape = [min(a, key=lambda k, i=i: (idx.cost[i][k] or 0.0, k)) if a else 0
+              for i, a in enumerate(idx.allowed)]
     costs = CostTable()
     nodes = []
     edge_bytes: dict[tuple[int, int], dict[tuple[int, str], int]] = {}
@@ -140,7 +155,6 @@ def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Co
                     edge_bytes.setdefault((g, h), {})[(i, key)] = nbytes
             if leaving or not idx.succs[i]:
                 out_bytes += idx.out_bytes[i]
-        first = idx.names[seg[0]]
         nodes.append(ProblemNode(
             name=names[g],
             op_type=problem.nodes[seg[0]].op_type if len(seg) == 1 else "group",
@@ -148,13 +162,22 @@ def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Co
             output_bytes=out_bytes,
             members=tuple(idx.names[i] for i in seg),
         ))
+        usable = sorted({k for i in seg for k in idx.allowed[i]})
         for k, dev in enumerate(idx.devices):
-            if k in idx.allowed[seg[0]]:
-                lat = sum(idx.cost[i][k] or 0.0 for i in seg)
-                ws = max(idx.workspace[i][k] + idx.out_bytes[i] for i in seg)
-                costs.set(names[g], dev, Supported(lat, ws, "coarsened"))
-            else:
-                costs.set(names[g], dev, Unsupported(f"not allowed for member {first}"))
+            if k not in usable:
+                costs.set(names[g], dev, Unsupported(f"no member of {names[g]} may run here"))
+                continue
+            lat = 0.0
+            ws = 0
+            for i in seg:
+                if k in idx.allowed[i]:
+                    lat += idx.cost[i][k] or 0.0
+                    ws = max(ws, idx.workspace[i][k] + idx.out_bytes[i])
+                else:
+                    e = escape[i]
+                    lat += (idx.cost[i][e] or 0.0) + idx.overhead[e] + idx.transfer(
+                        k, e, idx.out_bytes[i]) + idx.transfer(e, k, idx.out_bytes[i])
+            costs.set(names[g], dev, Supported(lat, ws, "coarsened"))
     edges = tuple(
         ProblemEdge(names[g], names[h], sum(tensors.values()), f"{names[g]}->{names[h]}")
         for (g, h), tensors in sorted(edge_bytes.items())
@@ -170,4 +193,4 @@ def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Co
         max_partitions=problem.max_partitions,
     )
     groups = {names[g]: nodes[g].members for g in range(len(segments))}
-    return Coarsening(coarse, group_of, groups)
+    return Coarsening(coarse, group_of, groups, idx.allowed, escape)

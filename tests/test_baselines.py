@@ -1,0 +1,66 @@
+"""Baselines: names, semantics (priority, HEFT, memory fill) and infeasibility notes."""
+
+from __future__ import annotations
+
+import pytest
+
+from partitioner.solver.baselines import best_baseline, run_baselines
+from partitioner.solver.evaluate import evaluate
+from partitioner.solver.random_problem import demo_cluster, random_problem, toy_device, toy_problem
+
+MS = 1e-3
+
+
+def test_every_baseline_is_reported_and_scored_by_the_evaluator() -> None:
+    p = random_problem(60, demo_cluster("cpu+gpu"), seed=3)
+    results = run_baselines(p)
+    assert list(results) == ["single:gpu", "single:cpu", "best_single", "priority_greedy",
+                             "heft", "memory_greedy"]
+    for res in results.values():
+        if res.evaluation is not None:
+            assert evaluate(p, res.assignment).latency_s == pytest.approx(res.evaluation.latency_s)
+        else:
+            assert res.note
+    assert results["single:cpu"].evaluation is not None
+    assert results["best_single"].assignment == results["single:cpu"].assignment
+
+
+def test_priority_greedy_takes_the_first_supporting_device_then_the_fallback() -> None:
+    gpu, npu, cpu = toy_device("gpu"), toy_device("npu"), toy_device("cpu")
+    costs = {"a": {"gpu": MS, "npu": MS, "cpu": MS},
+             "b": {"gpu": None, "npu": MS, "cpu": MS},
+             "c": {"gpu": None, "npu": None, "cpu": MS}}
+    p = toy_problem(costs, [("a", "b", 0), ("b", "c", 0)], (gpu, npu, cpu))
+    res = run_baselines(p)["priority_greedy"]
+    assert res.assignment == {"a": "gpu", "b": "npu", "c": "cpu"}
+    assert "cannot run" in run_baselines(p)["single:gpu"].note
+
+
+def test_heft_runs_independent_work_on_both_devices() -> None:
+    costs = {n: {"d0": 3 * MS, "d1": 3 * MS} for n in ("a", "b")}
+    costs["j"] = {"d0": MS, "d1": MS}
+    p = toy_problem(costs, [("a", "j", 0), ("b", "j", 0)], (toy_device("d0"), toy_device("d1")))
+    res = run_baselines(p)["heft"]
+    assert res.assignment["a"] != res.assignment["b"]
+    assert res.evaluation.latency_s == pytest.approx(4 * MS)
+
+
+def test_memory_greedy_fills_the_first_device_then_spills() -> None:
+    devs = (toy_device("gpu", memory_bytes=2500), toy_device("cpu", memory_bytes=10**6))
+    costs = {f"l{i}": {"gpu": MS, "cpu": 5 * MS} for i in range(4)}
+    edges = [(f"l{i}", f"l{i + 1}", 10) for i in range(3)]
+    p = toy_problem(costs, edges, devs, weights=dict.fromkeys(costs, 1000),
+                    outputs=dict.fromkeys(costs, 10))
+    res = run_baselines(p)["memory_greedy"]
+    assert [res.assignment[f"l{i}"] for i in range(4)] == ["gpu", "gpu", "cpu", "cpu"]
+    assert res.evaluation is not None
+    assert run_baselines(p)["single:gpu"].evaluation is None
+    assert "needs" in run_baselines(p)["single:gpu"].note
+
+
+def test_no_feasible_baseline_gives_none_with_notes() -> None:
+    devs = (toy_device("d0", memory_bytes=100), toy_device("d1", memory_bytes=100))
+    p = toy_problem({"a": {"d0": MS, "d1": MS}}, [], devs, weights={"a": 500})
+    results = run_baselines(p)
+    assert best_baseline(p, results) is None
+    assert all(r.evaluation is None and r.note for r in results.values())
