@@ -91,6 +91,26 @@ def test_report_with_saved_run(plan_dir: Path, capsys: pytest.CaptureFixture[str
         run.unlink()
 
 
+def test_report_of_a_real_saved_run(
+    plan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hetpart run --save`` (l4 emulated on ORT CPU) then the report shows the run."""
+    code, _, err = _run(
+        ["run", str(plan_dir), "--emulate", "--save", "--repeat", "3", "--stream", "2"], capsys
+    )
+    assert code == 0, err
+    try:
+        code, out, err = _run(["report", str(plan_dir)], capsys)
+        assert code == 0, err
+        assert "median of 3 run(s); prediction error" in out
+        assert "emulated   l4" in out and "inferences/s pipelined" in out
+        html = tmp_path / "r.html"
+        assert _run(["report", str(plan_dir), "-o", str(html)], capsys)[0] == 0
+        assert ">measured</text>" in html.read_text()
+    finally:
+        (plan_dir / "run.json").unlink()
+
+
 def test_run_of_another_plan_is_refused(plan_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = write_run(plan_dir, "0" * 64)
     try:

@@ -137,6 +137,9 @@ def _story(report: Report, colors: dict[str, str]) -> str:
             f"{s.repeat}), {escape(fmt_pct(abs(s.prediction_error or 0.0)))} {direction} "
             "than predicted."
         )
+        if s.measured_throughput_per_s:
+            measured += (f" Pipelined, it sustained {s.measured_throughput_per_s:.4g} "
+                         "inferences/s.")
         if s.emulated:
             measured += (
                 " Devices "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from onnx import helper
 
 from partitioner.errors import PlanError, ReportError
 from partitioner.plan import Plan
-from partitioner.plan_io import RUN_FILE, load_plan
+from partitioner.plan_io import PLAN_FILE, RUN_FILE, file_sha256, load_plan
 from partitioner.plan_json import plan_digest
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 _DIGEST_KEYS = ("plan_sha256", "plan_digest", "plan_hash")
 _LATENCY_KEYS = ("measured_latency_s", "latency_s", "median_latency_s")
 _SECONDS_KEYS = ("measured_s", "median_s", "seconds", "latency_s", "time_s")
+_TRANSFER_KEY = re.compile(r"(.*):p(\d+)->p(\d+)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Measurements:
         transfers: Measured copies.
         repeat: Number of timed repeats.
         emulated: Device id -> reason, for devices mapped onto a local runner.
+        throughput_per_s: Pipelined throughput when the run streamed inputs.
     """
 
     plan_sha256: str
@@ -64,6 +67,7 @@ class Measurements:
     transfers: tuple[TransferMeasurement, ...] = ()
     repeat: int = 1
     emulated: dict[str, str] = field(default_factory=dict)
+    throughput_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,9 @@ def read_report_inputs(plan_dir: str | Path) -> ReportInputs:
 def read_measurements(plan_dir: str | Path, plan: Plan) -> Measurements | None:
     """``PLAN_DIR/run.json`` as Measurements, or None when no run was saved.
 
+    The run must name the SHA-256 of ``plan.json`` (as ``hetpart run --save`` writes it) or
+    the plan's canonical digest (``plan_json.plan_digest``).
+
     Raises:
         ReportError: unreadable JSON, missing fields, or a run of a different plan.
     """
@@ -134,14 +141,15 @@ def read_measurements(plan_dir: str | Path, plan: Plan) -> Measurements | None:
             f"{path}: no plan digest ({' or '.join(_DIGEST_KEYS)}); cannot tell "
             "which plan it measured"
         )
-    expected = plan_digest(plan)
-    if digest != expected:
+    plan_file = Path(plan_dir) / PLAN_FILE
+    expected = file_sha256(plan_file) if plan_file.is_file() else plan_digest(plan)
+    if digest not in (expected, plan_digest(plan)):
         raise ReportError(
-            f"{path} belongs to another plan (plan digest {digest[:12]}..., this plan is "
-            f"{expected[:12]}...); rerun `hetpart run {Path(plan_dir)} --save`"
+            f"{path} belongs to another plan (it measured plan.json {digest[:12]}..., this "
+            f"plan.json is {expected[:12]}...); rerun `hetpart run {Path(plan_dir)} --save`"
         )
     try:
-        return _measurements_from(data, digest)
+        return _measurements_from(data, digest, plan)
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"{path}: malformed run measurements: {exc!r}") from None
 
@@ -153,7 +161,33 @@ def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _measurements_from(data: dict[str, Any], digest: str) -> Measurements:
+def _transfers_from(raw: Any, plan: Plan) -> tuple[TransferMeasurement, ...]:
+    """Transfers as a list of objects, or ``{"tensor:pA->pB": seconds}`` (``hetpart run``)."""
+    sizes = {(t.tensor, t.src_partition, t.dst_partition): t.nbytes for t in plan.transfers}
+    out = []
+    if isinstance(raw, dict):
+        for key, seconds in raw.items():
+            match = _TRANSFER_KEY.fullmatch(str(key))
+            if match is None:
+                raise ValueError(f"transfer key {key!r} is not 'tensor:pA->pB'")
+            tensor, src, dst = match.group(1), int(match.group(2)), int(match.group(3))
+            nbytes = sizes.get((tensor, src, dst), 0)
+            out.append(TransferMeasurement(tensor, src, dst, nbytes, float(seconds)))
+        return tuple(out)
+    for t in raw or ():
+        out.append(
+            TransferMeasurement(
+                str(t["tensor"]),
+                int(t.get("from_partition", t.get("src_partition", -1))),
+                int(t.get("to_partition", t.get("dst_partition", -1))),
+                int(t.get("bytes", t.get("nbytes", 0))),
+                float(_first(t, _SECONDS_KEYS)),
+            )
+        )
+    return tuple(out)
+
+
+def _measurements_from(data: dict[str, Any], digest: str, plan: Plan) -> Measurements:
     latency = _first(data, _LATENCY_KEYS)
     if latency is None:
         raise KeyError("measured_latency_s")
@@ -168,23 +202,16 @@ def _measurements_from(data: dict[str, Any], digest: str) -> Measurements:
             seconds[index] = float(_first(entry, _SECONDS_KEYS))
             if entry.get("start_s") is not None:
                 starts[index] = float(entry["start_s"])
-    transfers = tuple(
-        TransferMeasurement(
-            str(t["tensor"]),
-            int(t.get("from_partition", t.get("src_partition", -1))),
-            int(t.get("to_partition", t.get("dst_partition", -1))),
-            int(t.get("bytes", t.get("nbytes", 0))),
-            float(_first(t, _SECONDS_KEYS)),
-        )
-        for t in data.get("transfers", ())
-    )
     return Measurements(
         plan_sha256=digest,
         latency_s=float(latency),
         partition_s=seconds,
         partition_start_s=starts,
-        transfers=transfers,
+        transfers=_transfers_from(data.get("transfers"), plan),
         repeat=int(data.get("repeat", 1)),
+        throughput_per_s=(
+            float(data["throughput_per_s"]) if data.get("throughput_per_s") else None
+        ),
         emulated={str(k): str(v) for k, v in (data.get("emulated") or {}).items()},
     )
 
@@ -223,8 +250,10 @@ def read_graph_detail(plan_dir: str | Path, plan: Plan) -> GraphDetail:
                 if name:
                     producer[name] = node.name
     for part in plan.partitions:
-        for io in (*part.inputs, *part.outputs):
-            sizes.setdefault(io.name, io.nbytes)
+        for boundary in part.inputs:
+            sizes.setdefault(boundary.name, boundary.nbytes)
+        for produced in part.outputs:
+            sizes.setdefault(produced.name, produced.nbytes)
     edges = sorted(
         {
             NodeEdge(producer[t], dst, t, sizes.get(t, 0))

@@ -48,6 +48,7 @@ class Summary:
     prediction_error: float | None = None
     repeat: int = 0
     emulated: dict[str, str] = field(default_factory=dict)
+    measured_throughput_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def _summary(plan: Plan, measurements: Measurements | None) -> Summary:
         prediction_error=error,
         repeat=measurements.repeat if measurements else 0,
         emulated=dict(measurements.emulated) if measurements else {},
+        measured_throughput_per_s=measurements.throughput_per_s if measurements else None,
     )
 
 

@@ -104,6 +104,8 @@ def _summary(report: Report, paint: _Painter) -> list[str]:
             f"  measured   {fmt_time(s.measured_latency_s)} median of {s.repeat} run(s); "
             f"prediction error {paint(err, _error_style(s.prediction_error))}"
         )
+        if s.measured_throughput_per_s:
+            lines.append(f"  stream     {s.measured_throughput_per_s:.4g} inferences/s pipelined")
         if s.emulated:
             lines.append(
                 "  emulated   "
