@@ -54,9 +54,9 @@ def _solve(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in coef)
 
 
-def fit_records(op_type: str, records: list[ProfileRecord]) -> Fit:
+def fit_records(op_type: str, records: list[ProfileRecord], statistic: str = "median") -> Fit:
     """Fit one op's samples (all positive latencies); leave-one-out error when n >= 5."""
-    times = [max(r.median_s, 1e-9) for r in records]
+    times = [max(r.latency(statistic), 1e-9) for r in records]
     if len(records) < MIN_SAMPLES:
         return Fit(op_type, len(records), None, statistics.median(times), None)
     x, y = _features(records), np.log(np.array(times))
@@ -77,8 +77,9 @@ class FittedCostModel:
 
     name = "fitted"
 
-    def __init__(self, cache: ProfileCache | None = None) -> None:
+    def __init__(self, cache: ProfileCache | None = None, statistic: str = "median") -> None:
         self.cache = cache or ProfileCache()
+        self.statistic = statistic
         self._fits: dict[str, dict[str, Fit]] = {}
         self.roofline = RooflineCostModel()
 
@@ -86,13 +87,14 @@ class FittedCostModel:
         """Per-op fits (and ``"*"`` over all ops) for one runner fingerprint (memoised)."""
         if fingerprint not in self._fits:
             usable = [r for r in self.cache.records(fingerprint)
-                      if r.error is None and r.median_s > 0]
+                      if r.error is None and r.latency(self.statistic) > 0]
             by_op: dict[str, list[ProfileRecord]] = {}
             for r in usable:
                 by_op.setdefault(r.op_type, []).append(r)
-            fits = {op: fit_records(op, recs) for op, recs in sorted(by_op.items())}
+            fits = {op: fit_records(op, recs, self.statistic)
+                    for op, recs in sorted(by_op.items())}
             if usable:
-                fits[ALL_OPS] = fit_records(ALL_OPS, usable)
+                fits[ALL_OPS] = fit_records(ALL_OPS, usable, self.statistic)
             self._fits[fingerprint] = fits
         return self._fits[fingerprint]
 
@@ -129,12 +131,13 @@ class FittedCostModel:
 
 
 def create(**options: Any) -> FittedCostModel:
-    """Registry entry point: optional ``cache`` (a ProfileCache or a path)."""
+    """Registry entry point: optional ``cache`` (a ProfileCache or a path), ``statistic``."""
     cache = options.pop("cache", None)
+    statistic = str(options.pop("statistic", "median"))
     if options:
         from partitioner.errors import CostModelError
 
         raise CostModelError(f"fitted cost model: unknown options {sorted(options)}")
     if cache is not None and not isinstance(cache, ProfileCache):
         cache = ProfileCache(cache)
-    return FittedCostModel(cache)
+    return FittedCostModel(cache, statistic)

@@ -31,7 +31,7 @@ from partitioner.costs import Cost, Supported, Unsupported
 from partitioner.devices import Cluster, DeviceSpec
 from partitioner.errors import CostModelError
 from partitioner.graph_types import NodeInfo
-from partitioner.measure import add_probe, median_and_spread, time_calls
+from partitioner.measure import add_probe, median_and_spread, statistic_of, time_calls
 from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
 from partitioner.registry import get_runner
 
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Prefix of cached errors that mean "could not measure", not "cannot run".
 UNMEASURED = "unmeasured: "
+#: Timing statistics: ``best`` (minimum of the repeats; robust on a shared machine, the
+#: default) or ``median``.
+STATISTICS = ("best", "median")
 
 
 @dataclass
@@ -68,19 +71,26 @@ class ProfiledCostModel:
         cache: ProfileCache | str | Path | None = None,
         repeats: int = 15,
         warmup: int = 2,
-        budget_s: float = 0.25,
+        budget_s: float = 1.0,
+        min_time_s: float = 0.05,
         measure: bool = True,
         calibrate: bool = False,
         holdout: bool = False,
+        statistic: str = "best",
     ) -> None:
         self.cache = cache if isinstance(cache, ProfileCache) else ProfileCache(cache)
         self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
+        self.min_time_s = min_time_s
         self.measure, self.calibrate, self.holdout = measure, calibrate, holdout
-        self.fitted = FittedCostModel(self.cache)
+        if statistic not in STATISTICS:
+            raise CostModelError(f"profiled: statistic {statistic!r}: expected one of "
+                                 f"{', '.join(STATISTICS)}")
+        self.statistic = statistic
+        self.fitted = FittedCostModel(self.cache, statistic)
         self.roofline = RooflineCostModel()
         self._runners: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
-        self._builders: dict[int, SingleNodeBuilder] = {}
+        self._builder_for: tuple[Any, SingleNodeBuilder] | None = None
         self._corrections: dict[tuple[str, str | None], Correction] = {}
         self._overheads: dict[str, float] = {}
 
@@ -100,10 +110,10 @@ class ProfiledCostModel:
         return self._runners[device.runner]
 
     def _builder(self, model: Any) -> SingleNodeBuilder:
-        key = id(model)
-        if key not in self._builders:
-            self._builders[key] = SingleNodeBuilder(model.model)
-        return self._builders[key]
+        # Keyed by identity of the model object itself (never id(): ids are reused).
+        if self._builder_for is None or self._builder_for[0] is not model:
+            self._builder_for = (model, SingleNodeBuilder(model.model))
+        return self._builder_for[1]
 
     # -- measuring -------------------------------------------------------------------------
     def session_overhead(self, device: DeviceSpec) -> float:
@@ -115,8 +125,8 @@ class ProfiledCostModel:
             prepared = self._runner(device).prepare(
                 probe, dict(device.runner_options, label="overhead probe")
             )
-            samples = time_calls(lambda: prepared.run(feeds), 10, 100)
-            self._overheads[fp] = median_and_spread(samples)[0]
+            samples = time_calls(lambda: prepared.run(feeds), 10, 300)
+            self._overheads[fp] = statistic_of(samples, self.statistic)
         return self._overheads[fp]
 
     def measure_node(self, model: Any, node: NodeInfo, device: DeviceSpec) -> ProfileRecord:
@@ -124,10 +134,10 @@ class ProfiledCostModel:
         fp = self.fingerprint(device)
 
         def record(median: float = 0.0, spread: float = 0.0, repeats: int = 0,
-                   error: str | None = None) -> ProfileRecord:
+                   error: str | None = None, best: float | None = None) -> ProfileRecord:
             return ProfileRecord(node.signature, node.qualified_op, float(node.flops),
                                  float(node.bytes_read + node.bytes_written), median, spread,
-                                 repeats, error)
+                                 repeats, error, best)
 
         try:
             single = self._builder(model).build(model.node_proto(node.name))
@@ -143,13 +153,14 @@ class ProfiledCostModel:
             else:
                 try:
                     samples = time_calls(lambda: prepared.run(feeds), self.warmup,
-                                         self.repeats, self.budget_s)
+                                         self.repeats, self.budget_s, self.min_time_s)
                 except Exception as exc:  # synthetic data may be invalid for this node
                     rec = record(error=UNMEASURED + _short(exc))
                 else:
                     median, spread = median_and_spread(samples)
                     overhead = self.session_overhead(device)
-                    rec = record(max(median - overhead, 0.0), spread, len(samples))
+                    rec = record(max(median - overhead, 0.0), spread, len(samples),
+                                 best=max(min(samples) - overhead, 0.0))
         if rec.error:
             log.info("%s on %s: %s", node.name, device.id, rec.error)
         self.cache.put(fp, rec)
@@ -206,14 +217,15 @@ class ProfiledCostModel:
             total += cost.latency_s
         return total
 
-    def measure_model(self, model: Any, device: DeviceSpec, repeats: int = 10,
-                      budget_s: float = 3.0) -> float:
-        """Median whole-model latency on ``device`` (one session, overhead included)."""
+    def measure_model(self, model: Any, device: DeviceSpec, repeats: int = 20,
+                      budget_s: float = 5.0) -> float:
+        """Whole-model latency on ``device`` (one session, overhead included), by the
+        model's timing statistic."""
         options = dict(device.runner_options, label=f"whole model {model.facts.model_name}")
         prepared = self._runner(device).prepare(model.model, options)
         feeds = random_feeds(model.model)
-        samples = time_calls(lambda: prepared.run(feeds), 2, repeats, budget_s)
-        return median_and_spread(samples)[0]
+        samples = time_calls(lambda: prepared.run(feeds), 3, repeats, budget_s, min_time_s=1.0)
+        return statistic_of(samples, self.statistic)
 
     def calibrate_model(self, model: Any, device: DeviceSpec) -> tuple[float, float] | None:
         """Time ``model`` whole on ``device``; store (node sum, measured - overhead)."""
@@ -247,7 +259,8 @@ class ProfiledCostModel:
         if rec is None and self.measure:
             rec = self.measure_node(model, node, device)
         if rec is not None and rec.error is None:
-            return Supported(rec.median_s, workspace_bytes(node, device), self.name)
+            return Supported(rec.latency(self.statistic), workspace_bytes(node, device),
+                             self.name)
         if rec is not None and not rec.error.startswith(UNMEASURED):  # type: ignore[union-attr]
             return Unsupported(f"{device.id}: {device.runner} cannot run it: {rec.error}")
         predicted = self.fitted.predict(fp, node)

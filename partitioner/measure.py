@@ -16,15 +16,24 @@ OPSET = 17
 
 
 def time_calls(
-    fn: Callable[[], object], warmup: int, repeats: int, budget_s: float | None = None
+    fn: Callable[[], object],
+    warmup: int,
+    repeats: int,
+    budget_s: float | None = None,
+    min_time_s: float = 0.0,
+    max_repeats: int | None = None,
 ) -> list[float]:
-    """Call ``fn`` ``warmup`` times untimed, then time up to ``repeats`` calls.
+    """Call ``fn`` ``warmup`` times untimed, then time ``repeats`` calls (or more).
 
     Args:
         fn: The call to time.
         warmup: Untimed calls first (caches, lazy allocation, JIT).
         repeats: Timed calls wanted.
-        budget_s: Stop timing early once this much time has been spent (at least 3 samples).
+        budget_s: Stop early once this much time has been spent (at least 3 samples).
+        min_time_s: Keep timing past ``repeats`` until this much time has been spent, so
+            fast calls get many samples (robust minimum on a shared machine).
+        max_repeats: Upper bound on samples when ``min_time_s`` extends the run
+            (default ``20 * repeats``).
 
     Returns:
         Per-call wall times in seconds.
@@ -32,12 +41,17 @@ def time_calls(
     for _ in range(warmup):
         fn()
     samples: list[float] = []
+    cap = max_repeats if max_repeats is not None else 20 * max(1, repeats)
     start = time.perf_counter()
-    for _ in range(max(1, repeats)):
+    while True:
         t0 = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t0)
-        if budget_s is not None and len(samples) >= 3 and time.perf_counter() - start > budget_s:
+        t1 = time.perf_counter()
+        samples.append(t1 - t0)
+        elapsed = t1 - start
+        if budget_s is not None and len(samples) >= 3 and elapsed > budget_s:
+            break
+        if len(samples) >= max(1, repeats) and (elapsed >= min_time_s or len(samples) >= cap):
             break
     return samples
 
@@ -50,6 +64,15 @@ def median_and_spread(samples: list[float]) -> tuple[float, float]:
     lo = ordered[int(0.1 * (len(ordered) - 1))]
     hi = ordered[int(round(0.9 * (len(ordered) - 1)))]
     return statistics.median(ordered), hi - lo
+
+
+def statistic_of(samples: list[float], statistic: str) -> float:
+    """``"median"`` or ``"best"`` (the minimum: robust when other processes share the CPU)."""
+    if statistic == "best":
+        return min(samples)
+    if statistic == "median":
+        return statistics.median(samples)
+    raise ValueError(f"unknown timing statistic {statistic!r} (expected 'best' or 'median')")
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],

@@ -22,14 +22,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEMA = "hetpart-profile-cache"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS profiles (
     fingerprint TEXT NOT NULL, signature TEXT NOT NULL, op_type TEXT NOT NULL,
     flops REAL NOT NULL, bytes REAL NOT NULL, median_s REAL NOT NULL, spread_s REAL NOT NULL,
-    repeats INTEGER NOT NULL, error TEXT, measured_at REAL NOT NULL,
+    repeats INTEGER NOT NULL, error TEXT, best_s REAL, measured_at REAL NOT NULL,
     PRIMARY KEY (fingerprint, signature));
 CREATE TABLE IF NOT EXISTS facts (
     fingerprint TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
@@ -53,6 +53,7 @@ class ProfileRecord:
         spread_s: Spread of the samples (p90 - p10).
         repeats: Number of timed runs.
         error: The runner's message when the node failed to run (then unsupported).
+        best_s: Fastest sample with the per-call overhead subtracted (None: use median).
     """
 
     signature: str
@@ -63,6 +64,13 @@ class ProfileRecord:
     spread_s: float
     repeats: int
     error: str | None = None
+    best_s: float | None = None
+
+    def latency(self, statistic: str = "median") -> float:
+        """``median_s``, or ``best_s`` for ``statistic="best"`` (median when not recorded)."""
+        if statistic == "best" and self.best_s is not None:
+            return self.best_s
+        return self.median_s
 
 
 def default_cache_path() -> Path:
@@ -137,7 +145,7 @@ class ProfileCache:
     def get(self, fingerprint: str, signature: str) -> ProfileRecord | None:
         """The record for ``signature`` under ``fingerprint``, or None."""
         row = self._conn.execute(
-            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error "
+            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error, best_s "
             "FROM profiles WHERE fingerprint = ? AND signature = ?", (fingerprint, signature)
         ).fetchone()
         return ProfileRecord(*row) if row else None
@@ -145,7 +153,7 @@ class ProfileCache:
     def records(self, fingerprint: str) -> list[ProfileRecord]:
         """Every record under ``fingerprint`` (training samples for fitted models)."""
         rows = self._conn.execute(
-            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error "
+            "SELECT signature, op_type, flops, bytes, median_s, spread_s, repeats, error, best_s "
             "FROM profiles WHERE fingerprint = ? ORDER BY signature", (fingerprint,)
         ).fetchall()
         return [ProfileRecord(*r) for r in rows]
@@ -153,9 +161,10 @@ class ProfileCache:
     def put(self, fingerprint: str, record: ProfileRecord) -> None:
         """Insert or replace one record."""
         self._conn.execute(
-            "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (fingerprint, record.signature, record.op_type, record.flops, record.bytes,
-             record.median_s, record.spread_s, record.repeats, record.error, time.time()),
+             record.median_s, record.spread_s, record.repeats, record.error, record.best_s,
+             time.time()),
         )
         self._conn.commit()
 

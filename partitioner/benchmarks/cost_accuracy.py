@@ -1,0 +1,195 @@
+"""Cost-model accuracy: predicted whole-model latency against the measured one, per runner.
+
+For each zoo model (default parameters) and each local runner: the profiled per-node latencies
+summed plus one per-call overhead (raw), the same after the runner's calibration (a scale and
+a per-node dispatch cost fitted on a *different* set of models: zoo variants with other
+parameters), and the whole model measured in one session on that runner (median of repeats).
+Profiles are measured in this run into a fresh cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cost_models.profiled import ProfiledCostModel
+from partitioner.analysis import AnalysedModel, analyse
+from partitioner.costs import Supported
+from partitioner.devices import Cluster, DeviceSpec
+from partitioner.local_cluster import detect_local_cluster
+from partitioner.measure import median_and_spread, time_calls
+from partitioner.profile_cache import ProfileCache
+
+log = logging.getLogger(__name__)
+
+#: Models the predictions are judged on (zoo defaults).
+EVALUATED = ("mlp", "resnet", "inception", "gpt", "bert")
+#: Models the calibration is fitted on: same families, different sizes, never evaluated.
+CALIBRATION: tuple[tuple[str, dict[str, int]], ...] = (
+    ("mlp", {"layers": 2, "width": 512}),
+    ("mlp", {"layers": 8, "width": 128}),
+    ("resnet", {"blocks": 2, "channels": 24}),
+    ("inception", {"blocks": 1, "channels": 24, "image": 40}),
+    ("gpt", {"layers": 1, "d_model": 96, "heads": 4}),
+    ("bert", {"layers": 3, "d_model": 64, "heads": 4, "seq_len": 32}),
+)
+GOAL = 0.10
+COMMAND = "python -m partitioner.benchmarks --only cost_accuracy"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (model, runner) pair."""
+
+    model: str
+    device: str
+    median_s: float
+    best_s: float
+    noise: float
+    raw_s: float
+    calibrated_s: float
+
+    @property
+    def raw_error(self) -> float:
+        return (self.raw_s - self.best_s) / self.best_s
+
+    @property
+    def error(self) -> float:
+        """Calibrated prediction against the best whole-model time."""
+        return (self.calibrated_s - self.best_s) / self.best_s
+
+    @property
+    def median_error(self) -> float:
+        """Calibrated prediction against the median whole-model time."""
+        return (self.calibrated_s - self.median_s) / self.median_s
+
+
+def _load(name: str, params: dict[str, int] | None = None) -> AnalysedModel:
+    from models import zoo
+
+    return analyse(zoo.build(name, params))
+
+
+def _whole(profiled: ProfiledCostModel, model: AnalysedModel, device: DeviceSpec,
+           repeats: int) -> tuple[float, float, float]:
+    options = dict(device.runner_options, label=f"whole {model.facts.model_name}")
+    prepared = profiled._runner(device).prepare(model.model, options)
+    from cost_models.single_node import random_feeds
+
+    feeds = random_feeds(model.model)
+    samples = time_calls(lambda: prepared.run(feeds), 3, repeats, budget_s=5.0, min_time_s=1.0)
+    median, spread = median_and_spread(samples)
+    return median, min(samples), spread / median
+
+
+def _predict(profiled: ProfiledCostModel, model: AnalysedModel,
+             device: DeviceSpec) -> tuple[float, float] | None:
+    raw = profiled.node_sum(model, device)
+    if raw is None:
+        return None
+    total = 0.0
+    for node in model.facts.nodes:
+        cost = profiled.estimate(model, node, device)
+        assert isinstance(cost, Supported), "node_sum saw every node supported"
+        total += cost.latency_s
+    return raw + device.call_overhead_s, total + device.call_overhead_s
+
+
+def measure(quick: bool = False, cache: ProfileCache | None = None) -> tuple[list[Row], Any]:
+    """Profile, calibrate on CALIBRATION, and judge on EVALUATED. Returns rows and cluster."""
+    cache = cache or ProfileCache(Path(tempfile.mkdtemp(prefix="hetpart-bench-")) / "p.sqlite")
+    cluster: Cluster = detect_local_cluster(cache=cache)
+    repeats = 5 if quick else 15
+    calibrating = ProfiledCostModel(cache, repeats=repeats, calibrate=True)
+    for name, params in CALIBRATION:
+        calibrating.prepare(_load(name, params), cluster)
+    profiled = ProfiledCostModel(cache, repeats=repeats)
+    rows: list[Row] = []
+    for name in EVALUATED:
+        model = _load(name)
+        profiled.prepare(model, cluster)
+        for device in cluster.devices:
+            predicted = _predict(profiled, model, device)
+            if predicted is None:
+                log.warning("%s: a node is unsupported on %s; skipped", name, device.id)
+                continue
+            median, best, noise = _whole(profiled, model, device, 10 if quick else 30)
+            rows.append(Row(name, device.id, median, best, noise, *predicted))
+    return rows, (cluster, profiled)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def render(rows: list[Row], cluster: Cluster, profiled: ProfiledCostModel, quick: bool) -> str:
+    """The Markdown section for ``rows``."""
+    ok = [r for r in rows if abs(r.error) <= GOAL]
+    ok_median = [r for r in rows if abs(r.median_error) <= GOAL]
+    raw_ok = [r for r in rows if abs(r.raw_error) <= GOAL]
+    calibration = ", ".join(f"{n}({', '.join(f'{k}={v}' for k, v in p.items())})"
+                            for n, p in CALIBRATION)
+    lines = [
+        "## Cost-model accuracy (predicted vs measured whole-model latency)",
+        "",
+        f"Command: `{COMMAND}{' --quick' if quick else ''}` (part of `make bench`). Profiles "
+        "were measured in this run into a fresh cache. *raw* = sum of per-node latencies "
+        "measured alone (best of the repeats, per-call overhead subtracted) + one per-call "
+        "overhead; *calibrated* = the same after the runner's correction (a scale and a "
+        f"per-node cost) fitted on different models: {calibration}. The whole model is timed "
+        "in one session per runner: *median* and *best* of the repeats; *noise* = p10-p90 "
+        "spread / median. Errors are against *best* (robust when other processes share "
+        "the CPU) and, last column, against the median.",
+        "",
+        "| model | runner | median ms | best ms | noise | raw ms | raw err | calibrated ms "
+        "| err (best) | ±10% | err (median) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.device} | {_ms(r.median_s)} | {_ms(r.best_s)} | {r.noise:.0%} "
+            f"| {_ms(r.raw_s)} | {r.raw_error:+.0%} | {_ms(r.calibrated_s)} | {r.error:+.0%} "
+            f"| {'yes' if abs(r.error) <= GOAL else 'no'} | {r.median_error:+.0%} |"
+        )
+    lines += ["", "Calibration per runner: " + "; ".join(
+        f"{d.id} {profiled.correction(d).describe()}" for d in cluster.devices) + "."]
+    share = len(ok) / len(rows) if rows else 0.0
+    verdict = "met" if share >= 0.9 else "NOT met"
+    lines += [
+        "",
+        f"**Goal (±10% for ≥90% of pairs): {verdict}** — {len(ok)}/{len(rows)} pairs "
+        f"({share:.0%}) calibrated vs best; {len(ok_median)}/{len(rows)} vs median; "
+        f"{len(raw_ok)}/{len(rows)} raw vs best.",
+    ]
+    misses = [r for r in rows if abs(r.error) > GOAL]
+    if misses:
+        noisy = [r for r in misses if r.noise > GOAL]
+        lines += [
+            "",
+            "Where it misses and why: "
+            + ", ".join(f"{r.model} on {r.device} ({r.error:+.0%})" for r in misses) + ". "
+            "Per-node sums cannot see what a runner does across nodes: OpenVINO fuses "
+            "element-wise ops into convolutions and matmuls and runs small transformer ops "
+            "far below its per-call overhead, so timed alone most of its nodes are noise "
+            "around zero; ONNX Runtime fuses less but still fuses some patterns. One scale "
+            "and one per-node cost per runner cannot fit CNNs and transformers exactly."
+            + (f" {len(noisy)} of the misses have a whole-model spread above 10% "
+               "themselves (this 2-core machine is shared with other jobs): their error is "
+               "partly noise." if noisy else ""),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run(quick: bool = False) -> str:
+    """Run the benchmark and return its Markdown section."""
+    rows, (cluster, profiled) = measure(quick)
+    return render(rows, cluster, profiled, quick)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(run(quick="--quick" in sys.argv))
