@@ -156,6 +156,20 @@ _ENTRIES = (
         check=_heads_divide_width,
     ),
     ZooEntry(
+        "hf-gpt2",
+        "transformers GPT-2 from a config, random weights (needs transformers)",
+        "models.hf_gpt2",
+        _transformer(2, 128, 4, 64, 1000),
+        check=_heads_divide_width,
+    ),
+    ZooEntry(
+        "hf-bert",
+        "transformers BertModel from a config, random weights (needs transformers)",
+        "models.hf_bert",
+        _transformer(2, 128, 4, 64, 1000),
+        check=_heads_divide_width,
+    ),
+    ZooEntry(
         "gpt-large",
         "gpt with >2 GiB of random weights in external data (no torch)",
         "models.gpt_large",
@@ -237,7 +251,8 @@ def _import_builder(entry: ZooEntry) -> ModuleType:
     try:
         return importlib.import_module(entry.builder)
     except ModuleNotFoundError as exc:
-        if exc.name in ("torch", "onnxscript") or (exc.name or "").startswith("torch."):
+        missing = (exc.name or "").partition(".")[0]
+        if missing in ("torch", "onnxscript", "transformers"):
             raise ModelError(
                 f"zoo model {entry.name!r} needs {exc.name!r}, which is not installed: "
                 f"{ZOO_EXTRA_HINT}"

@@ -49,11 +49,29 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+#: transformers families, built only where the library is installed.
+TINY_HF: dict[str, dict[str, int | str]] = {
+    "hf-gpt2": {"layers": 1, "d_model": 32, "heads": 2, "seq_len": 8, "vocab": 50},
+    "hf-bert": {"layers": 1, "d_model": 32, "heads": 2, "seq_len": 8, "vocab": 50},
+}
+
+
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_family_matches_torch_in_onnxruntime(name: str, built: dict[str, Path]) -> None:
-    path = built[name]
+    _assert_matches_torch(name, TINY[name], built[name])
+
+
+@pytest.mark.slow  # importing transformers plus two exports: 20-50 s on 2 busy cores
+@pytest.mark.parametrize("name", sorted(TINY_HF))
+def test_hf_family_matches_torch_in_onnxruntime(name: str, cache: Path) -> None:
+    pytest.importorskip("transformers")
+    _assert_matches_torch(name, TINY_HF[name], zoo.build(name, TINY_HF[name]))
+
+
+def _assert_matches_torch(name: str, given: dict[str, int | str], path: Path) -> None:
+    """Rebuild the torch module of ``name`` and compare it with onnxruntime on ``path``."""
     entry = zoo.get_entry(name)
-    params = zoo.resolve_params(entry, TINY[name])
+    params = zoo.resolve_params(entry, given)
     family = importlib.import_module(entry.builder)
     module, args = family.make_module(params), family.example_inputs(params)
     with torch.no_grad():
