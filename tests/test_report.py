@@ -136,3 +136,9 @@ def test_report_without_detail_still_renders() -> None:
     report = build_report(small_plan())
     assert report.devices[0].weight_bytes == 0
     assert "Summary" in render_text(report)
+
+
+def test_cost_objective_shows_target_and_price_bound() -> None:
+    text = render_text(build_report(small_plan("cost"), None, small_detail()))
+    assert "objective  cost (latency target 50 µs)" in text
+    assert "bound      7e-05 proven lower bound on 7.52e-05" in text

@@ -138,8 +138,7 @@ def _story(report: Report, colors: dict[str, str]) -> str:
             "than predicted."
         )
         if s.measured_throughput_per_s:
-            measured += (f" Pipelined, it sustained {s.measured_throughput_per_s:.4g} "
-                         "inferences/s.")
+            measured += f" Pipelined, it sustained {s.measured_throughput_per_s:.4g} inferences/s."
         if s.emulated:
             measured += (
                 " Devices "

@@ -71,6 +71,8 @@ class NodeContext:
     free_bytes: dict[str, int] = field(hash=False)
     pins: dict[str, str] = field(hash=False)
     partition_sizes: dict[int, int] = field(hash=False)
+    device_of: dict[str, str] = field(hash=False)
+    partition_of: dict[str, int] = field(hash=False)
 
     @classmethod
     def build(cls, plan: Plan, detail: GraphDetail, free_bytes: dict[str, int]) -> NodeContext:
@@ -89,6 +91,8 @@ class NodeContext:
             dict(free_bytes),
             dict(pins),
             {p.index: len(p.nodes) for p in plan.partitions},
+            {n: p.device for n, p in plan.placement.items()},
+            {n: p.partition for n, p in plan.placement.items()},
         )
 
 
@@ -103,7 +107,7 @@ def _move(ctx: NodeContext, name: str, target: str) -> MoveEstimate:
     cost_here = placed.costs.get(here)
     own = cost_there.latency_s - (cost_here.latency_s or 0.0 if cost_here else 0.0)
     cluster = plan.cluster
-    dev = {n: p.device for n, p in plan.placement.items()}
+    dev = ctx.device_of
     transfer = 0.0
     seen_in: set[tuple[str, str]] = set()
     for e in ctx.preds.get(name, ()):
@@ -121,7 +125,7 @@ def _move(ctx: NodeContext, name: str, target: str) -> MoveEstimate:
     for size, devices in by_tensor.values():
         transfer += sum(cluster.transfer_time(target, d, size) for d in devices if d != target)
         transfer -= sum(cluster.transfer_time(here, d, size) for d in devices if d != here)
-    calls = _call_delta(ctx, name, here, target, dev)
+    calls = _call_delta(ctx, name, here, target)
     need = ctx.weights.get(name, 0) + cost_there.memory_bytes
     free = ctx.free_bytes.get(target)
     blocked = None
@@ -130,10 +134,10 @@ def _move(ctx: NodeContext, name: str, target: str) -> MoveEstimate:
     return MoveEstimate(target, own, transfer, calls, memory_blocked=blocked)
 
 
-def _call_delta(ctx: NodeContext, name: str, here: str, target: str, dev: dict[str, str]) -> float:
+def _call_delta(ctx: NodeContext, name: str, here: str, target: str) -> float:
     """Runner-call overhead the move adds (new call on ``target``, cut call on ``here``)."""
     cluster = ctx.plan.cluster
-    part_of = {n: p.partition for n, p in ctx.plan.placement.items()}
+    dev, part_of = ctx.device_of, ctx.partition_of
     preds = [e.src for e in ctx.preds.get(name, ()) if e.src in dev]
     succs = [e.dst for e in ctx.succs.get(name, ()) if e.dst in dev]
     calls = 0.0

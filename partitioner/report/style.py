@@ -22,6 +22,7 @@ p.note, figcaption { color:var(--muted); font-size:12.5px; margin:4px 0 10px; }
 .story { background:#fff; border-left:4px solid #0072B2; padding:10px 16px; border-radius:4px; }
 .story p { margin:6px 0; }
 .legend { display:flex; flex-wrap:wrap; gap:14px; margin:10px 0; }
+.dev { white-space:nowrap; }
 .chip { display:inline-block; width:12px; height:12px; border-radius:3px; vertical-align:-1px;
         margin-right:5px; }
 table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line);
