@@ -23,7 +23,7 @@ def make_module(params: Mapping[str, Any]) -> nn.Module:
         params: ``layers``, ``d_model``, ``heads``, ``seq_len``, ``vocab``, ``seed``.
     """
     c = config_kwargs(params)
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # attn_implementation goes via **kwargs
         num_hidden_layers=c["layers"],
         hidden_size=c["d_model"],
         num_attention_heads=c["heads"],

@@ -23,7 +23,7 @@ def make_module(params: Mapping[str, Any]) -> nn.Module:
         params: ``layers``, ``d_model``, ``heads``, ``seq_len``, ``vocab``, ``seed``.
     """
     c = config_kwargs(params)
-    config = GPT2Config(
+    config = GPT2Config(  # type: ignore[call-arg]  # attn_implementation goes via **kwargs
         n_layer=c["layers"],
         n_embd=c["d_model"],
         n_head=c["heads"],
