@@ -50,9 +50,10 @@ def _table(
 
 
 def _chip(device: str, colors: dict[str, str]) -> str:
+    color = colors.get(device, "#777")
     return (
-        f'<span class="chip" style="background:{colors.get(device, "#777")}"></span>'
-        f"{escape(device)}"
+        f'<span class="dev"><span class="chip" style="background:{color}"></span>'
+        f"{escape(device)}</span>"
     )
 
 
@@ -120,8 +121,8 @@ def _story(report: Report, colors: dict[str, str]) -> str:
         for d in used
     )
     proof = (
-        "the solver proved it optimal for the cost model"
-        if s.gap <= 0 and s.status == "OPTIMAL"
+        "the solver proved that no placement is faster under the cost model"
+        if s.gap <= 1e-9
         else f"the solver proved it is at most {fmt_pct(s.gap)} worse than the best possible "
         f"placement under the cost model (status {s.status})"
     )
