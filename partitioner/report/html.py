@@ -121,7 +121,7 @@ def _story(report: Report, colors: dict[str, str]) -> str:
         for d in used
     )
     proof = (
-        "the solver proved that no placement is faster under the cost model"
+        "the solver proved that no placement is better under the cost model"
         if s.gap <= 1e-9
         else f"the solver proved it is at most {fmt_pct(s.gap)} worse than the best possible "
         f"placement under the cost model (status {s.status})"
