@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from partitioner.errors import SolverError
-from partitioner.partitioning import split_into_partitions
+from partitioner.partitioning import Partition, split_into_partitions
 from partitioner.problem import Evaluation, Problem
 from partitioner.solver.index import ProblemIndex, index_of
 
@@ -52,8 +52,24 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
     """
     idx = index_of(problem)
     dev = _device_vector(idx, assignment)
-    edges = [(idx.names[s], idx.names[t]) for t, ps in enumerate(idx.preds) for s, _, _ in ps]
-    partitions = split_into_partitions(idx.names, edges, assignment)
+    key = tuple(dev)
+    cached = idx.cache.get(key)
+    if cached is not None:
+        return cached
+    if len(idx.cache) >= CACHE_SIZE:
+        idx.cache.pop(next(iter(idx.cache)))
+    result = _evaluate(problem, idx, dev, assignment)
+    idx.cache[key] = result
+    return result
+
+
+def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
+              assignment: Mapping[str, str]) -> Evaluation:
+    if len(set(dev)) == 1:
+        # One device: Kahn's order with position ties is the given (topological) order.
+        partitions = [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else []
+    else:
+        partitions = split_into_partitions(idx.names, idx.edge_names, assignment)
     ndev = len(idx.devices)
     start = [0.0] * len(idx.names)
     end = [0.0] * len(idx.names)
@@ -115,6 +131,10 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
         schedule={n: (idx.devices[dev[i]], start[i], end[i]) for i, n in enumerate(idx.names)},
         num_partitions=len(partitions),
     )
+
+
+#: Evaluations remembered per problem (baselines often coincide; candidates repeat).
+CACHE_SIZE = 8
 
 
 def memory_violations(problem: Problem, evaluation: Evaluation) -> dict[str, tuple[int, int]]:

@@ -6,7 +6,8 @@ evaluator, the baselines, the coarsener and the CP-SAT models index the same arr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from partitioner.costs import Supported
 from partitioner.errors import SolverError
@@ -31,6 +32,8 @@ class ProblemIndex:
         overhead: Per-call overhead of each device in seconds.
         weights: Weight bytes of each node.
         out_bytes: Output bytes of each node.
+        edge_names: ``(src, dst)`` name pairs of every edge (for ``split_into_partitions``).
+        cache: Evaluations by device-index tuple (filled by the evaluator).
     """
 
     names: list[str]
@@ -48,6 +51,8 @@ class ProblemIndex:
     out_bytes: list[int]
     link_latency: list[list[float]]
     link_bandwidth: list[list[float]]
+    edge_names: list[tuple[str, str]] = field(default_factory=list)
+    cache: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
     def transfer(self, a: int, b: int, nbytes: int) -> float:
         """Seconds to move ``nbytes`` from device index ``a`` to ``b`` (0 when equal)."""
@@ -138,4 +143,5 @@ def _build(problem: Problem) -> ProblemIndex:
         out_bytes=[n.output_bytes for n in problem.nodes],
         link_latency=link_latency,
         link_bandwidth=link_bandwidth,
+        edge_names=[(e.src, e.dst) for e in problem.edges],
     )
