@@ -159,8 +159,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_report_renders_without_errors_and_shows_everything(page: Path, tmp_path: Path) -> None:
-    result = _browse(tmp_path, page, "--dump-dom")
+    result = _browse(tmp_path, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console  # no console messages (errors, CSP violations)
     dom = result.stdout
     assert 'data-ready="yes"' in dom, "the inline script did not run to the end"
     assert '<div id="js-errors"></div>' in dom, "script errors were reported in the page"

@@ -31,6 +31,7 @@ def test_html_is_self_contained() -> None:
     for forbidden in ("http://", "https://", "<script src", "<link", "@import", "url(", "src="):
         assert forbidden not in lowered, forbidden
     assert lowered.count("<script>") == 1  # the one inline script (sorting, error capture)
+    assert "content=\"default-src 'none'" in html  # the browser may fetch nothing at all
     assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d", html)  # no dates or timestamps
 
 

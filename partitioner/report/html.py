@@ -25,6 +25,12 @@ from partitioner.report.svg import baseline_chart, device_colors, gantt, graph
 #: Written into every report; ``hetpart report -o`` only overwrites files that carry it.
 GENERATOR_MARK = '<meta name="generator" content="hetpart-report">'
 
+#: Forbids every network request: only the inline style and script may run.
+CSP = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
+)
+
 #: The per-node table lists at most this many nodes (the most expensive first beyond it).
 MAX_NODE_ROWS = 20000
 
@@ -380,6 +386,7 @@ def render_html(report: Report) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         GENERATOR_MARK,
+        CSP,
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>hetpart report: {escape(s.model)} on {escape(s.cluster)}</title>",
         f"<style>{CSS}</style>",
