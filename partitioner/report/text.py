@@ -17,6 +17,9 @@ from partitioner.report.model import NodeRow, Report
 #: Default number of nodes the text report lists (the most expensive ones).
 DEFAULT_TOP = 20
 
+#: Partitions and transfers listed in the terminal (all of them are in the HTML report).
+MAX_LISTED = 50
+
 _RESET = "\x1b[0m"
 _STYLES = {
     "bold": "\x1b[1m",
@@ -182,7 +185,7 @@ def _tensors(items: Sequence[tuple[str, int]], limit: int = 2) -> str:
 
 def _partitions(report: Report, paint: _Painter) -> list[str]:
     rows = []
-    for p in report.partitions:
+    for p in report.partitions[:MAX_LISTED]:
         rows.append(
             [
                 (f"p{p.index}", ""),
@@ -223,7 +226,7 @@ def _transfers(report: Report, paint: _Painter) -> list[str]:
             (fmt_time(t.predicted_s), ""),
             (fmt_time(t.measured_s), ""),
         ]
-        for t in report.transfers
+        for t in report.transfers[:MAX_LISTED]
     ]
     return _table(
         paint,
@@ -263,6 +266,10 @@ def _nodes(report: Report, paint: _Painter, top: int) -> list[str]:
     )
 
 
+def _listed(count: int) -> str:
+    return f"; first {MAX_LISTED} of {count}, all in the HTML report" if count > MAX_LISTED else ""
+
+
 def render_text(report: Report, color: bool = False, top: int = DEFAULT_TOP) -> str:
     """The terminal report.
 
@@ -289,9 +296,15 @@ def render_text(report: Report, color: bool = False, top: int = DEFAULT_TOP) -> 
         "Devices (memory: weights + largest workspace + peak live activations)",
         _devices(report, paint),
     )
-    section("Partitions (runner calls, in execution order)", _partitions(report, paint))
+    section(
+        "Partitions (runner calls, in execution order" + _listed(len(report.partitions)) + ")",
+        _partitions(report, paint),
+    )
     if report.transfers:
-        section("Transfers", _transfers(report, paint))
+        section(
+            f"Transfers ({len(report.transfers)}{_listed(len(report.transfers))})",
+            _transfers(report, paint),
+        )
     shown = min(top, len(report.nodes))
     note = (
         f"top {shown} of {len(report.nodes)} by predicted latency; all in the HTML report"
