@@ -31,6 +31,11 @@ def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "plan"
 
 
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path.parent
+
+
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(argv)
     out, err = capsys.readouterr()
@@ -136,6 +141,8 @@ def test_malformed_run_is_refused(plan_dir: Path, capsys: pytest.CaptureFixture[
     [
         (lambda p: p, "is not a plan directory: plan.json is missing"),
         (lambda p: p / "absent", "does not exist"),
+        (lambda p: _write(p / "plan.json", "{"), "cannot read plan"),
+        (lambda p: _write(p / "plan.json", '{"format_version": "x/9"}'), "unknown plan format"),
     ],
 )
 def test_not_a_plan_directory(
@@ -155,3 +162,15 @@ def test_explain_known_and_unknown_nodes(
     code, out, err = _run(["explain", str(plan_dir), "a_mn"], capsys)
     assert code == 2 and out == ""
     assert "node 'a_mn' is not in plan" in err and "did you mean a_mm" in err
+
+
+def test_negative_top_is_refused(plan_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["report", str(plan_dir), "--top", "-1"], capsys)
+    assert code == 2 and "--top -1: must be zero or positive" in err
+
+
+def test_output_that_is_a_directory_is_refused(
+    plan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(["report", str(plan_dir), "-o", str(tmp_path)], capsys)
+    assert code == 2 and "is a directory" in err
