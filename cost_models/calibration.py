@@ -1,88 +1,113 @@
-"""Whole-model calibration of per-node profiles: a per-runner scale and per-node dispatch cost.
+"""Whole-model calibration of per-node profiles: per-runner scales and a per-node dispatch cost.
 
 A node timed alone misses what happens inside a runner's graph: operator fusion (OpenVINO
-folds element-wise ops into convolutions and matmuls, so they cost almost nothing) and the
-per-node dispatch cost that the subtracted per-call overhead also removed. We model the
-whole-model time (per-call overhead excluded) of a model with ``n`` nodes whose per-node
-measurements sum to ``S`` as ``scale * S + per_node_s * n`` and fit ``scale`` and
-``per_node_s`` (both non-negative) per runner configuration by least squares on *relative*
-error over calibration models, i.e. models other than the ones being predicted when
-``exclude`` is given.
+folds element-wise ops into convolutions and matmuls, so they cost almost nothing), layout
+changes done once per graph instead of once per node, and the per-node dispatch cost that the
+subtracted per-call overhead also removed. We model the whole-model time (per-call overhead
+excluded) of a model with ``n`` nodes whose alone-measured latencies sum to ``T`` over tensor
+ops (MatMul, Conv, ...) and ``O`` over all other ops as
+
+    tensor_scale * T + other_scale * O + per_node_s * n
+
+and fit the three non-negative coefficients per runner configuration by iteratively
+reweighted least squares on the *relative* error of the whole-model time (an L1-like fit, so
+one disturbed timing on a shared machine does not drag the rest), over calibration models:
+models other than the one being predicted when ``exclude`` is given. With fewer than four
+calibration models only one scale is fitted (the median ratio).
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SCALE_RANGE = (0.05, 5.0)
+import numpy as np
+
+SCALE_RANGE = (0.02, 5.0)
+MIN_MODELS_FOR_FULL_FIT = 4
+IRLS_ITERATIONS = 30
+
+#: One calibration: (tensor-op sum, other-op sum, measured - overhead, overhead, nodes).
+CalibrationRow = tuple[float, float, float, float, int]
 
 
 @dataclass(frozen=True)
 class Correction:
-    """``latency = scale * measured_alone + per_node_s`` for every node on one runner.
+    """In-graph latency of a node from its alone-measured latency, for one runner.
 
     Attributes:
-        scale: Multiplier of the alone-measured node latency (fusion makes it < 1).
+        tensor_scale: Multiplier for tensor ops (MatMul, Gemm, Conv, ...).
+        other_scale: Multiplier for every other op (fusion makes it small).
         per_node_s: Seconds added per node (in-graph dispatch not seen alone).
         models: Number of calibration models it was fitted on (0: identity).
     """
 
-    scale: float = 1.0
+    tensor_scale: float = 1.0
+    other_scale: float = 1.0
     per_node_s: float = 0.0
     models: int = 0
 
-    def apply(self, latency_s: float) -> float:
-        return self.scale * latency_s + self.per_node_s
+    def apply(self, latency_s: float, tensor_op: bool) -> float:
+        scale = self.tensor_scale if tensor_op else self.other_scale
+        return scale * latency_s + self.per_node_s
 
     def describe(self) -> str:
         if not self.models:
             return "no calibration (identity)"
-        return (f"x{self.scale:.3f} + {self.per_node_s * 1e6:.1f} us/node "
-                f"(fitted on {self.models} model(s))")
+        return (f"tensor ops x{self.tensor_scale:.2f}, other ops x{self.other_scale:.2f}, "
+                f"+{self.per_node_s * 1e6:.1f} us/node (fitted on {self.models} models)")
 
 
-def _residual(rows: list[tuple[float, float, int]], scale: float, per_node: float) -> float:
-    return sum(((scale * p + per_node * n - m) / m) ** 2 for p, m, n in rows)
+def _clamp(value: float) -> float:
+    return min(max(value, SCALE_RANGE[0]), SCALE_RANGE[1])
 
 
-def fit_correction(calibrations: Mapping[str, tuple[float, float, int]],
+def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares by trying every active set (3 unknowns at most)."""
+    k = x.shape[1]
+    best: tuple[float, np.ndarray] | None = None
+    for mask in itertools.product((False, True), repeat=k):
+        idx = [i for i in range(k) if mask[i]]
+        if not idx:
+            continue
+        coef, *_ = np.linalg.lstsq(x[:, idx], y, rcond=None)
+        if (coef < 0).any():
+            continue
+        full = np.zeros(k)
+        full[idx] = coef
+        residual = float(np.sum((x @ full - y) ** 2))
+        if best is None or residual < best[0]:
+            best = (residual, full)
+    return best[1] if best is not None else np.zeros(k)
+
+
+def fit_correction(calibrations: Mapping[str, CalibrationRow],
                    exclude: str | None = None) -> Correction:
-    """Fit a Correction from ``model -> (node sum, measured, nodes)`` rows.
+    """Fit a Correction from ``model -> (tensor sum, other sum, measured, overhead, nodes)``.
 
     Args:
         calibrations: Rows from ``ProfileCache.calibrations``.
         exclude: A model id to leave out (the model being predicted, for honest accuracy).
 
     Returns:
-        The fitted correction; identity with no usable rows, scale only with one row.
+        The fitted correction; identity with no usable rows.
     """
-    rows = [(p, m, n) for model, (p, m, n) in calibrations.items()
-            if model != exclude and m > 0 and n > 0 and p >= 0]
+    rows = [r for model, r in calibrations.items()
+            if model != exclude and r[2] > 0 and r[4] > 0 and r[0] + r[1] > 0]
     if not rows:
         return Correction()
-    if len(rows) == 1:
-        p, m, _ = rows[0]
-        scale = m / p if p > 0 else 1.0
-        return Correction(min(max(scale, SCALE_RANGE[0]), SCALE_RANGE[1]), 0.0, 1)
-    # Weighted least squares on relative error: rows (p/m, n/m) -> 1.
-    a11 = sum((p / m) ** 2 for p, m, _ in rows)
-    a12 = sum(p * n / m**2 for p, m, n in rows)
-    a22 = sum((n / m) ** 2 for _, m, n in rows)
-    b1 = sum(p / m for p, m, _ in rows)
-    b2 = sum(n / m for _, m, n in rows)
-    candidates: list[tuple[float, float]] = []
-    det = a11 * a22 - a12 * a12
-    if det > 1e-12 * max(a11 * a22, 1e-300):
-        candidates.append(((b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det))
-    if a11 > 0:
-        candidates.append((b1 / a11, 0.0))
-    if a22 > 0:
-        candidates.append((SCALE_RANGE[0], max((b2 - SCALE_RANGE[0] * a12) / a22, 0.0)))
-    best = min(
-        ((min(max(s, SCALE_RANGE[0]), SCALE_RANGE[1]), max(c, 0.0))
-         for s, c in itertools.chain(candidates, [(1.0, 0.0)])),
-        key=lambda sc: _residual(rows, *sc),
-    )
-    return Correction(best[0], best[1], len(rows))
+    if len(rows) < MIN_MODELS_FOR_FULL_FIT:
+        scale = _clamp(statistics.median(m / (t + o) for t, o, m, _, _ in rows))
+        return Correction(scale, scale, 0.0, len(rows))
+    x = np.array([[t, o, n] for t, o, _, _, n in rows])
+    total = np.array([m + h for _, _, m, h, _ in rows])
+    target = np.array([m for _, _, m, _, _ in rows])
+    weights = 1.0 / total
+    coef = _nnls(x * weights[:, None], target * weights)
+    for _ in range(IRLS_ITERATIONS):
+        relative = np.abs(x @ coef - target) / total
+        reweighted = weights / np.sqrt(np.maximum(relative, 1e-3))
+        coef = _nnls(x * reweighted[:, None], target * reweighted)
+    return Correction(_clamp(coef[0]), _clamp(coef[1]), float(coef[2]), len(rows))

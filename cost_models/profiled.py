@@ -25,7 +25,7 @@ from typing import Any
 
 from cost_models.calibration import Correction, fit_correction
 from cost_models.fitted import FittedCostModel
-from cost_models.roofline import RooflineCostModel, workspace_bytes
+from cost_models.roofline import TENSOR_OPS, RooflineCostModel, workspace_bytes
 from cost_models.single_node import SingleNodeBuilder, random_feeds
 from partitioner.costs import Cost, Supported, Unsupported
 from partitioner.devices import Cluster, DeviceSpec
@@ -206,16 +206,19 @@ class ProfiledCostModel:
         return stats
 
     # -- calibration -----------------------------------------------------------------------
-    def node_sum(self, model: Any, device: DeviceSpec) -> float | None:
-        """Sum of uncalibrated per-node latencies of ``model`` on ``device`` (None when a node
-        is unsupported there)."""
-        total = 0.0
+    def node_sums(self, model: Any, device: DeviceSpec) -> tuple[float, float] | None:
+        """Sums of uncalibrated per-node latencies of ``model`` on ``device`` over tensor ops
+        and over other ops (None when a node is unsupported there)."""
+        tensor = other = 0.0
         for node in model.facts.nodes:
             cost = self._raw(model, node, device)
             if not isinstance(cost, Supported):
                 return None
-            total += cost.latency_s
-        return total
+            if node.op_type in TENSOR_OPS:
+                tensor += cost.latency_s
+            else:
+                other += cost.latency_s
+        return tensor, other
 
     def measure_model(self, model: Any, device: DeviceSpec, repeats: int = 20,
                       budget_s: float = 5.0) -> float:
@@ -228,9 +231,14 @@ class ProfiledCostModel:
         return statistic_of(samples, self.statistic)
 
     def calibrate_model(self, model: Any, device: DeviceSpec) -> tuple[float, float] | None:
-        """Time ``model`` whole on ``device``; store (node sum, measured - overhead)."""
-        predicted = self.node_sum(model, device)
-        if predicted is None or predicted <= 0:
+        """Time ``model`` whole on ``device`` and store it as a calibration row.
+
+        Returns:
+            (sum of alone-measured node latencies, measured whole model - overhead), or None
+            when a node is unsupported there or the model cannot run whole.
+        """
+        sums = self.node_sums(model, device)
+        if sums is None or sum(sums) <= 0:
             log.info("not calibrating %s: a node is unsupported or unmeasured", device.id)
             return None
         try:
@@ -239,9 +247,9 @@ class ProfiledCostModel:
             log.warning("cannot time %s whole on %s: %s", model.facts.model_name, device.id,
                         _short(exc))
             return None
-        self.cache.put_calibration(self.fingerprint(device), model.facts.model_sha256,
-                                   predicted, max(measured, 0.0), len(model.facts.nodes))
-        return predicted, measured
+        row = (*sums, max(measured, 0.0), device.call_overhead_s, len(model.facts.nodes))
+        self.cache.put_calibration(self.fingerprint(device), model.facts.model_sha256, row)
+        return sum(sums), measured
 
     def correction(self, device: DeviceSpec, exclude: str | None = None) -> Correction:
         """The runner's fusion/dispatch correction fitted on calibrated models (identity if
@@ -278,7 +286,8 @@ class ProfiledCostModel:
         if not isinstance(cost, Supported) or cost.source == "roofline":
             return cost
         exclude = model.facts.model_sha256 if self.holdout else None
-        latency = self.correction(device, exclude).apply(cost.latency_s)
+        latency = self.correction(device, exclude).apply(cost.latency_s,
+                                                         node.op_type in TENSOR_OPS)
         return Supported(latency, cost.memory_bytes, cost.source)
 
 

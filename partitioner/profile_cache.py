@@ -22,7 +22,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEMA = "hetpart-profile-cache"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,8 +35,9 @@ CREATE TABLE IF NOT EXISTS facts (
     fingerprint TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (fingerprint, key));
 CREATE TABLE IF NOT EXISTS calibration (
-    fingerprint TEXT NOT NULL, model TEXT NOT NULL, predicted_s REAL NOT NULL,
-    measured_s REAL NOT NULL, nodes INTEGER NOT NULL, PRIMARY KEY (fingerprint, model));
+    fingerprint TEXT NOT NULL, model TEXT NOT NULL, tensor_sum_s REAL NOT NULL,
+    other_sum_s REAL NOT NULL, measured_s REAL NOT NULL, overhead_s REAL NOT NULL,
+    nodes INTEGER NOT NULL, PRIMARY KEY (fingerprint, model));
 """
 
 
@@ -181,18 +182,18 @@ class ProfileCache:
         self._conn.commit()
 
     # -- whole-model calibrations (fusion factor) ------------------------------------------
-    def put_calibration(self, fingerprint: str, model: str, predicted_s: float,
-                        measured_s: float, nodes: int) -> None:
-        """Record a whole-model measurement (overhead excluded) against the sum of its
-        ``nodes`` per-node measurements."""
-        self._conn.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?, ?)",
-                           (fingerprint, model, predicted_s, measured_s, nodes))
+    def put_calibration(self, fingerprint: str, model: str,
+                        row: tuple[float, float, float, float, int]) -> None:
+        """Record one whole-model calibration: (sum of alone-measured tensor-op latencies,
+        sum over other ops, measured whole model minus overhead, overhead, node count)."""
+        self._conn.execute("INSERT OR REPLACE INTO calibration VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (fingerprint, model, *row))
         self._conn.commit()
 
-    def calibrations(self, fingerprint: str) -> dict[str, tuple[float, float, int]]:
-        """model id -> (sum of per-node measurements, measured whole model, node count)."""
+    def calibrations(self, fingerprint: str) -> dict[str, tuple[float, float, float, float, int]]:
+        """model id -> (tensor sum, other sum, measured - overhead, overhead, nodes)."""
         rows = self._conn.execute(
-            "SELECT model, predicted_s, measured_s, nodes FROM calibration "
-            "WHERE fingerprint = ?", (fingerprint,),
+            "SELECT model, tensor_sum_s, other_sum_s, measured_s, overhead_s, nodes "
+            "FROM calibration WHERE fingerprint = ?", (fingerprint,),
         ).fetchall()
-        return {m: (p, s, n) for m, p, s, n in rows}
+        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}

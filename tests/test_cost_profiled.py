@@ -126,14 +126,19 @@ def test_correction_from_calibrations(tmp_path: Path, ort_cluster: Cluster) -> N
     device = ort_cluster.devices[0]
     assert model.correction(device).models == 0  # identity without calibrations
     fp = model.fingerprint(device)
-    # whole = 0.5 * node sum + 10 us per node, exactly
-    for name, (node_sum, nodes) in {"a": (2e-3, 10), "b": (1e-3, 50), "c": (4e-3, 20)}.items():
-        cache.put_calibration(fp, name, node_sum, 0.5 * node_sum + 1e-5 * nodes, nodes)
+    # whole = 0.8 * tensor sum + 0.2 * other sum + 5 us per node, exactly
+    rows = {"a": (2e-3, 1e-3, 10), "b": (1e-3, 2e-3, 50), "c": (4e-3, 1e-4, 20),
+            "d": (5e-4, 5e-4, 80), "e": (3e-3, 3e-3, 30)}
+    for name, (t, o, n) in rows.items():
+        cache.put_calibration(fp, name, (t, o, 0.8 * t + 0.2 * o + 5e-6 * n, 1e-5, n))
     model = ProfiledCostModel(cache)  # corrections are memoised per model object
     corr = model.correction(device)
-    assert corr.scale == pytest.approx(0.5) and corr.per_node_s == pytest.approx(1e-5)
-    held_out = model.correction(device, exclude="c")
-    assert held_out.models == 2 and held_out.apply(1e-3) == pytest.approx(0.5e-3 + 1e-5)
+    assert corr.tensor_scale == pytest.approx(0.8, rel=1e-3)
+    assert corr.other_scale == pytest.approx(0.2, rel=1e-3)
+    assert corr.per_node_s == pytest.approx(5e-6, rel=1e-3)
+    assert corr.apply(1e-3, tensor_op=True) == pytest.approx(0.8e-3 + 5e-6, rel=1e-3)
+    held_out = model.correction(device, exclude="e")
+    assert held_out.models == 4
 
 
 def test_cache_roundtrip_and_isolation_by_fingerprint(tmp_path: Path) -> None:

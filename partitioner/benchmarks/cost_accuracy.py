@@ -29,13 +29,19 @@ log = logging.getLogger(__name__)
 EVALUATED = ("mlp", "resnet", "inception", "gpt", "bert")
 #: Models the calibration is fitted on: same families, different sizes, never evaluated.
 CALIBRATION: tuple[tuple[str, dict[str, int]], ...] = (
-    ("mlp", {"layers": 2, "width": 512}),
     ("mlp", {"layers": 8, "width": 128}),
     ("resnet", {"blocks": 2, "channels": 24}),
     ("inception", {"blocks": 1, "channels": 24, "image": 40}),
     ("gpt", {"layers": 1, "d_model": 96, "heads": 4}),
     ("bert", {"layers": 3, "d_model": 64, "heads": 4, "seq_len": 32}),
+    # --quick stops here
+    ("mlp", {"layers": 2, "width": 512}),
+    ("resnet", {"blocks": 3, "channels": 8, "image": 48}),
+    ("inception", {"blocks": 3, "channels": 8, "image": 32}),
+    ("gpt", {"layers": 3, "d_model": 64, "heads": 2, "seq_len": 32}),
+    ("bert", {"layers": 1, "d_model": 192, "heads": 4, "seq_len": 96}),
 )
+QUICK_CALIBRATION = 5
 GOAL = 0.10
 COMMAND = "python -m partitioner.benchmarks --only cost_accuracy"
 
@@ -87,13 +93,14 @@ def _whole(profiled: ProfiledCostModel, model: AnalysedModel, device: DeviceSpec
 
 def _predict(profiled: ProfiledCostModel, model: AnalysedModel,
              device: DeviceSpec) -> tuple[float, float] | None:
-    raw = profiled.node_sum(model, device)
-    if raw is None:
+    sums = profiled.node_sums(model, device)
+    if sums is None:
         return None
+    raw = sum(sums)
     total = 0.0
     for node in model.facts.nodes:
         cost = profiled.estimate(model, node, device)
-        assert isinstance(cost, Supported), "node_sum saw every node supported"
+        assert isinstance(cost, Supported), "node_sums saw every node supported"
         total += cost.latency_s
     return raw + device.call_overhead_s, total + device.call_overhead_s
 
@@ -104,7 +111,7 @@ def measure(quick: bool = False, cache: ProfileCache | None = None) -> tuple[lis
     cluster: Cluster = detect_local_cluster(cache=cache)
     repeats = 5 if quick else 15
     calibrating = ProfiledCostModel(cache, repeats=repeats, calibrate=True)
-    for name, params in CALIBRATION:
+    for name, params in CALIBRATION[: QUICK_CALIBRATION if quick else None]:
         calibrating.prepare(_load(name, params), cluster)
     profiled = ProfiledCostModel(cache, repeats=repeats)
     rows: list[Row] = []
@@ -138,11 +145,11 @@ def render(rows: list[Row], cluster: Cluster, profiled: ProfiledCostModel, quick
         f"Command: `{COMMAND}{' --quick' if quick else ''}` (part of `make bench`). Profiles "
         "were measured in this run into a fresh cache. *raw* = sum of per-node latencies "
         "measured alone (best of the repeats, per-call overhead subtracted) + one per-call "
-        "overhead; *calibrated* = the same after the runner's correction (a scale and a "
-        f"per-node cost) fitted on different models: {calibration}. The whole model is timed "
-        "in one session per runner: *median* and *best* of the repeats; *noise* = p10-p90 "
-        "spread / median. Errors are against *best* (robust when other processes share "
-        "the CPU) and, last column, against the median.",
+        "overhead; *calibrated* = the same after the runner's correction (a scale for tensor "
+        f"ops, one for other ops, a per-node cost) fitted on different models: {calibration}. "
+        "The whole model is timed in one session per runner: *median* and *best* of the "
+        "repeats; *noise* = p10-p90 spread / median. Errors are against *best* (robust "
+        "when other processes share the CPU) and, last column, against the median.",
         "",
         "| model | runner | median ms | best ms | noise | raw ms | raw err | calibrated ms "
         "| err (best) | ±10% | err (median) |",

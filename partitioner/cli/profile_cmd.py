@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         "failed": stats.failed,
         "calibration": {k: {"node_sum_s": p, "measured_s": m}
                         for k, (p, m) in stats.calibrated.items()},
-        "correction": {k: {"scale": c.scale, "per_node_s": c.per_node_s, "models": c.models}
+        "correction": {k: {"tensor_scale": c.tensor_scale, "other_scale": c.other_scale,
+                           "per_node_s": c.per_node_s, "models": c.models}
                        for k, c in corrections.items()},
         "fit_loo_median_abs_error": fits,
     }
