@@ -52,6 +52,7 @@ svg .band { fill:#ffffff; } svg .band2 { fill:#f5f7fa; }
 svg .bound { stroke:var(--bad); stroke-width:1.5; stroke-dasharray:4 3; }
 svg .edge { fill:none; stroke:#9aa5b1; stroke-width:1.2; }
 svg .edge.cross { stroke:var(--bad); stroke-width:2; stroke-dasharray:5 3; }
+svg.graph { display:block; margin:0 auto; }
 svg.chart, svg.gantt { max-width:100%; height:auto; background:#fff;
                        border:1px solid var(--line); border-radius:6px; }
 details summary { cursor:pointer; color:#0b5cad; }

@@ -185,7 +185,10 @@ def _draw_graph(
             xy[n] = (x0 + i * (box_w + gap_x), 16 + d * row_h)
     out = [
         f'<svg class="graph" viewBox="0 0 {_f(width)} {height}" width="{_f(width)}" '
-        f'height="{height}" role="img" aria-label="model graph coloured by device">'
+        f'height="{height}" role="img" aria-label="model graph coloured by device">',
+        '<defs><marker id="arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" '
+        'markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#7b8794"/>'
+        "</marker></defs>",
     ]
     for a, b, nbytes in edges:
         if a not in xy or b not in xy:
@@ -200,7 +203,8 @@ def _draw_graph(
         )
         out.append(
             f'<path d="M{_f(x1)},{_f(y1)} C{_f(x1)},{_f(mid)} {_f(x2)},{_f(mid)} '
-            f'{_f(x2)},{_f(y2)}" class="{cls}"><title>{escape(tip)}</title></path>'
+            f'{_f(x2)},{_f(y2)}" class="{cls}" marker-end="url(#arrow)">'
+            f"<title>{escape(tip)}</title></path>"
         )
     for n in names:
         x, y = xy[n]
