@@ -101,6 +101,22 @@ def test_export_is_static_ir10_opset18_with_metadata(name: str, built: dict[str,
     assert '"seed": 0' in meta["hetpart.zoo.params"]
 
 
+@pytest.mark.openvino
+@pytest.mark.parametrize("name", ["resnet", "inception", "gpt", "bert"])
+def test_openvino_runs_the_export_like_onnxruntime(name: str, built: dict[str, Path]) -> None:
+    ov = pytest.importorskip("openvino")
+    family = importlib.import_module(zoo.get_entry(name).builder)
+    params = zoo.resolve_params(zoo.get_entry(name), TINY[name])
+    feeds = {
+        n: a.numpy() for n, a in zip(family.INPUT_NAMES, family.example_inputs(params), strict=True)
+    }
+    expected = _session(built[name]).run(list(family.OUTPUT_NAMES), feeds)
+    compiled = ov.Core().compile_model(str(built[name]), "CPU")
+    result = compiled.create_infer_request().infer(feeds)
+    for output_name, ref in zip(family.OUTPUT_NAMES, expected, strict=True):
+        np.testing.assert_allclose(result[output_name], ref, rtol=1e-3, atol=1e-4)
+
+
 def test_batch_param_sets_input_shape(built: dict[str, Path]) -> None:
     model = onnx.load(str(built["mlp"]))
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
