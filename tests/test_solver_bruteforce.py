@@ -64,7 +64,7 @@ def test_cpsat_is_between_brute_force_optimum_and_best_baseline(objective: str) 
         p = _random_problem(seed, n=4 + seed % 4, ndev=3, shared=seed % 3 == 0,
                             objective=objective)
         optimum = _brute_force(p)
-        report = solve(p, time_limit_s=2)
+        report = solve(p, time_limit_s=1)
         base = best_baseline(p, report.baselines)
         assert report.objective >= optimum - 1e-12
         assert base is not None

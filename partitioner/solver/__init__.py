@@ -27,10 +27,11 @@ from partitioner.solver.cpsat import TICKS_PER_REFERENCE, ModelResult, ScheduleM
 from partitioner.solver.diagnose import check_feasible, explain_no_plan
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import index_of
+from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.refine import refine
 from partitioner.solver.throughput import ThroughputModel
 
-__all__ = ["solve", "DEFAULT_GROUP_TARGET"]
+__all__ = ["DEFAULT_GROUP_TARGET", "build_problem", "evaluate", "run_baselines", "solve"]
 
 log = logging.getLogger(__name__)
 

@@ -132,6 +132,14 @@ def _segment(idx: ProblemIndex, order: list[int], weight: list[float],
     return segments
 
 
+def _fastest(idx: ProblemIndex, i: int) -> int:
+    """Node i's fastest allowed device (lowest index on ties; 0 when none is allowed)."""
+    allowed = idx.allowed[i]
+    if not allowed:
+        return 0
+    return min(allowed, key=lambda k: (idx.cost[i][k] or 0.0, k))
+
+
 def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Coarsening:
     n = len(idx.names)
     group_of = [0] * n
@@ -139,8 +147,7 @@ def _build(problem: Problem, idx: ProblemIndex, segments: list[list[int]]) -> Co
         for i in seg:
             group_of[i] = g
     names = [f"group{g}" for g in range(len(segments))]
-    escape = [min(a, key=lambda k, i=i: (idx.cost[i][k] or 0.0, k)) if a else 0
-              for i, a in enumerate(idx.allowed)]
+    escape = [_fastest(idx, i) for i in range(n)]
     costs = CostTable()
     nodes = []
     edge_bytes: dict[tuple[int, int], dict[tuple[int, str], int]] = {}

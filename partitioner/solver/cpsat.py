@@ -87,7 +87,7 @@ class AssignmentModel:
                 zs.append(z)
             self.same[(u, v)] = sum(zs) if zs else 0
         self.sources = [i for i in range(len(idx.names)) if not idx.preds[i]]
-        self.entry: list[cp_model.LinearExprT] = []
+        self.entry: list[cp_model.IntVar | int] = []
         for i in range(len(idx.names)):
             if not idx.preds[i]:
                 self.entry.append(1)
@@ -269,7 +269,7 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     params.num_workers = max(1, workers)
     params.interleave_search = True
     params.max_deterministic_time = max(0.01, 0.5 * time_limit_s)
-    params.max_time_in_seconds = max(0.05, time_limit_s)
+    params.max_time_in_seconds = 1.5 * time_limit_s + 1.0
     cb = _Collector(model, unit_s, progress, keep)
     t0 = time.perf_counter()
     status = solver.solve(model.model, cb)

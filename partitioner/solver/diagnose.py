@@ -55,16 +55,16 @@ def find_facts(problem: Problem) -> list[str]:
     if len(stranded) > MAX_LISTED:
         facts.append(f"... and {len(stranded) - MAX_LISTED} more node(s) no device can run")
     cluster = problem.cluster
-    for k, dev in enumerate(cluster.devices):
+    for k, spec in enumerate(cluster.devices):
         forced = [i for i in range(len(idx.names)) if idx.allowed[i] == [k]]
         if not forced:
             continue
         need = sum(idx.weights[i] for i in forced) + max(idx.workspace[i][k] for i in forced)
-        if need > dev.memory_bytes:
+        if need > spec.memory_bytes:
             facts.append(
-                f"device {dev.id} needs at least {need} bytes (weights and workspace of "
+                f"device {spec.id} needs at least {need} bytes (weights and workspace of "
                 f"{len(forced)} node(s) only it may run, e.g. {idx.names[forced[0]]}) "
-                f"but has {dev.memory_bytes}")
+                f"but has {spec.memory_bytes}")
     total_weights = sum(idx.weights)
     capacity = sum(d.memory_bytes for d in cluster.devices)
     if total_weights > capacity:

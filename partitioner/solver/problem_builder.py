@@ -28,7 +28,9 @@ def build_problem(
         facts: Analysed graph (nodes in topological order, node-to-node edges).
         cluster: Devices and links; device order is the priority order.
         costs: Cost of every (node, device) pair.
-        pins: ``"NODE_OR_OP_TYPE=DEVICE"`` strings; a node name wins over an op type.
+        pins: ``"NODE_OR_OP_TYPE=DEVICE"`` strings; a pin by node name wins over one by op
+            type (``domain::Op`` or plain ``Op``); two different devices for one node at the
+            same level are a conflict.
         forbidden: ``"NODE_OR_OP_TYPE=DEVICE"`` strings the placement must avoid.
         objective: ``latency``, ``throughput`` or ``cost``.
         latency_target_s: Latency bound, required by the ``cost`` objective.
@@ -39,7 +41,8 @@ def build_problem(
 
     Raises:
         SolverError: Unknown objective, missing or non-positive latency target, bad
-            max_partitions, or pins naming unknown nodes/op types/devices (all listed at once).
+            max_partitions, conflicting pins, or pins naming unknown nodes/op types/devices
+            (all listed at once).
     """
     if objective not in OBJECTIVES:
         raise SolverError(
@@ -65,10 +68,12 @@ def build_problem(
     ban_map = _resolve(forbidden, "--forbid", nodes, cluster)
     pinned: dict[str, str] = {}
     conflicts = []
-    for node, devs in pin_map.items():
-        if len(set(devs)) > 1:
-            conflicts.append(f"{node} pinned to {' and '.join(sorted(set(devs)))}")
-        pinned[node] = devs[-1]
+    for node, entries in pin_map.items():
+        by_name = [d for d, named in entries if named]
+        devs = sorted(set(by_name or [d for d, _ in entries]))
+        if len(devs) > 1:
+            conflicts.append(f"{node} pinned to {' and '.join(devs)}")
+        pinned[node] = devs[0]
     if conflicts:
         raise SolverError("conflicting pins: " + "; ".join(conflicts[:10]))
     return Problem(
@@ -77,25 +82,20 @@ def build_problem(
         cluster=cluster,
         costs=costs,
         pins=pinned,
-        forbidden={n: tuple(dict.fromkeys(d)) for n, d in ban_map.items()},
+        forbidden={n: tuple(dict.fromkeys(d for d, _ in e)) for n, e in ban_map.items()},
         objective=objective,
         latency_target_s=latency_target_s,
         max_partitions=max_partitions,
     )
 
 
-def parse_assignments(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
-                      cluster: Cluster) -> dict[str, list[str]]:
-    """Resolve ``NODE_OR_OP_TYPE=DEVICE`` strings to node -> devices (public for the CLI).
+def _resolve(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
+             cluster: Cluster) -> dict[str, list[tuple[str, bool]]]:
+    """Resolve ``NODE_OR_OP_TYPE=DEVICE`` specs to node -> [(device, named by node name)].
 
     Raises:
         SolverError: Listing every malformed spec, unknown node/op type and unknown device.
     """
-    return _resolve(specs, flag, nodes, cluster)
-
-
-def _resolve(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
-             cluster: Cluster) -> dict[str, list[str]]:
     names = {n.name for n in nodes}
     by_op: dict[str, list[str]] = {}
     for n in nodes:
@@ -104,7 +104,7 @@ def _resolve(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
         if plain != n.op_type:
             by_op.setdefault(plain, []).append(n.name)
     devices = set(cluster.device_ids)
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[tuple[str, bool]]] = {}
     problems = []
     for spec in specs:
         key, sep, device = spec.rpartition("=")
@@ -115,7 +115,8 @@ def _resolve(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
         if device not in devices:
             problems.append(f"{flag} {spec!r}: unknown device {device!r} "
                             f"(cluster has {', '.join(cluster.device_ids)})")
-        if key in names:
+        named = key in names
+        if named:
             targets = [key]
         elif key in by_op:
             targets = by_op[key]
@@ -124,7 +125,7 @@ def _resolve(specs: Sequence[str], flag: str, nodes: Sequence[ProblemNode],
             continue
         if device in devices:
             for t in targets:
-                out.setdefault(t, []).append(device)
+                out.setdefault(t, []).append((device, named))
     if problems:
         raise SolverError(f"{len(problems)} bad {flag} value(s): " + "; ".join(problems))
     return out

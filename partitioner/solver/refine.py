@@ -3,7 +3,8 @@
 Nodes with a neighbour on another device are tried on that neighbour's device (on small
 problems, every node on every allowed device); a move is kept when the evaluated objective
 drops and the result stays acceptable (memory, target, max_partitions). Each try is one full
-evaluation, so the number of tries is bounded by a deadline.
+evaluation, so the number of tries is bounded: by ``max_tries`` alone on small problems
+(so the result is reproducible) and also by a deadline on large ones.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
     accepted = tries = 0
     small = len(idx.names) <= SMALL
     improved = True
+    if small:
+        deadline = float("inf")  # bounded by max_tries alone: reproducible
     while improved and time.perf_counter() < deadline and tries < max_tries:
         improved = False
         for i, name in enumerate(idx.names):
