@@ -72,11 +72,17 @@ class OrtPartition:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once on host arrays; returns every output as a NumPy array."""
-        check_feeds(self.label, self.input_names, feeds)
-        inputs = {name: _host(feeds[name]) for name in self.input_names}
         try:
-            with thread_affinity(self._pin):
+            inputs = {name: feeds[name] for name in self.input_names}
+        except KeyError:
+            check_feeds(self.label, self.input_names, feeds)
+            raise
+        try:
+            if self._pin is None:
                 values = self._session.run(None, inputs)
+            else:
+                with thread_affinity(self._pin):
+                    values = self._session.run(None, inputs)
         except Exception as exc:  # ORT raises its own pybind exception types
             raise RunError(f"onnxruntime failed running {self.label}: {exc}") from exc
         return dict(zip(self.output_names, values, strict=True))
@@ -105,12 +111,6 @@ class OrtPartition:
             return dict(zip(self.output_names, binding.get_outputs(), strict=True))
         except Exception as exc:
             raise RunError(f"onnxruntime failed running {self.label}: {exc}") from exc
-
-
-def _host(value: Any) -> Any:
-    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
-        return value.numpy()
-    return value
 
 
 class OnnxRuntimeRunner:

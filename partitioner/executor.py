@@ -135,6 +135,23 @@ class Executor:
             for p in plan.partitions
         }
         self._graph_outputs = [t.name for t in plan.model.outputs]
+        self._sequential = self._plan_is_sequential()
+        self._free_after = self._last_uses()
+        self._order = sorted(self._parts)
+        # Per partition: (tensor, copy?, producer, bytes) for each input, precomputed.
+        self._input_plan = {
+            p.index: [
+                (
+                    i.name,
+                    i.from_partition is not None
+                    and self._parts[i.from_partition].device != p.device,
+                    i.from_partition,
+                    i.nbytes,
+                )
+                for i in p.inputs
+            ]
+            for p in plan.partitions
+        }
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, len(resolved)), thread_name_prefix="hetpart-device"
         )
@@ -169,7 +186,70 @@ class Executor:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
         """Run one input; returns outputs and measurements."""
+        if self._sequential:
+            return self._run_sequential(feeds)
         return self._execute([feeds])[0]
+
+    def _plan_is_sequential(self) -> bool:
+        """True when no two partitions can ever run at once: one device, or a chain.
+
+        Such plans run on the calling thread in index order, without the dispatcher.
+        """
+        if any(getattr(p, "device_resident", False) for p in self._prepared.values()):
+            return False
+        order = sorted(self._parts)
+        one_device = len({p.device for p in self._parts.values()}) == 1
+        return one_device or all(i - 1 in self._deps[i] for i in order[1:])
+
+    def _last_uses(self) -> dict[int, list[str]]:
+        """Partition index -> tensors no later partition reads (freed after it runs)."""
+        last: dict[str, int] = {}
+        for index in sorted(self._parts):
+            for i in self._parts[index].inputs:
+                if i.from_partition is not None:
+                    last[i.name] = index
+        keep = set(self._graph_outputs)
+        free: dict[int, list[str]] = {i: [] for i in self._parts}
+        for name, index in last.items():
+            if name not in keep:
+                free[index].append(name)
+        return free
+
+    def _run_sequential(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
+        values: dict[str, Any] = dict(feeds)
+        result = RunResult({}, 0.0, {})
+        clock = time.perf_counter
+        start = clock()
+        for index in self._order:
+            inputs: dict[str, Any] = {}
+            for name, copy, src, nbytes in self._input_plan[index]:
+                if copy:
+                    c0 = clock()
+                    inputs[name] = _copy(values[name])
+                    result.transfers.append(TransferTiming(name, src, index, nbytes, clock() - c0))
+                else:
+                    inputs[name] = values[name]
+            r0 = clock()
+            try:
+                outputs = self._prepared[index].run(inputs)
+            except PartitionerError as exc:
+                raise RunError(_failure(self._parts[index], str(exc))) from exc
+            except Exception as exc:  # a runner bug must still name the partition
+                raise RunError(
+                    _failure(self._parts[index], f"{type(exc).__name__}: {exc}")
+                ) from exc
+            t1 = clock()
+            result.partition_s[index] = t1 - r0
+            result.spans[index] = (r0, t1)
+            values.update(outputs)
+            for name in self._free_after[index]:
+                del values[name]
+        result.latency_s = clock() - start
+        result.outputs = {name: _host(values[name]) for name in self._graph_outputs}
+        return result
 
     def stream(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> StreamResult:
         """Run ``feeds`` pipelined: a device starts input k+1 while others work on input k."""
