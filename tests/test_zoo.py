@@ -212,6 +212,15 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "n_nodes=1000" in out
 
 
+def test_cli_list_one_model_explains_params(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "list", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "shape" in out and "one of chain, layered, random" in out
+    assert "n_nodes" in out and "integer >= 2" in out
+    assert main(["zoo", "list", "nope"]) == 2
+    assert "unknown zoo model 'nope'" in capsys.readouterr().err
+
+
 def test_cli_build_prints_path(
     built: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

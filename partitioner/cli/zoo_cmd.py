@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: _usage(parser))
 
     list_parser = sub.add_parser("list", help="table of models with their default params")
+    list_parser.add_argument(
+        "name", nargs="?", metavar="NAME", help="show one model's params with their meaning"
+    )
     list_parser.set_defaults(func=_list)
 
     build_parser = sub.add_parser("build", help="build (or take from the cache) one model")
@@ -38,16 +41,29 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _list(args: argparse.Namespace) -> int:
-    from models.zoo import list_models
+def _print_table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for first, second, third in rows:
+        print(f"{first:<{widths[0]}}  {second:<{widths[1]}}  {third}".rstrip())
 
+
+def _list(args: argparse.Namespace) -> int:
+    from models.zoo import get_entry, list_models
+
+    if args.name:
+        entry = get_entry(args.name)
+        print(f"{entry.name}: {entry.description}")
+        rows = [("PARAM", "DEFAULT", "MEANING")]
+        for p in entry.params:
+            allowed = f"one of {', '.join(p.choices)}" if p.choices else f"integer >= {p.minimum}"
+            rows.append((p.name, str(p.default), f"{p.help} ({allowed})"))
+        _print_table(rows)
+        return 0
     rows = [("NAME", "DESCRIPTION", "DEFAULT PARAMS")]
     for entry in list_models():
         params = " ".join(f"{k}={v}" for k, v in entry.defaults.items())
         rows.append((entry.name, entry.description, params))
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for name, description, params in rows:
-        print(f"{name:<{widths[0]}}  {description:<{widths[1]}}  {params}")
+    _print_table(rows)
     return 0
 
 
