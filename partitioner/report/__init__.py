@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from partitioner.report.explain import explain
+from partitioner.report.html import render_html
 from partitioner.report.inputs import (
     GraphDetail,
     Measurements,
@@ -19,8 +21,10 @@ __all__ = [
     "Report",
     "ReportInputs",
     "build_report",
+    "explain",
     "read_graph_detail",
     "read_measurements",
     "read_report_inputs",
+    "render_html",
     "render_text",
 ]
