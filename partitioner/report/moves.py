@@ -42,12 +42,14 @@ class MoveEstimate:
 
     @property
     def total_s(self) -> float | None:
+        """Own + transfer + call deltas; None when the device cannot run the node."""
         if self.own_delta_s is None:
             return None
         return self.own_delta_s + self.transfer_delta_s + self.call_delta_s
 
     @property
     def possible(self) -> bool:
+        """True when the device supports the node and has room for it."""
         return self.unsupported is None and self.memory_blocked is None
 
 
