@@ -145,7 +145,7 @@ def solve(
     if status != "HINT":
         # Optimal when the bound meets the objective up to tick rounding.
         rounding = 0.5 * tick * (len(idx.names) + len(problem.edges)) / value if value else 0.0
-        status = "OPTIMAL" if gap <= max(1e-6, rounding) else "FEASIBLE"
+        status = "OPTIMAL" if gap <= 2 * rounding + 1e-6 else "FEASIBLE"
     return SolveReport(
         assignment=assignment,
         evaluation=ev,
