@@ -229,6 +229,7 @@ class Executor:
                 if copy:
                     c0 = clock()
                     inputs[name] = _copy(values[name])
+                    assert src is not None  # copies only happen between partitions
                     result.transfers.append(TransferTiming(name, src, index, nbytes, clock() - c0))
                 else:
                     inputs[name] = values[name]

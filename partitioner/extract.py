@@ -48,7 +48,7 @@ class PartitionExtractor:
             raise PlanError(
                 f"cannot extract partition {partition.index} ({partition.device}): {exc}"
             ) from exc
-        got = {n.name for n in graph}
+        got = {n.name or "" for n in graph}
         missing = sorted(set(partition.nodes) - got)
         if missing:
             logger.debug(

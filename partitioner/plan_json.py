@@ -201,15 +201,19 @@ def _device(d: DeviceSpec) -> dict[str, Any]:
 def cluster_from_dict(data: dict[str, Any]) -> Cluster:
     """Inverse of :func:`cluster_to_dict`."""
     known = {f.name for f in dataclasses.fields(DeviceSpec)}
-    devices = tuple(
-        DeviceSpec(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
-        )
-        for d in data["devices"]
-    )
+    devices = []
+    for d in data["devices"]:
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known
+        }
+        devices.append(DeviceSpec(**fields))
     links = tuple(Link(**lk) for lk in data.get("links", ()))
     return Cluster(
-        data["name"], devices, links, data["host_copy_bandwidth"], data.get("fallback_device")
+        data["name"],
+        tuple(devices),
+        links,
+        data["host_copy_bandwidth"],
+        data.get("fallback_device"),
     )
 
 

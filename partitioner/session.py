@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from partitioner.errors import PlanError, RunError
-from partitioner.executor import Executor
+from partitioner.executor import Executor, RunResult
 from partitioner.plan import Plan, TensorSpec
 from partitioner.plan_io import load_plan
 
@@ -64,7 +64,7 @@ class Session:
             self.plan_dir = Path(plan)
             self.plan = load_plan(self.plan_dir)
         self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
-        self.last_result = None
+        self.last_result: RunResult | None = None
 
     @property
     def emulated(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,9 @@ def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int
     split_t: dict[int, list[float]] = {k: [] for k in ks}
     chain_t: dict[int, list[float]] = {k: [] for k in ks}
     for _ in range(rounds):
-        whole_t.append(_median_time(lambda: whole.run(feeds), repeat))
+        whole_t.append(_median_time(partial(whole.run, feeds), repeat))
         for k, ex in executors.items():
-            split_t[k].append(_median_time(lambda ex=ex: ex.run(feeds), repeat))
+            split_t[k].append(_median_time(partial(ex.run, feeds), repeat))
             chain_t[k].append(_median_time(chains[k], repeat))
     base = statistics.median(whole_t)
     rows = []
