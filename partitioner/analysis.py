@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from partitioner.flops import control_flow_flops, node_flops
 from partitioner.folding import fold_constants
 from partitioner.graph_types import EdgeInfo, GraphFacts, NodeInfo, TensorInfo
 from partitioner.loading import load
-from partitioner.normalise import node_inputs, subgraphs, topological_sort, unique_node_names
+from partitioner.normalise import Row, read_rows, topological_sort, unique_node_names
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +90,39 @@ def analyse(
         ShapeError: An input keeps a symbolic dimension, ``input_shapes`` names an
             unknown input, or a node's output shape cannot be determined.
     """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # analysis allocates ~10 objects per node and frees none of them
+    try:
+        return _analyse(model, input_shapes)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _analyse(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> AnalysedModel:
     loaded = load(model)
     m, source = loaded.model, loaded.source
     graph = m.graph
     _check_opsets(m, source)
     unique_node_names(graph)
-    topological_sort(graph, source)
+    rows = topological_sort(graph, read_rows(graph), source)
     sh.apply_input_shapes(graph, input_shapes or {}, source)
     sh.check_inputs_concrete(graph, source)
 
-    table, inferred = _infer_into(m, source)
-    missing = _unshaped(graph, table)
-    folded = fold_constants(m, table, source)
-    if missing and folded:
-        table, inferred = _infer_into(m, source)
-        missing = _unshaped(graph, table)
+    table, inferred = _infer_into(m, rows, source)
+    missing = _unshaped(rows, table)
+    kept = fold_constants(m, rows, table, source)
+    if missing and kept is not rows:
+        table, inferred = _infer_into(m, kept, source)
+        missing = _unshaped(kept, table)
+    rows = kept
     if missing:
-        _shape_by_running(m, missing, table, source)
-    _write_value_info(m, table, inferred)
-    facts = _facts(m, table, loaded.name, loaded.sha256)
+        _shape_by_running(m, rows, missing, table, source)
+    _write_value_info(m, rows, table, inferred)
+    facts = _facts(m, rows, table, loaded.name, loaded.sha256)
     logger.info("%s: %d nodes, %d edges", source, len(facts.nodes), len(facts.edges))
     return AnalysedModel(source=source, model=m, facts=facts, base_dir=loaded.base_dir)
 
@@ -124,28 +139,30 @@ def _check_opsets(m: onnx.ModelProto, source: str) -> None:
             )
 
 
-def _infer_into(m: onnx.ModelProto, source: str) -> tuple[sh.ShapeTable, onnx.GraphProto]:
+def _infer_into(
+    m: onnx.ModelProto, rows: list[Row], source: str
+) -> tuple[sh.ShapeTable, onnx.GraphProto]:
     """Infer shapes; copy subgraph value_info back into control-flow nodes; return the table."""
     inferred = sh.infer(m, source)
-    for node, done in zip(m.graph.node, inferred.node, strict=True):
-        if node.op_type in _CONTROL_FLOW or (node.attribute and subgraphs(node)):
-            node.CopyFrom(done)
+    for i, row in enumerate(rows):
+        if row.has_subgraphs:
+            row.proto.CopyFrom(inferred.node[i])
     table: sh.ShapeTable = {}
     sh.shape_table(m.graph, table)
-    sh.shape_table(inferred, table)
+    sh.shape_table(inferred, table, initializers=False)
     return table, inferred
 
 
-def _unshaped(graph: onnx.GraphProto, table: sh.ShapeTable) -> list[str]:
+def _unshaped(rows: list[Row], table: sh.ShapeTable) -> list[str]:
     return [
-        out for node in graph.node for out in node.output
+        out for row in rows for out in row.outputs
         if out and table.get(out, (0, None))[1] is None
     ]
 
 
-def _shape_by_running(m: onnx.ModelProto, missing: list[str], table: sh.ShapeTable,
-                      source: str) -> None:
-    producer = {out: node for node in m.graph.node for out in node.output}
+def _shape_by_running(m: onnx.ModelProto, rows: list[Row], missing: list[str],
+                      table: sh.ShapeTable, source: str) -> None:
+    producer = {out: row.proto for row in rows for out in row.outputs}
     first = producer[missing[0]]
     logger.info("%s: onnx inference left %d values unshaped (first from %s); running "
                 "onnxruntime to read them", source, len(missing), first.name)
@@ -161,12 +178,14 @@ def _shape_by_running(m: onnx.ModelProto, missing: list[str], table: sh.ShapeTab
     table.update(found)
 
 
-def _write_value_info(m: onnx.ModelProto, table: sh.ShapeTable, inferred: onnx.GraphProto) -> None:
+def _write_value_info(
+    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable, inferred: onnx.GraphProto
+) -> None:
     """Record every activation's concrete shape: value_info, and graph outputs' types."""
     graph = m.graph
     outputs = {vi.name: vi for vi in graph.output}
     needed = dict.fromkeys(
-        out for node in graph.node for out in node.output if out and out not in outputs
+        out for row in rows for out in row.outputs if out and out not in outputs
     )
     graph.ClearField("value_info")
     infos = []
@@ -187,17 +206,9 @@ def _write_value_info(m: onnx.ModelProto, table: sh.ShapeTable, inferred: onnx.G
             tt.shape.dim.add().dim_value = d
 
 
-def _signature(node: onnx.NodeProto, table: sh.ShapeTable, cache: dict[tuple, str]) -> str:
-    attrs = b"".join([a.SerializeToString(deterministic=True) for a in node.attribute])
-    key = (node.domain, node.op_type, tuple([table.get(n) for n in node.input]), attrs)
-    sig = cache.get(key)
-    if sig is None:
-        h = hashlib.blake2b(repr(key[:3]).encode() + b"|" + attrs, digest_size=12)
-        sig = cache[key] = h.hexdigest()
-    return sig
-
-
-def _facts(m: onnx.ModelProto, table: sh.ShapeTable, name: str, sha: str) -> GraphFacts:
+def _facts(
+    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable, name: str, sha: str
+) -> GraphFacts:
     graph = m.graph
     inits = {t.name: t for t in graph.initializer}
     opsets = {o.domain or "": o.version for o in m.opset_import}
@@ -232,18 +243,16 @@ def _facts(m: onnx.ModelProto, table: sh.ShapeTable, name: str, sha: str) -> Gra
     edges: list[EdgeInfo] = []
     custom: list[str] = []
     sig_cache: dict[tuple, str] = {}
-    for index, node in enumerate(graph.node):
-        node_name, op_type, domain = node.name, node.op_type, node.domain
-        has_attrs = len(node.attribute) > 0
-        raw_ins = node_inputs(node) if has_attrs else [n for n in node.input if n]
+    table_get = table.get
+    for index, row in enumerate(rows):
+        node = row.proto
+        node_name, op_type, domain = row.name, row.op_type, row.domain
+        all_ins, all_outs = row.inputs, row.outputs
         acts: list[str] = []
         weight_list: list[str] = []
-        for n in raw_ins:
+        for n in row.deps:
             (weight_list if n in inits else acts).append(n)
-        if len(raw_ins) > 1:
-            acts = list(dict.fromkeys(acts))
-            weight_list = list(dict.fromkeys(weight_list))
-        outs = tuple([n for n in node.output if n])
+        outs = tuple(all_outs) if all(all_outs) else tuple([n for n in all_outs if n])
         read = 0
         for a in acts:
             size = get_nbytes(a, 0)
@@ -253,20 +262,32 @@ def _facts(m: onnx.ModelProto, table: sh.ShapeTable, name: str, sha: str) -> Gra
                 edges.append(EdgeInfo(a, src, node_name, size))
         written = 0
         for out in outs:
-            info(out)
+            size = get_nbytes(out, 0)
+            written += size
             producer[out] = node_name
-            written += get_nbytes(out, 0)
+            elem, dims = table_get(out, (0, None))
+            if dims is None:
+                logger.warning("value %s has no concrete shape; counted as 0 bytes", out)
+            tensors[out] = TensorInfo(out, dims or (), sh.dtype_name(elem), size)
         weight_bytes = sum([get_nbytes(w, 0) for w in weight_list])
         sub = (control_flow_flops(node, shape_of, opsets, constant_of)
                if op_type in _CONTROL_FLOW else 0)
         if domain not in _DEFAULT_DOMAINS:
             custom.append(node_name)
+        attributes = node.attribute
+        attrs = (b"".join([a.SerializeToString(deterministic=True) for a in attributes])
+                 if len(attributes) else b"")
+        key = (domain, op_type, tuple([table_get(n) for n in all_ins]), attrs)
+        signature = sig_cache.get(key)
+        if signature is None:
+            digest = hashlib.blake2b(repr(key[:3]).encode() + b"|" + attrs, digest_size=12)
+            signature = sig_cache[key] = digest.hexdigest()
         nodes.append(NodeInfo(
             name=node_name, index=index, domain=domain, op_type=op_type,
             inputs=tuple(acts), outputs=outs, weights=tuple(weight_list),
-            flops=node_flops(node, shape_of) + sub,
+            flops=node_flops(node, shape_of, op_type, domain, all_ins, all_outs) + sub,
             bytes_read=read + weight_bytes, bytes_written=written, weight_bytes=weight_bytes,
-            signature=_signature(node, table, sig_cache), subgraph_flops=sub,
+            signature=signature, subgraph_flops=sub,
         ))
     outputs = tuple(info(vi.name) for vi in graph.output)
     return GraphFacts(

@@ -95,10 +95,10 @@ class _Ctx:
 
     __slots__ = ("node", "ins", "outs")
 
-    def __init__(self, node: onnx.NodeProto, shape_of: Callable[[str], Dims | None]):
+    def __init__(self, node: onnx.NodeProto, ins: list[Dims | None], outs: list[Dims | None]):
         self.node = node
-        self.ins = [shape_of(n) if n else None for n in node.input]
-        self.outs = [shape_of(n) if n else None for n in node.output]
+        self.ins = ins
+        self.outs = outs
 
     def inp(self, i: int) -> Dims | None:
         return self.ins[i] if i < len(self.ins) else None
@@ -227,28 +227,43 @@ _MS_FORMULAS: dict[str, Callable[[_Ctx], int]] = {
 }
 
 
-def node_flops(node: onnx.NodeProto, shape_of: Callable[[str], Dims | None]) -> int:
+def node_flops(
+    node: onnx.NodeProto,
+    shape_of: Callable[[str], Dims | None],
+    op_type: str | None = None,
+    domain: str | None = None,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+) -> int:
     """FLOPs of one execution of ``node`` (control flow excluded: see ``control_flow_flops``).
 
     Args:
         node: The node.
         shape_of: Concrete dims of a value name, or ``None`` if unknown.
+        op_type: ``node.op_type`` if the caller already read it (saves protobuf reads).
+        domain: ``node.domain``, likewise.
+        inputs: ``list(node.input)``, likewise.
+        outputs: ``list(node.output)``, likewise.
 
     Returns:
         FLOPs following the conventions in this module's docstring.
     """
-    op = node.op_type
+    op = node.op_type if op_type is None else op_type
     if op in DATA_MOVEMENT or op in CONTROL_FLOW:
         return 0
+    dom = node.domain if domain is None else domain
+    outs = node.output if outputs is None else outputs
     cost = ELEMENTWISE_COST.get(op)
-    if cost is not None and node.domain in ("", "ai.onnx", "com.microsoft"):
-        return cost * sum([numel(shape_of(n)) for n in node.output if n])
-    c = _Ctx(node, shape_of)
+    if cost is not None and dom in ("", "ai.onnx", "com.microsoft"):
+        return cost * sum([numel(shape_of(n)) for n in outs if n])
+    ins = node.input if inputs is None else inputs
+    c = _Ctx(node, [shape_of(n) if n else None for n in ins],
+             [shape_of(n) if n else None for n in outs])
     if op == "QLinearMatMul":
         c.ins = [c.inp(0), c.inp(3)]
-    if node.domain in ("", "ai.onnx") and op == "Attention":
+    if dom in ("", "ai.onnx") and op == "Attention":
         return _onnx_attention(c)
-    if node.domain == "com.microsoft" and op in _MS_FORMULAS:
+    if dom == "com.microsoft" and op in _MS_FORMULAS:
         return _MS_FORMULAS[op](c)
     formula = _FORMULAS.get(op)
     if formula is not None:

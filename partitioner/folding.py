@@ -1,4 +1,4 @@
-"""Constant folding: Constant nodes, all-constant-input nodes and Shape/Size of known shapes become initializers."""
+"""Constant folding: Constant nodes, all-constant-input nodes and Shape/Size become initializers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from partitioner.normalise import outer_scope_inputs, subgraphs
+from partitioner.normalise import Row, read_rows
 from partitioner.shapes import ShapeTable
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def _shape_value(node: onnx.NodeProto, dims: tuple[int, ...]) -> np.ndarray:
     return np.array(dims[start:end], dtype=np.int64)
 
 
-def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> int:
+def fold_constants(
+    model: onnx.ModelProto, rows: list[Row], table: ShapeTable, source: str
+) -> list[Row]:
     """Fold constant-producing nodes of the main graph into initializers, in place.
 
     Nodes producing graph outputs, nodes in custom domains, control flow and the ops in
@@ -48,11 +50,12 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
 
     Args:
         model: Model with nodes in topological order.
+        rows: ``read_rows(model.graph)``.
         table: Shapes known so far (``Shape``/``Size`` of a known shape fold).
         source: Model name for log messages.
 
     Returns:
-        Number of nodes folded.
+        The rows of the nodes kept (``rows`` itself when nothing folded).
     """
     from onnx.reference import ReferenceEvaluator
 
@@ -71,15 +74,16 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
         return values[name]
 
     consts = set(inits)
-    for i, node in enumerate(graph.node):
-        op = node.op_type
-        ins = [n for n in node.input if n]
+    for i, row in enumerate(rows):
+        op = row.op_type
+        ins = row.deps
         const_in = all(n in consts for n in ins)
         if not const_in and op not in ("Shape", "Size"):
             continue
-        if node.domain not in ("", "ai.onnx") or op in NEVER_FOLD or not node.output:
+        node = row.proto
+        if row.domain not in ("", "ai.onnx") or op in NEVER_FOLD or not row.outputs:
             continue
-        if any(o in graph_outputs for o in node.output):
+        if row.has_subgraphs or any(o in graph_outputs for o in row.outputs):
             continue
         try:
             if op == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
@@ -96,7 +100,7 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
                 arr = (_shape_value(node, dims) if op == "Shape"
                        else np.array(int(np.prod(dims, dtype=np.int64)), dtype=np.int64))
                 outs = [arr]
-            elif const_in and (ins or op == "Constant") and not subgraphs(node):
+            elif const_in and (ins or op == "Constant"):
                 in_bytes = sum(value(n).nbytes for n in ins)
                 feeds = {n: value(n) for n in ins}
                 sess = ReferenceEvaluator(_node_model(node, opsets, model.ir_version))
@@ -110,7 +114,7 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
         except Exception as exc:  # reference evaluator errors are untyped; keep the node
             logger.debug("%s: cannot fold %s (%s): %s", source, node.name, op, exc)
             continue
-        for name, out in zip(node.output, outs, strict=False):
+        for name, out in zip(row.outputs, outs, strict=False):
             if not name:
                 continue
             arr = np.asarray(out)
@@ -119,13 +123,12 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
             consts.add(name)
         folded.add(i)
     if not folded:
-        return 0
-    kept = [n for i, n in enumerate(graph.node) if i not in folded]
+        return rows
+    kept_rows = [r for i, r in enumerate(rows) if i not in folded]
+    kept = [r.proto for r in kept_rows]
     used: set[str] = set(graph_outputs)
-    for node in kept:
-        used.update(node.input)
-        for sub in subgraphs(node):
-            used.update(outer_scope_inputs(sub))
+    for row in kept_rows:
+        used.update(row.deps)
     kept_inits = [t for t in graph.initializer if t.name in used]
     kept_inits.extend(t for name, t in new_inits.items() if name in used)
     del graph.node[:]
@@ -137,7 +140,7 @@ def fold_constants(model: onnx.ModelProto, table: ShapeTable, source: str) -> in
     for vi in stale:
         graph.input.remove(vi)
     logger.info("%s: folded %d constant nodes", source, len(folded))
-    return len(folded)
+    return read_rows(graph)
 
 
 def _node_model(node: onnx.NodeProto, opsets: dict[str, int], ir_version: int) -> onnx.ModelProto:

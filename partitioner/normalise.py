@@ -1,4 +1,4 @@
-"""Structural normalisation of a ModelProto: unique node names, SSA check, topological order, cycles.
+"""Structural normalisation of a ModelProto: unique node names, SSA, topological order, cycles.
 
 Done on the protobuf directly: an onnx_ir round trip costs ~7 s on a 100k-node graph here
 (measured), which alone would break the 10 s analysis budget.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from dataclasses import dataclass
 
 import onnx
 
@@ -56,6 +57,49 @@ def node_inputs(node: onnx.NodeProto) -> list[str]:
     return names
 
 
+@dataclass(slots=True)
+class Row:
+    """One node's fields read from the protobuf once (each read costs microseconds).
+
+    Attributes:
+        proto: The NodeProto itself (inside the graph).
+        name: Node name.
+        op_type: Operator type.
+        domain: Operator domain.
+        inputs: ``node.input`` as given (optional inputs are ``""``).
+        outputs: ``node.output`` as given.
+        deps: Non-empty inputs plus outer-scope values its subgraphs read, de-duplicated.
+        has_subgraphs: Whether the node carries graph attributes (If/Loop/Scan...).
+    """
+
+    proto: onnx.NodeProto
+    name: str
+    op_type: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    deps: list[str]
+    has_subgraphs: bool
+
+
+def read_rows(graph: onnx.GraphProto) -> list[Row]:
+    """Read every node of ``graph`` into a Row, in graph order."""
+    rows = []
+    for node in graph.node:
+        inputs = node.input[:]
+        has_sub = False
+        if len(node.attribute) and subgraphs(node):
+            has_sub = True
+            deps = node_inputs(node)
+        elif len(inputs) == 1:
+            deps = inputs if inputs[0] else []
+        else:
+            deps = list(dict.fromkeys(n for n in inputs if n))
+        rows.append(Row(node, node.name, node.op_type, node.domain, inputs, node.output[:],
+                        deps, has_sub))
+    return rows
+
+
 def unique_node_names(graph: onnx.GraphProto) -> int:
     """Give every node a unique, non-empty name (``<op_type>_<index>``); return how many changed."""
     seen: set[str] = set()
@@ -73,48 +117,46 @@ def unique_node_names(graph: onnx.GraphProto) -> int:
     return changed
 
 
-def topological_sort(graph: onnx.GraphProto, source: str) -> bool:
+def topological_sort(graph: onnx.GraphProto, rows: list[Row], source: str) -> list[Row]:
     """Check SSA and inputs, then reorder ``graph.node`` topologically (stable).
 
     Args:
         graph: The main graph, node names already unique.
+        rows: ``read_rows(graph)``.
         source: Model name for messages.
 
     Returns:
-        True if the node order changed.
+        The rows in topological order (``rows`` itself when already sorted).
 
     Raises:
         ModelError: A tensor is produced twice, a node reads a value nobody provides, or
             the graph has a cycle (the nodes on it are named).
     """
-    nodes = list(graph.node)
     available = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
     available.update(s.values.name for s in graph.sparse_initializer)
-    if _already_sorted(nodes, available, graph):
-        return False
+    if _already_sorted(rows, available, graph):
+        return rows
     producer: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for out in node.output:
+    for i, row in enumerate(rows):
+        for out in row.outputs:
             if not out:
                 continue
             if out in producer or out in available:
-                other = nodes[producer[out]].name if out in producer else "a graph input"
+                other = rows[producer[out]].name if out in producer else "a graph input"
                 raise ModelError(
-                    f"{source}: tensor {out!r} is produced by both {other!r} and {node.name!r}"
+                    f"{source}: tensor {out!r} is produced by both {other!r} and {row.name!r}"
                 )
             producer[out] = i
     deps: list[list[int]] = []
-    users: list[list[int]] = [[] for _ in nodes]
-    for i, node in enumerate(nodes):
+    users: list[list[int]] = [[] for _ in rows]
+    for i, row in enumerate(rows):
         mine: list[int] = []
-        for name in node_inputs(node) if node.attribute else node.input:
-            if not name:
-                continue
+        for name in row.deps:
             p = producer.get(name)
             if p is None:
                 if name not in available:
                     raise ModelError(
-                        f"{source}: node {node.name!r} ({node.op_type}) reads {name!r}, which "
+                        f"{source}: node {row.name!r} ({row.op_type}) reads {name!r}, which "
                         "no node, graph input or initializer provides"
                     )
                 continue
@@ -136,33 +178,32 @@ def topological_sort(graph: onnx.GraphProto, source: str) -> bool:
             indeg[u] -= 1
             if indeg[u] == 0:
                 heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        raise ModelError(f"{source}: the graph has a cycle through nodes {_cycle(nodes, deps, indeg)}")
-    if order == list(range(len(nodes))):
-        return False
+    if len(order) != len(rows):
+        cycle = _cycle(rows, deps, indeg)
+        raise ModelError(f"{source}: the graph has a cycle through nodes {cycle}")
+    nodes = [r.proto for r in rows]
+    sorted_nodes = [nodes[i] for i in order]
     del graph.node[:]
-    graph.node.extend(nodes[i] for i in order)
-    return True
+    graph.node.extend(sorted_nodes)
+    return read_rows(graph)
 
 
-def _already_sorted(
-    nodes: list[onnx.NodeProto], available: set[str], graph: onnx.GraphProto
-) -> bool:
+def _already_sorted(rows: list[Row], available: set[str], graph: onnx.GraphProto) -> bool:
     """One pass: every input defined before use and every output new (the common case)."""
     defined = set(available)
-    defined.add("")
-    for node in nodes:
-        for name in node_inputs(node) if node.attribute else node.input:
+    for row in rows:
+        for name in row.deps:
             if name not in defined:
                 return False
-        for out in node.output:
-            if out in defined and out:
+        for out in row.outputs:
+            if out in defined:
                 return False
-            defined.add(out)
+            if out:
+                defined.add(out)
     return all(vi.name in defined for vi in graph.output)
 
 
-def _cycle(nodes: list[onnx.NodeProto], deps: list[list[int]], indeg: list[int]) -> str:
+def _cycle(nodes: list[Row], deps: list[list[int]], indeg: list[int]) -> str:
     """Walk unresolved dependencies from a stuck node until one repeats: that loop is a cycle."""
     start = next(i for i, d in enumerate(indeg) if d > 0)
     path: list[int] = []

@@ -1,4 +1,4 @@
-"""Concrete shapes: dtype sizes, --input-shape substitution, onnx shape inference and its fallback."""
+"""Concrete shapes: dtype sizes, --input-shape substitution, shape inference and its fallback."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ for _name, _bits in (("FLOAT8E8M0", 8), ("UINT2", 2), ("INT2", 2), ("FLOAT6E2M3"
     if hasattr(_T, _name):
         DTYPES[getattr(_T, _name)] = (_name.lower(), _bits)
 
-#: Initializers up to this many elements keep their data in the shape-inference copy
-#: (so data propagation can read shape constants); larger ones are passed as stubs.
+#: Integer initializers up to this many elements keep their data in the shape-inference
+#: copy (so data propagation can read shape constants); others are passed as data-less stubs.
 SMALL_INITIALIZER_ELEMENTS = 4096
+_SHAPE_DTYPES = frozenset({_T.INT64, _T.INT32})
 
 #: name -> (elem_type, dims); dims is None when the shape is unknown or symbolic.
 ShapeTable = dict[str, tuple[int, tuple[int, ...] | None]]
@@ -73,12 +74,15 @@ def _dims_of(type_proto: onnx.TypeProto) -> tuple[int, tuple[int, ...] | None]:
     return elem, values
 
 
-def shape_table(graph: onnx.GraphProto, into: ShapeTable | None = None) -> ShapeTable:
+def shape_table(
+    graph: onnx.GraphProto, into: ShapeTable | None = None, initializers: bool = True
+) -> ShapeTable:
     """Collect element types and concrete dims of a graph's values (not recursing).
 
     Args:
         graph: The graph: inputs, value_info, outputs and initializers are read.
         into: Table to extend (entries already there win for unknown shapes).
+        initializers: Whether to read initializers too.
 
     Returns:
         The table, ``name -> (elem_type, dims or None)``.
@@ -88,8 +92,9 @@ def shape_table(graph: onnx.GraphProto, into: ShapeTable | None = None) -> Shape
         elem, dims = _dims_of(vi.type)
         if dims is not None or vi.name not in table:
             table[vi.name] = (elem, dims)
-    for init in graph.initializer:
-        table[init.name] = (init.data_type, tuple(init.dims))
+    if initializers:
+        for init in graph.initializer:
+            table[init.name] = (init.data_type, tuple(init.dims))
     return table
 
 
@@ -192,7 +197,7 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
         numel = 1
         for d in init.dims:
             numel *= d
-        if numel <= SMALL_INITIALIZER_ELEMENTS:
+        if numel <= 16 or (init.data_type in _SHAPE_DTYPES and numel <= SMALL_INITIALIZER_ELEMENTS):
             g.initializer.append(init)
         else:
             stub = g.initializer.add()
