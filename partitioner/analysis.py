@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import onnx
@@ -221,7 +222,7 @@ def _facts(
     shape_of = dims_of.get
     get_nbytes = nbytes.get
 
-    def constant_of(value_name: str) -> object:
+    def constant_of(value_name: str) -> Any:
         t = inits.get(value_name)
         return numpy_helper.to_array(t).item() if t is not None and not t.dims else None
 
@@ -277,11 +278,11 @@ def _facts(
         attributes = node.attribute
         attrs = (b"".join([a.SerializeToString(deterministic=True) for a in attributes])
                  if len(attributes) else b"")
-        key = (domain, op_type, tuple([table_get(n) for n in all_ins]), attrs)
-        signature = sig_cache.get(key)
+        sig_key = (domain, op_type, tuple([table_get(n) for n in all_ins]), attrs)
+        signature = sig_cache.get(sig_key)
         if signature is None:
-            digest = hashlib.blake2b(repr(key[:3]).encode() + b"|" + attrs, digest_size=12)
-            signature = sig_cache[key] = digest.hexdigest()
+            digest = hashlib.blake2b(repr(sig_key[:3]).encode() + b"|" + attrs, digest_size=12)
+            signature = sig_cache[sig_key] = digest.hexdigest()
         nodes.append(NodeInfo(
             name=node_name, index=index, domain=domain, op_type=op_type,
             inputs=tuple(acts), outputs=outs, weights=tuple(weight_list),

@@ -26,6 +26,7 @@ Conventions (one multiply-add = 2 FLOPs):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import onnx
 
@@ -83,7 +84,7 @@ def numel(dims: Sequence[int] | None) -> int:
     return n
 
 
-def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -148,8 +149,8 @@ def _onnx_attention(c: _Ctx) -> int:
     if len(q) == 4:  # [B, H, S, D]
         b, h, s, d = q
         return _attention_core(b, s, k[2], h * d, h * v[3], h)
-    h = int(_attr(c.node, "q_num_heads", 1) or 1)  # type: ignore[call-overload]
-    kv_heads = int(_attr(c.node, "kv_num_heads", h) or h)  # type: ignore[call-overload]
+    h = int(_attr(c.node, "q_num_heads", 1) or 1)
+    kv_heads = int(_attr(c.node, "kv_num_heads", h) or h)
     ev = v[2] * h // max(kv_heads, 1)
     return _attention_core(q[0], q[1], k[1], q[2], ev, h)
 
@@ -159,8 +160,8 @@ def _ms_attention(c: _Ctx) -> int:
     if not x or not w or len(x) != 3:
         return c.out_numel
     b, s, d_in = x
-    heads = int(_attr(c.node, "num_heads", 1))  # type: ignore[call-overload]
-    sizes = list(_attr(c.node, "qkv_hidden_sizes", []) or [])  # type: ignore[call-overload]
+    heads = int(_attr(c.node, "num_heads", 1))
+    sizes = list(_attr(c.node, "qkv_hidden_sizes", []) or [])
     e = sizes[0] if sizes else w[1] // 3
     ev = sizes[2] if sizes else w[1] // 3
     return 2 * b * s * d_in * w[1] + _attention_core(b, s, s, e, ev, heads)
@@ -170,7 +171,7 @@ def _ms_mha(c: _Ctx) -> int:
     q, k, v = c.inp(0), c.inp(1), c.inp(2)
     if not q or len(q) != 3:
         return c.out_numel
-    heads = int(_attr(c.node, "num_heads", 1))  # type: ignore[call-overload]
+    heads = int(_attr(c.node, "num_heads", 1))
     length = k[1] if k and len(k) == 3 else k[2] if k and len(k) == 4 else q[1]
     ev = v[2] if v and len(v) == 3 else q[2]
     return _attention_core(q[0], q[1], length, q[2], ev, heads)
@@ -178,7 +179,7 @@ def _ms_mha(c: _Ctx) -> int:
 
 def _pool(c: _Ctx) -> int:
     kernel = _attr(c.node, "kernel_shape", [])
-    return c.out_numel * max(numel(list(kernel)), 1)  # type: ignore[call-overload]
+    return c.out_numel * max(numel(list(kernel)), 1)
 
 
 def _rnn(c: _Ctx) -> int:
@@ -186,7 +187,7 @@ def _rnn(c: _Ctx) -> int:
     r = c.inp(2)
     if not x or not w or not r:
         return c.out_numel
-    layout = int(_attr(c.node, "layout", 0))  # type: ignore[call-overload]
+    layout = int(_attr(c.node, "layout", 0))
     seq, batch = (x[1], x[0]) if layout else (x[0], x[1])
     dirs, gates_hidden, inp = w
     hidden = r[2]
@@ -291,7 +292,7 @@ def control_flow_flops(
     node: onnx.NodeProto,
     shape_of: Callable[[str], Dims | None],
     opsets: Mapping[str, int],
-    constant_of: Callable[[str], object] | None,
+    constant_of: Callable[[str], Any] | None,
 ) -> int:
     """FLOPs inside an If/Loop/Scan node's subgraphs.
 
@@ -334,11 +335,11 @@ def control_flow_flops(
         if node.input and node.input[0] and constant_of is not None:
             value = constant_of(node.input[0])
             if value is not None:
-                trips = max(int(value), 0)  # type: ignore[call-overload]
+                trips = max(int(value), 0)
         return per_iter * trips
-    n_scan = int(_attr(node, "num_scan_inputs", 1))  # type: ignore[call-overload]
+    n_scan = int(_attr(node, "num_scan_inputs", 1))
     first = len(node.input) - n_scan
-    axes = list(_attr(node, "scan_input_axes", []) or [])  # type: ignore[call-overload]
+    axes = list(_attr(node, "scan_input_axes", []) or [])
     shape = shape_of(node.input[first]) if first < len(node.input) else None
     if not shape:
         return per_iter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import onnx
@@ -74,6 +75,7 @@ def fold_constants(
         return values[name]
 
     consts = set(inits)
+    outs: list[Any]
     for i, row in enumerate(rows):
         op = row.op_type
         ins = row.deps
@@ -104,7 +106,7 @@ def fold_constants(
                 in_bytes = sum(value(n).nbytes for n in ins)
                 feeds = {n: value(n) for n in ins}
                 sess = ReferenceEvaluator(_node_model(node, opsets, model.ir_version))
-                outs = sess.run(None, feeds)
+                outs = list(sess.run(None, feeds))
                 out_bytes = sum(np.asarray(o).nbytes for o in outs)
                 if out_bytes > MAX_FOLDED_BYTES and out_bytes > in_bytes:
                     logger.debug("%s: not folding %s (%d bytes)", source, node.name, out_bytes)

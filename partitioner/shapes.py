@@ -272,9 +272,10 @@ def shapes_by_running(model: onnx.ModelProto, names: Sequence[str], table: Shape
     except Exception as exc:  # onnxruntime raises its own untyped errors
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShapeError(message) from None
-    result = {}
+    result: dict[str, tuple[int, tuple[int, ...]]] = {}
     for name, value in zip(names, outputs, strict=True):
         arr = np.asarray(value)
-        elem = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype) if arr.dtype != object else _T.STRING
+        elem = _T.STRING if arr.dtype == object else int(
+            onnx.helper.np_dtype_to_tensor_dtype(arr.dtype))
         result[name] = (elem, tuple(int(d) for d in arr.shape))
     return result
