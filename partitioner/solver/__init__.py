@@ -7,14 +7,17 @@ re-scored by the common evaluator (``evaluate``) together with the baselines -> 
 acceptable one, refined locally when the model was coarse (``refine``). The returned
 assignment is therefore never worse than the best baseline under the evaluator.
 
-``bound`` is CP-SAT's proven bound when the model was solved uncoarsened (a bound on the
-model, which approximates per-call overheads), else a cheap relaxation bound (``bounds``);
-it is clamped to the objective. ``gap = (objective - bound) / objective``.
+``bound`` is the best of the relaxation bounds in ``bounds`` (critical path with device
+choice, work per processor, serial work) and, for the latency schedule and throughput
+models solved uncoarsened, CP-SAT's proven bound on its model (less the tick rounding); it
+is clamped to the objective. ``gap = (objective - bound) / objective``. The serial model's
+bound is not used: it is not a relaxation of the evaluator.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -29,6 +32,7 @@ from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import index_of
 from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.refine import refine
+from partitioner.solver.serial import SerialModel
 from partitioner.solver.throughput import ThroughputModel
 
 __all__ = ["DEFAULT_GROUP_TARGET", "build_problem", "evaluate", "run_baselines", "solve"]
@@ -40,6 +44,9 @@ _Candidate = tuple[float, int, int, dict[str, str], Evaluation, str]
 
 #: Distinct candidates (CP-SAT solutions, best baseline) refined locally.
 REFINE_STARTS = 3
+
+#: Clusters with at most this many processors use the serial latency model (see ``serial``).
+SERIAL_PROCESSORS = int(os.environ.get("HETPART_SERIAL_PROCESSORS", "2"))
 
 #: Groups CP-SAT sees at most after coarsening.
 DEFAULT_GROUP_TARGET = 160
@@ -136,7 +143,7 @@ def solve(
     else:
         status = "FEASIBLE"
     bound = lower_bound(problem)
-    if coarse is None and result.bound_s is not None and problem.objective != "cost":
+    if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
         # Durations were rounded to ticks: remove the worst-case rounding along a path.
         slack = 0.5 * tick * (len(idx.names) + len(problem.edges))
         bound = max(bound, result.bound_s - slack)
@@ -171,6 +178,15 @@ def _run_model(problem: Problem, tick: float, memory: str, hint: list[int] | Non
             tmodel.hint_assignment(hint)
         return run(tmodel, time_limit_s=time_limit_s, seed=seed, workers=workers,
                    unit_s=tick, progress=progress, keep=keep)
+    idx = index_of(problem)
+    if problem.objective == "latency" and len(set(idx.group)) <= SERIAL_PROCESSORS:
+        serial = SerialModel(problem, tick, memory)
+        if hint is not None:
+            serial.hint_assignment(hint)
+        result = run(serial, time_limit_s=time_limit_s, seed=seed, workers=workers,
+                     unit_s=tick, progress=progress, keep=keep)
+        result.bound_is_relaxation = False
+        return result
     smodel = ScheduleModel(problem, tick, memory)
     unit = tick
     if problem.objective == "cost":
@@ -183,8 +199,10 @@ def _run_model(problem: Problem, tick: float, memory: str, hint: list[int] | Non
                                 for i, n in enumerate(smodel.idx.names)})
         order = sorted(range(len(hint)), key=lambda i: (ev.schedule[smodel.idx.names[i]][1], i))
         smodel.hint_schedule(hint, order)
-    return run(smodel, time_limit_s=time_limit_s, seed=seed, workers=workers, unit_s=unit,
-               progress=progress, keep=keep)
+    result = run(smodel, time_limit_s=time_limit_s, seed=seed, workers=workers, unit_s=unit,
+                 progress=progress, keep=keep)
+    result.bound_is_relaxation = problem.objective == "latency"
+    return result
 
 
 def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float) -> _Candidate:

@@ -8,7 +8,12 @@ free, and at least one call overhead (the smallest) is paid.
   min over d' (L[p][d'] + (transfer(d', d) + overhead(d) if d' != d))`` (sources start with
   their device's overhead). For the real assignment, ``L[n][A(n)]`` never exceeds the
   finish time of ``n`` (induction over producers), so ``max over sinks of min_d L`` is a
-  bound; on chains it is the exact optimum up to call boundaries.
+  bound; on chains it is the exact optimum up to call boundaries. And a serial work bound
+  where calls cannot overlap: on one processor, or on two devices, where
+  ``split_into_partitions`` only switches device when the current one has no ready node, so
+  every call but the second reads from the call before it; the second may overlap the
+  first only with nodes that do not descend from node 0, whose largest costs are subtracted.
+  The bound is then the sum of every node's cheapest cost plus one overhead.
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
 * cost: sum over nodes of the cheapest price-weighted time.
@@ -37,7 +42,30 @@ def lower_bound(problem: Problem) -> float:
                    for i in range(n))
     if problem.objective == "throughput":
         return max(work / processors, max(mins)) + oh / processors
-    return max(_critical_path(problem), work / processors + oh)
+    return max(_critical_path(problem), work / processors + oh, _serial(problem, mins))
+
+
+def _serial(problem: Problem, mins: list[float]) -> float:
+    """Work bound for clusters whose calls cannot overlap (see the module docstring)."""
+    idx = index_of(problem)
+    processors = len(set(idx.group))
+    if processors > 2 or (processors == 2 and len(idx.devices) != 2):
+        return 0.0
+    oh = min(idx.overhead)
+    total = sum(mins) + oh
+    if processors == 1:
+        return total
+    # Only the second call may overlap the first, and only with nodes that do not descend
+    # from node 0 (which the first call holds).
+    reach = [False] * len(idx.names)
+    reach[0] = True
+    for i in range(1, len(idx.names)):
+        reach[i] = any(reach[s] for s, _, _ in idx.preds[i])
+    loose = [i for i in range(len(idx.names)) if not reach[i]]
+    if loose:
+        total -= sum(max(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) for i in loose
+                     if idx.allowed[i]) + max(idx.overhead)
+    return max(0.0, total)
 
 
 def _critical_path(problem: Problem) -> float:

@@ -50,6 +50,7 @@ class ModelResult:
         objective_s: Best model objective in seconds (price units for cost), or None.
         bound_s: Proven model bound in the same unit, or None.
         wall_s: Wall time of the solve.
+        bound_is_relaxation: Whether ``bound_s`` also bounds the evaluator's objective.
     """
 
     status: str
@@ -57,6 +58,7 @@ class ModelResult:
     objective_s: float | None = None
     bound_s: float | None = None
     wall_s: float = 0.0
+    bound_is_relaxation: bool = True
 
 
 class AssignmentModel:
