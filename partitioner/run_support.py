@@ -143,6 +143,12 @@ def compare_outputs(
     return report
 
 
+def _offset(result: RunResult, index: int) -> float:
+    """Start of partition ``index``'s runner call, relative to the run's first one."""
+    first = min(start for start, _ in result.spans.values())
+    return result.spans[index][0] - first
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
@@ -185,6 +191,7 @@ def measure(
                 "index": p.index,
                 "device": p.device,
                 "measured_s": _median([r.partition_s[p.index] for r in runs]),
+                "start_s": _median([_offset(r, p.index) for r in runs]),
                 "predicted_s": p.predicted_end_s - p.predicted_start_s,
                 "prepare_s": executor.prepare_s.get(p.index, 0.0),
             }

@@ -207,6 +207,8 @@ def test_cli_run_json_check_save(tmp_path: Path, capsys) -> None:
     assert record["measured_latency_s"] > 0 and record["predicted_latency_s"] > 0
     assert record["throughput_per_s"] > 0 and len(record["partitions"]) == 4
     assert all(p["measured_s"] > 0 for p in record["partitions"])
+    starts = [p["start_s"] for p in record["partitions"]]
+    assert starts[0] == 0.0 and starts == sorted(starts)
     assert load_run(root)["measured_latency_s"] == record["measured_latency_s"]
     (root / "plan.json").write_text((root / "plan.json").read_text() + "\n")
     with pytest.raises(PlanError, match="different plan.json"):
