@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -241,9 +243,40 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hetpart" / "zoo"
 
 
+#: Libraries whose version changes what a builder writes.
+_KEYED_PACKAGES = ("onnx", "torch", "onnxscript", "transformers")
+
+
+@functools.cache
+def _builder_fingerprint() -> str:
+    """Hash of the builder sources and library versions, read without importing torch.
+
+    Editing any ``models/*.py`` builder or upgrading torch/onnx invalidates cached files.
+    """
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        if source.name not in ("zoo.py", "__init__.py"):
+            digest.update(source.name.encode() + source.read_bytes())
+    for package in _KEYED_PACKAGES:
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{package}={version};".encode())
+    return digest.hexdigest()
+
+
 def cache_key(name: str, params: Mapping[str, ParamValue]) -> str:
-    """Return the 12-hex-digit key of a (model, resolved params) pair."""
-    blob = json.dumps({"format": ZOO_FORMAT, "name": name, "params": dict(params)}, sort_keys=True)
+    """Return the 12-hex-digit key of a (model, resolved params, builder code) triple."""
+    blob = json.dumps(
+        {
+            "format": ZOO_FORMAT,
+            "name": name,
+            "params": dict(params),
+            "builders": _builder_fingerprint(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
