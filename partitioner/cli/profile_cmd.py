@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 from typing import Any
 
 from partitioner.analysis import analyse
@@ -49,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     corrections = {d.id: model.correction(d) for d in local}
     fits: dict[str, Any] = {}
     for d in local:
-        overall = next((f for f in model.fitted.report(model.fingerprint(d)) if f.op_type == "*"),
-                       None)
-        fits[d.id] = None if overall is None else overall.loo_mape
+        errors = [f.loo_mape for f in model.fitted.report(model.fingerprint(d))
+                  if f.op_type != "*" and f.loo_mape is not None]
+        fits[d.id] = statistics.median(errors) if errors else None
     summary = {
         "model": analysed.facts.model_name, "cluster": cluster.name, "cache": str(cache.path),
         "nodes": len(analysed.facts.nodes),
@@ -78,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
             p, m = stats.calibrated[d.id]
             line += f" (node sum {p * 1e3:.3f} ms, whole model {m * 1e3:.3f} ms)"
         if fits[d.id] is not None:
-            line += f", fitted-model LOO error {fits[d.id]:.0%}"
+            line += f", fitted per-op models: median leave-one-out error {fits[d.id]:.0%}"
         print(line)
     return 0
