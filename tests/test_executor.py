@@ -238,3 +238,21 @@ def test_cli_bad_inputs_file(tmp_path: Path, capsys) -> None:
     assert "cannot read as .npz" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_emulate_flag(tmp_path: Path, capsys) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is present here: nothing to emulate")
+    gpu = device("gpu0", provider="CUDAExecutionProvider")
+    root = _plan_dir(
+        tmp_path,
+        branchy_model(),
+        [device("a"), gpu],
+        {k: ("gpu0" if v == "b" else "a") for k, v in BRANCHY_SPLIT.items()},
+    )
+    assert main(["run", str(root), "--repeat", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'gpu0' is not available" in err and "--emulate" in err
+    assert main(["run", str(root), "--repeat", "1", "--emulate", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "EMULATED devices" in out and "gpu0" in out and "PASSED" in out
