@@ -280,6 +280,27 @@ def cache_key(name: str, params: Mapping[str, ParamValue]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def clean_cache() -> tuple[int, int]:
+    """Delete every cached model, its external data and any abandoned staging folder.
+
+    Returns:
+        ``(files removed, bytes freed)``.
+    """
+    root = cache_dir()
+    files = freed = 0
+    if not root.is_dir():
+        return 0, 0
+    for item in root.iterdir():
+        if item.is_dir() and item.name.startswith("."):
+            shutil.rmtree(item, ignore_errors=True)
+        elif item.is_file() and item.suffix in (".onnx", ".data"):
+            freed += item.stat().st_size
+            item.unlink()
+            files += 1
+    logger.info("removed %d files (%d bytes) from %s", files, freed, root)
+    return files, freed
+
+
 def _import_builder(entry: ZooEntry) -> ModuleType:
     try:
         return importlib.import_module(entry.builder)

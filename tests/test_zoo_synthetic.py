@@ -111,6 +111,18 @@ def test_zoo_synthetic_entry_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert '"shape": "layered"' in meta["hetpart.zoo.params"]
 
 
+def test_cli_clean_empties_the_cache(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    zoo.build("synthetic", {"n_nodes": 50})
+    zoo.build("gpt-large", SMALL_GPT)
+    (cache / ".gpt-large-abandoned").mkdir()
+    assert len(list(cache.iterdir())) == 4
+    assert main(["zoo", "clean"]) == 0
+    assert capsys.readouterr().out.startswith("removed 3 files (")
+    assert list(cache.iterdir()) == []
+    assert main(["zoo", "clean"]) == 0
+    assert "removed 0 files" in capsys.readouterr().out
+
+
 def test_gpt_large_defaults_exceed_2_gib() -> None:
     defaults = zoo.get_entry("gpt-large").defaults
     assert gpt_large.parameter_count(defaults) * 4 > 2 * 2**30

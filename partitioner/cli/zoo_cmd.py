@@ -1,4 +1,4 @@
-"""``hetpart zoo list`` and ``hetpart zoo build NAME [--param k=v ...] -o FILE.onnx [--force]``."""
+"""The ``hetpart zoo`` command: ``list [NAME]``, ``build NAME [--param k=v] -o FILE``, ``clean``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build_parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     build_parser.set_defaults(func=_build)
+
+    clean_parser = sub.add_parser("clean", help="delete every cached zoo model")
+    clean_parser.set_defaults(func=_clean)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -90,4 +93,12 @@ def _build(args: argparse.Namespace) -> int:
 
     path = build(args.name, parse_params(args.param), out=args.output, overwrite=args.force)
     print(path)
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from models.zoo import cache_dir, clean_cache
+
+    files, freed = clean_cache()
+    print(f"removed {files} files ({freed / 2**20:.1f} MiB) from {cache_dir()}")
     return 0
