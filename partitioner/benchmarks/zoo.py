@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import statistics
@@ -85,8 +86,8 @@ def _family_table(quick: bool) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in _FAMILIES:
-        export_s = _timed(lambda n=name: zoo.build(n))
-        hit_ms = 1e3 * _timed(lambda n=name: zoo.build(n))
+        export_s = _timed(functools.partial(zoo.build, name))
+        hit_ms = 1e3 * _timed(functools.partial(zoo.build, name))
         path = zoo.build(name)
         nodes = len(onnx.load(str(path)).graph.node)
         ort_ms, ov_ms = _latencies(path, repeats)
@@ -103,7 +104,7 @@ def _synthetic_table(quick: bool) -> list[str]:
     lines = ["| shape | nodes | build s | nodes / s |", "|---|---:|---:|---:|"]
     for shape in ("chain", "layered", "random"):
         for n in sizes:
-            seconds = _timed(lambda s=shape, k=n: synthetic(k, s))
+            seconds = _timed(functools.partial(synthetic, n, shape))
             lines.append(f"| {shape} | {n} | {seconds:.2f} | {n / seconds:,.0f} |")
     return lines
 
