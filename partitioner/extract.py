@@ -79,6 +79,48 @@ class PartitionExtractor:
             yield partition, self.extract_proto(partition)
 
 
+def annotate_model(model: onnx.ModelProto, plan: Plan) -> onnx.ModelProto:
+    """A copy of ``model`` whose nodes carry their placement as ``metadata_props``.
+
+    Keys: ``hetpart.device`` (device id), ``hetpart.partition`` (partition index, which is also
+    the pipeline stage in execution order) and ``hetpart.runner``. Viewers such as Netron
+    show them; runtimes ignore them. IR version stays <= 10 (node metadata needs IR >= 10).
+    """
+    annotated = onnx.ModelProto()
+    annotated.CopyFrom(model)
+    annotated.ir_version = MAX_IR_VERSION
+    runners = {d.id: d.runner for d in plan.cluster.devices}
+    for node in annotated.graph.node:
+        where = plan.placement.get(node.name)
+        if where is None:
+            continue
+        for key, value in (
+            ("hetpart.device", where.device),
+            ("hetpart.partition", str(where.partition)),
+            ("hetpart.runner", runners.get(where.device, "")),
+        ):
+            prop = node.metadata_props.add()
+            prop.key, prop.value = key, value
+    entry = annotated.metadata_props.add()
+    entry.key, entry.value = "hetpart.plan", f"{plan.format_version} {plan.model.sha256}"
+    return annotated
+
+
+def save_annotated(model: onnx.ModelProto, path: Path) -> None:
+    """Save an annotated model, with external data when its weights are large."""
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    if size > EXTERNAL_DATA_THRESHOLD:
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            location=path.name + ".data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
 def weight_bytes(model: ir.Model) -> int:
     """Bytes of the initializers a model holds."""
     return sum(

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 RUN_FILE = "run.json"
 PARTITIONS_DIR = "partitions"
+ANNOTATED_FILE = "annotated.onnx"
 
 
 @functools.cache
@@ -202,7 +203,8 @@ def load_plan(plan_dir: str | Path, model: str | Path | None = None) -> Plan:
 
 def _plan_owned(root: Path) -> list[Path]:
     """Files a previous plan wrote in ``root`` (the only ones an overwrite may remove)."""
-    owned = [root / n for n in (PLAN_FILE, RUN_FILE) if (root / n).exists()]
+    names = (PLAN_FILE, RUN_FILE, ANNOTATED_FILE, ANNOTATED_FILE + ".data")
+    owned = [root / n for n in names if (root / n).exists()]
     parts = root / PARTITIONS_DIR
     if parts.is_dir():
         owned += sorted(
@@ -214,7 +216,11 @@ def _plan_owned(root: Path) -> list[Path]:
 
 
 def write_plan(
-    plan: Plan, analysed: AnalysedModel, plan_dir: str | Path, overwrite: bool = False
+    plan: Plan,
+    analysed: AnalysedModel,
+    plan_dir: str | Path,
+    overwrite: bool = False,
+    annotate: bool = False,
 ) -> Path:
     """Write ``plan.json`` and one ONNX file per partition into ``plan_dir``.
 
@@ -223,6 +229,8 @@ def write_plan(
         analysed: The analysed model the plan was built from (partitions are cut from it).
         plan_dir: Target directory; created when absent.
         overwrite: Replace an existing plan there (only its plan files are removed).
+        annotate: Also write ``annotated.onnx``: the whole (analysed) model with each node's
+            device and partition in its ``metadata_props``.
 
     Returns:
         The path of ``plan.json``.
@@ -231,7 +239,12 @@ def write_plan(
         PlanError: ``plan_dir`` is a file, a non-empty directory that is not a plan, or a
             plan and ``overwrite`` is False.
     """
-    from partitioner.extract import PartitionExtractor, save_partition
+    from partitioner.extract import (
+        PartitionExtractor,
+        annotate_model,
+        save_annotated,
+        save_partition,
+    )
 
     root = Path(plan_dir)
     if root.exists() and not root.is_dir():
@@ -253,5 +266,7 @@ def write_plan(
         model = extractor.extract(partition)
         data = save_partition(model, root / partition.file)
         logger.info("wrote %s%s", partition.file, f" (+ {data.name})" if data else "")
+    if annotate:
+        save_annotated(annotate_model(analysed.model, plan), root / ANNOTATED_FILE)
     (root / PLAN_FILE).write_text(text)
     return root / PLAN_FILE

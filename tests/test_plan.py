@@ -220,3 +220,22 @@ def test_bad_assignment_is_refused(branchy) -> None:
         )
     with pytest.raises(PlanError, match="not in cluster.*zz"):
         plan_from_assignment(analysed, plan.cluster, {**BRANCHY_SPLIT, "head": "zz"})
+
+
+def test_annotated_whole_model(branchy, tmp_path: Path) -> None:
+    analysed, plan = branchy
+    root = tmp_path / "plan"
+    write_plan(plan, analysed, root, annotate=True)
+    model = onnx.load(root / "annotated.onnx")
+    assert model.ir_version <= 10
+    props = {n.name: {p.key: p.value for p in n.metadata_props} for n in model.graph.node}
+    for name, where in plan.placement.items():
+        assert props[name]["hetpart.device"] == where.device
+        assert props[name]["hetpart.partition"] == str(where.partition)
+    x = np.ones((2, 16), np.float32)
+    got = ort.InferenceSession(str(root / "annotated.onnx")).run(["y"], {"x": x})[0]
+    expected = ort.InferenceSession(analysed.source).run(["y"], {"x": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # An overwrite without annotate removes the stale annotated model (a plan-owned file).
+    write_plan(plan, analysed, root, overwrite=True)
+    assert not (root / "annotated.onnx").exists()
