@@ -98,3 +98,19 @@ def test_profile_bad_input_exit_2(model_path: Path, argv: list[str], message: st
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_profile_with_a_local_device_from_a_cluster_file(model_path: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    cluster = tmp_path / "mine.toml"
+    cluster.write_text(
+        "[[device]]\nid = 'one-thread'\nclass = 'cpu'\nrunner = 'onnxruntime'\n"
+        "options = { threads = 1 }\nmemory = '1GiB'\npeak_flops = { float32 = 1e10 }\n"
+        "memory_bandwidth = '5GB/s'\nlocal = true\n"
+    )
+    argv = ["profile", str(model_path), "--cluster", str(cluster), "--repeats", "2",
+            "--cache", str(tmp_path / "p.sqlite"), "--json", "--no-calibrate"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["devices"] == ["one-thread"] and summary["measured"] == 2
