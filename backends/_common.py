@@ -8,15 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from partitioner.errors import ClusterError, RunError
+from partitioner.loading import MAX_IR_VERSION
 
 ModelSource = onnx.ModelProto | str | Path
 
-#: onnxruntime 1.31 loads IR versions up to 13 at most; partitions are written with this cap.
-MAX_IR_VERSION = 10
 
 
 def model_label(model: ModelSource, options: Mapping[str, Any]) -> str:
@@ -102,12 +100,3 @@ def check_feeds(label: str, input_names: tuple[str, ...], feeds: Mapping[str, An
     missing = [n for n in input_names if n not in feeds]
     if missing:
         raise RunError(f"{label}: missing input(s) {missing}; got {sorted(feeds)}")
-
-
-def as_array(value: Any) -> np.ndarray:
-    """Return a NumPy array for a runner output (ndarray, OrtValue, OpenVINO tensor...)."""
-    if isinstance(value, np.ndarray):
-        return value
-    if hasattr(value, "numpy"):
-        return np.asarray(value.numpy())
-    return np.asarray(value)

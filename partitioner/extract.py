@@ -10,12 +10,11 @@ import onnx
 import onnx_ir as ir
 
 from partitioner.errors import PlanError
+from partitioner.loading import MAX_IR_VERSION
 from partitioner.plan import Plan, PlanPartition
 
 logger = logging.getLogger(__name__)
 
-#: onnxruntime 1.31 loads IR <= 13; every partition is written with at most this version.
-MAX_IR_VERSION = 10
 
 #: Partitions whose weights exceed this are saved with external data next to them
 #: (protobuf cannot serialise a message over 2 GiB).
