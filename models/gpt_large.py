@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Offsets of external tensors are aligned to this many bytes (lets runtimes mmap them).
 ALIGN = 4096
+#: Standard deviation of every parameter (GPT-2's initialiser scale).
+STD = 0.02
 #: Size of the seeded N(0, 1) pool that tensors are cut from (drawing 600M+ fresh normals
 #: would take most of a minute; windows of a 4M pool at random offsets take seconds).
 POOL_ELEMENTS = 1 << 22
@@ -40,13 +42,12 @@ class _ExternalWriter:
         self.location = location
         self.rng = np.random.default_rng(seed)
         self.pool = self.rng.standard_normal(2 * POOL_ELEMENTS, dtype=np.float32)
+        self.pool *= np.float32(STD)
         self.offset = 0
         self.total_bytes = 0
 
-    def tensor(
-        self, name: str, shape: tuple[int, ...], std: float, mean: float = 0.0
-    ) -> TensorProto:
-        """Append ``N(mean, std)`` float32 values of ``shape``; return their external proto.
+    def tensor(self, name: str, shape: tuple[int, ...], mean: float = 0.0) -> TensorProto:
+        """Append ``N(mean, STD)`` float32 values of ``shape``; return their external proto.
 
         Values are windows of the seeded pool at random offsets, scaled and shifted.
         """
@@ -59,10 +60,10 @@ class _ExternalWriter:
         while remaining:
             n = min(remaining, POOL_ELEMENTS)
             start_in_pool = int(self.rng.integers(0, POOL_ELEMENTS))
-            chunk = self.pool[start_in_pool : start_in_pool + n] * np.float32(std)
+            chunk = self.pool[start_in_pool : start_in_pool + n]
             if mean:
-                chunk += np.float32(mean)
-            self.handle.write(chunk.tobytes())
+                chunk = chunk + np.float32(mean)
+            self.handle.write(chunk.data)  # no copy for the (common) zero-mean case
             remaining -= n
         nbytes = count * 4
         self.offset += nbytes
@@ -99,8 +100,8 @@ class _GraphBuilder:
         self.inits.append(numpy_helper.from_array(array, name))
         return name
 
-    def param(self, name: str, shape: tuple[int, ...], std: float = 0.02, mean: float = 0.0) -> str:
-        self.inits.append(self.w.tensor(name, shape, std, mean))
+    def param(self, name: str, shape: tuple[int, ...], mean: float = 0.0) -> str:
+        self.inits.append(self.w.tensor(name, shape, mean))
         return name
 
     def linear(self, x: str, prefix: str, d_in: int, d_out: int, bias: bool = True) -> str:
@@ -108,7 +109,7 @@ class _GraphBuilder:
         return self.one("Add", [y, self.param(f"{prefix}.bias", (d_out,))]) if bias else y
 
     def layer_norm(self, x: str, prefix: str, d: int) -> str:
-        scale = self.param(f"{prefix}.weight", (d,), std=0.02, mean=1.0)
+        scale = self.param(f"{prefix}.weight", (d,), mean=1.0)
         return self.one(
             "LayerNormalization",
             [x, scale, self.param(f"{prefix}.bias", (d,))],
