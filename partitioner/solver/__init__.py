@@ -27,10 +27,16 @@ from partitioner.problem import Evaluation, Problem, SolveReport
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.bounds import lower_bound
 from partitioner.solver.coarsen import coarsen
-from partitioner.solver.cpsat import TICKS_PER_REFERENCE, ModelResult, ScheduleModel, run
+from partitioner.solver.cpsat import (
+    TICKS_PER_REFERENCE,
+    AssignmentModel,
+    ModelResult,
+    ScheduleModel,
+    run,
+)
 from partitioner.solver.diagnose import check_feasible, explain_no_plan
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
-from partitioner.solver.index import index_of
+from partitioner.solver.index import ProblemIndex, index_of
 from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.refine import refine
 from partitioner.solver.serial import SerialModel
@@ -46,7 +52,8 @@ _Candidate = tuple[float, int, int, dict[str, str], Evaluation, str]
 #: Distinct candidates (CP-SAT solutions, best baseline) refined locally.
 REFINE_STARTS = 3
 
-#: Clusters with at most this many processors use the serial latency model (see ``serial``).
+#: Clusters with at most this many processors also run the serial latency model (``serial``)
+#: before the schedule model; the evaluator picks among both models' solutions.
 SERIAL_PROCESSORS = int(os.environ.get("HETPART_SERIAL_PROCESSORS", "2"))
 
 #: Groups CP-SAT sees at most after coarsening.
@@ -70,7 +77,8 @@ def solve(
             local refinement may add up to a fifth).
         seed: CP-SAT random seed.
         workers: CP-SAT search workers (interleaved, so the result is reproducible).
-        progress: Called as ``progress(best_objective, bound)`` on every improving solution.
+        progress: Called as ``progress(best_objective, bound)`` on every improving CP-SAT
+            solution, in the units of the model being solved.
         group_target: Coarsen to at most this many groups before CP-SAT.
 
     Returns:
@@ -110,19 +118,24 @@ def solve(
     if hint is not None and coarse is not None:
         hint = coarse.restrict(hint)
 
-    result = ModelResult("NOT_RUN")
-    spent = 0.0
+    kinds = _model_kinds(problem, idx)
+    results: list[ModelResult] = []
     keep = 5 if len(idx.names) <= 20_000 else 2
-    for memory in ("safe", "weights"):
-        remaining = max(0.05, time_limit_s - spent)
-        result = _run_model(model_problem, tick, memory, hint, remaining, seed, workers,
-                            progress, keep)
-        spent += result.wall_s
-        if result.solutions:
-            break
-        log.info("CP-SAT %s with %s memory model", result.status, memory)
-    cp_status = result.status
-    for k, dev in enumerate(result.solutions):
+    spent = 0.0
+    for j, kind in enumerate(kinds):
+        share = (time_limit_s - spent) / (len(kinds) - j)
+        for memory in ("safe", "weights"):
+            result = _run_model(model_problem, kind, tick, memory, hint, max(0.05, share),
+                                seed, workers, progress, keep)
+            spent += result.wall_s
+            share -= result.wall_s
+            results.append(result)
+            if result.solutions:
+                break
+            log.info("CP-SAT %s on the %s model with %s memory", result.status, kind, memory)
+    cp_status = "OPTIMAL" if any(r.status == "OPTIMAL" for r in results) else "FEASIBLE"
+    solutions = [dev for r in results for dev in r.solutions]
+    for k, dev in enumerate(solutions):
         full = coarse.expand(dev) if coarse is not None else dev
         assignment = {n: idx.devices[full[i]] for i, n in enumerate(idx.names)}
         ev = evaluate(problem, assignment)
@@ -144,10 +157,11 @@ def solve(
     else:
         status = "FEASIBLE"
     bound = lower_bound(problem)
-    if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
-        # Durations were rounded to ticks: remove the worst-case rounding along a path.
-        slack = 0.5 * tick * (len(idx.names) + len(problem.edges))
-        bound = max(bound, result.bound_s - slack)
+    for result in results:
+        if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
+            # Durations were rounded to ticks: remove the worst-case rounding along a path.
+            slack = 0.5 * tick * (len(idx.names) + len(problem.edges))
+            bound = max(bound, result.bound_s - slack)
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
     if status != "HINT":
@@ -170,26 +184,30 @@ def solve(
     )
 
 
-def _run_model(problem: Problem, tick: float, memory: str, hint: list[int] | None,
+def _model_kinds(problem: Problem, idx: ProblemIndex) -> list[str]:
+    """CP-SAT models to run, in order (they share the time limit)."""
+    if problem.objective == "throughput":
+        return ["throughput"]
+    if problem.objective == "latency" and len(set(idx.group)) <= SERIAL_PROCESSORS:
+        return ["serial", "schedule"]
+    return ["schedule"]
+
+
+def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list[int] | None,
                time_limit_s: float, seed: int, workers: int,
                progress: Callable[[float, float], None] | None, keep: int) -> ModelResult:
-    if problem.objective == "throughput":
-        tmodel = ThroughputModel(problem, tick, memory)
+    model: AssignmentModel
+    if kind in ("throughput", "serial"):
+        model = (ThroughputModel if kind == "throughput" else SerialModel)(problem, tick, memory)
         if hint is not None:
-            tmodel.hint_assignment(hint)
-        result = run(tmodel, time_limit_s=time_limit_s, seed=seed, workers=workers,
+            model.hint_assignment(hint)
+        result = run(model, time_limit_s=time_limit_s, seed=seed, workers=workers,
                      unit_s=tick, progress=progress, keep=keep)
-        result.bound_is_relaxation = False  # a tensor sent to two consumers counts twice
-        return result
-    idx = index_of(problem)
-    if problem.objective == "latency" and len(set(idx.group)) <= SERIAL_PROCESSORS:
-        serial = SerialModel(problem, tick, memory)
-        if hint is not None:
-            serial.hint_assignment(hint)
-        result = run(serial, time_limit_s=time_limit_s, seed=seed, workers=workers,
-                     unit_s=tick, progress=progress, keep=keep)
+        # Neither relaxes the evaluator: a tensor sent to two consumers counts twice, and
+        # the serial sum ignores overlapping transfers.
         result.bound_is_relaxation = False
         return result
+    idx = index_of(problem)
     smodel = ScheduleModel(problem, tick, memory)
     unit = tick
     if problem.objective == "cost":
