@@ -68,6 +68,7 @@ class OrtPartition:
         self._pin = cpus if main_thread_pinned else None
         self._device_type = DEVICE_TYPES.get(provider)
         self.device_resident = self._device_type is not None
+        self.device_id = int(session.get_provider_options().get(provider, {}).get("device_id", 0))
         self.assignment: dict[str, int] = {}
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -106,7 +107,7 @@ class OrtPartition:
                 else:
                     binding.bind_cpu_input(name, np.ascontiguousarray(value))
             for name in self.output_names:
-                binding.bind_output(name, self._device_type)
+                binding.bind_output(name, self._device_type, self.device_id)
             self._session.run_with_iobinding(binding)
             return dict(zip(self.output_names, binding.get_outputs(), strict=True))
         except Exception as exc:
