@@ -116,7 +116,45 @@ def check_external_data(model: onnx.ModelProto, base_dir: Path | None, source: s
             )
         if not target.is_file():
             raise ModelError(f"{what}: file {location!r} is missing in {str(root)!r}")
+        _check_extent(tensor, target, what, location)
     return count
+
+
+def _proto_sha256(model: onnx.ModelProto) -> str:
+    """SHA-256 of the serialized proto; over 2 GiB (not serializable in one piece) the graph
+    without initializers and then each initializer are hashed in sequence."""
+    try:
+        return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    except (ValueError, OSError, RuntimeError):  # protobuf refuses messages over 2 GiB
+        h = hashlib.sha256()
+        skeleton = onnx.ModelProto()
+        skeleton.CopyFrom(model)
+        skeleton.graph.ClearField("initializer")
+        h.update(skeleton.SerializeToString(deterministic=True))
+        for tensor in model.graph.initializer:
+            h.update(tensor.SerializeToString(deterministic=True))
+        return h.hexdigest()
+
+
+def _check_extent(tensor: onnx.TensorProto, target: Path, what: str, location: str) -> None:
+    """Fail before reading if the data file is too short for the tensor's shape."""
+    from partitioner.shapes import tensor_nbytes
+
+    info = {e.key: e.value for e in tensor.external_data}
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise ModelError(f"{what}: bad offset/length in its external_data entry") from None
+    need = tensor_nbytes(tensor.data_type, tensor.dims)
+    if length is not None and length < need:
+        raise ModelError(f"{what}: length {length} is less than its shape needs ({need} bytes)")
+    size = target.stat().st_size
+    if offset + (length if length is not None else need) > size:
+        raise ModelError(
+            f"{what}: {location!r} has {size} bytes, the tensor needs bytes up to "
+            f"{offset + (length if length is not None else need)} (truncated data file?)"
+        )
 
 
 def _parse(data: bytes, source: str) -> onnx.ModelProto:
@@ -152,7 +190,7 @@ def load(model: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
         source = "<ModelProto>"
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
-        sha = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+        sha = _proto_sha256(proto)
         if proto.ir_version <= 0 or not proto.graph.node:
             raise ModelError(f"{source}: not a usable ONNX model (no IR version or no nodes)")
         check_external_data(proto, None, source)
@@ -175,25 +213,6 @@ def load(model: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
                 onnx.external_data_helper.load_external_data_for_model(proto, str(base_dir))
             except (OSError, ValueError, onnx.checker.ValidationError) as exc:
                 raise ModelError(f"{source}: cannot read external data: {exc}") from None
-            _check_external_sizes(proto, source)
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
     logger.info("loaded %s (%d nodes, sha256 %s)", source, len(proto.graph.node), sha[:12])
     return LoadedModel(model=proto, source=source, name=name, sha256=sha, base_dir=base_dir)
-
-
-def _check_external_sizes(model: onnx.ModelProto, source: str) -> None:
-    """Fail if an external tensor's data is shorter than its shape needs (truncated .data file)."""
-    from partitioner.shapes import dtype_bits
-
-    for tensor in model.graph.initializer:
-        if not tensor.HasField("raw_data"):
-            continue
-        numel = 1
-        for d in tensor.dims:
-            numel *= d
-        need = (numel * dtype_bits(tensor.data_type) + 7) // 8
-        if need and len(tensor.raw_data) < need:
-            raise ModelError(
-                f"{source}: external data of tensor {tensor.name!r} has "
-                f"{len(tensor.raw_data)} bytes, its shape needs {need} (truncated data file?)"
-            )
