@@ -1,11 +1,8 @@
-"""The model zoo: the registry of named model families, parameter validation, and the disk cache."""
+"""The model zoo: the registry of named model families, parameter validation, build and copy-out."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -19,14 +16,24 @@ from types import ModuleType
 
 import onnx
 
+from models.cache import CACHE_ENV, cache_dir, cache_key, clean_cache
 from partitioner.errors import ModelError
+
+__all__ = [
+    "CACHE_ENV",
+    "Param",
+    "ZooEntry",
+    "build",
+    "cache_dir",
+    "cache_key",
+    "clean_cache",
+    "get_entry",
+    "list_models",
+    "resolve_params",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Bump when a builder changes its output, so stale cache entries are not reused.
-ZOO_FORMAT = 1
-#: The environment variable naming the cache folder.
-CACHE_ENV = "HETPART_CACHE"
 #: Where the zoo extra comes from.
 ZOO_EXTRA_HINT = "pip install 'hetpart[zoo]'"
 
@@ -235,70 +242,6 @@ def resolve_params(
     if problem:
         raise ModelError(f"zoo model {entry.name!r}: {problem}")
     return resolved
-
-
-def cache_dir() -> Path:
-    """Return the cache folder: ``$HETPART_CACHE`` or ``~/.cache/hetpart/zoo``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "hetpart" / "zoo"
-
-
-#: Libraries whose version changes what a builder writes.
-_KEYED_PACKAGES = ("onnx", "torch", "onnxscript", "transformers")
-
-
-@functools.cache
-def _builder_fingerprint() -> str:
-    """Hash of the builder sources and library versions, read without importing torch.
-
-    Editing any ``models/*.py`` builder or upgrading torch/onnx invalidates cached files.
-    """
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        if source.name not in ("zoo.py", "__init__.py"):
-            digest.update(source.name.encode() + source.read_bytes())
-    for package in _KEYED_PACKAGES:
-        try:
-            version = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            version = "-"
-        digest.update(f"{package}={version};".encode())
-    return digest.hexdigest()
-
-
-def cache_key(name: str, params: Mapping[str, ParamValue]) -> str:
-    """Return the 12-hex-digit key of a (model, resolved params, builder code) triple."""
-    blob = json.dumps(
-        {
-            "format": ZOO_FORMAT,
-            "name": name,
-            "params": dict(params),
-            "builders": _builder_fingerprint(),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def clean_cache() -> tuple[int, int]:
-    """Delete every cached model, its external data and any abandoned staging folder.
-
-    Returns:
-        ``(files removed, bytes freed)``.
-    """
-    root = cache_dir()
-    files = freed = 0
-    if not root.is_dir():
-        return 0, 0
-    for item in root.iterdir():
-        if item.is_dir() and item.name.startswith("."):
-            shutil.rmtree(item, ignore_errors=True)
-        elif item.is_file() and item.suffix in (".onnx", ".data"):
-            freed += item.stat().st_size
-            item.unlink()
-            files += 1
-    logger.info("removed %d files (%d bytes) from %s", files, freed, root)
-    return files, freed
 
 
 def _import_builder(entry: ZooEntry) -> ModuleType:
