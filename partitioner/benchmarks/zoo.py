@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -111,11 +110,16 @@ def _synthetic_table(quick: bool) -> list[str]:
 
 def _gpt_large(cache: Path) -> list[str]:
     """Build the default gpt-large in a child process, to measure its peak memory alone."""
-    code = "from models import zoo; zoo.build('gpt-large')"
+    code = (
+        "import resource; from models import zoo; zoo.build('gpt-large'); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    child = subprocess.run(
+        [sys.executable, "-c", code], check=True, env=dict(os.environ), capture_output=True
+    )
     seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mib = int(child.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
     data = next(cache.glob("gpt-large-*.data"))
     gib = data.stat().st_size / 2**30
     return [
