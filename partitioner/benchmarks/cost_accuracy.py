@@ -10,6 +10,7 @@ Profiles are measured in this run into a fresh cache.
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,21 +174,31 @@ def render(rows: list[Row], cluster: Cluster, profiled: ProfiledCostModel, quick
     ]
     misses = [r for r in rows if abs(r.error) > GOAL]
     if misses:
-        noisy = [r for r in misses if r.noise > GOAL]
-        lines += [
-            "",
-            "Where it misses and why: "
-            + ", ".join(f"{r.model} on {r.device} ({r.error:+.0%})" for r in misses) + ". "
-            "Per-node sums cannot see what a runner does across nodes: OpenVINO fuses "
-            "element-wise ops into convolutions and matmuls and runs small transformer ops "
-            "far below its per-call overhead, so timed alone most of its nodes are noise "
-            "around zero; ONNX Runtime fuses less but still fuses some patterns. One scale "
-            "and one per-node cost per runner cannot fit CNNs and transformers exactly."
-            + (f" {len(noisy)} of the misses have a whole-model spread above 10% "
-               "themselves (this 2-core machine is shared with other jobs): their error is "
-               "partly noise." if noisy else ""),
-        ]
+        lines += ["", "Where it misses and why: "
+                  + ", ".join(f"{r.model} on {r.device} ({r.error:+.0%})" for r in misses) + ". "
+                  + _why(rows)]
     return "\n".join(lines) + "\n"
+
+
+def _why(rows: list[Row]) -> str:
+    """The causes of the misses, with numbers from this run."""
+    slow = statistics.median(r.median_s / r.best_s for r in rows)
+    noisy = sum(r.noise > GOAL for r in rows)
+    raw = {d: statistics.median(r.raw_error for r in rows if r.device == d)
+           for d in dict.fromkeys(r.device for r in rows)}
+    return (
+        f"(1) Timing noise: in this run the median whole-model time is {slow:.1f}x the best "
+        f"on the median pair and {noisy}/{len(rows)} pairs have a p10-p90 spread above 10% "
+        "(the 2-core machine is shared with other jobs; multi-threaded runtimes suffer most "
+        "when a core is taken away). Node profiles, calibration models and evaluated models "
+        "are timed minutes apart under different load, so a correction fitted on other "
+        "models transfers only as well as the load stayed the same. (2) Structure: a node "
+        "timed alone misses fusion and layout changes done once per graph; the raw per-node "
+        "sums are off by a median of "
+        + ", ".join(f"{e:+.0%} on {d}" for d, e in raw.items())
+        + " here, and one scale per op class plus one per-node cost per runner cannot fit "
+        "CNNs and transformers exactly. Rerun on a quiet machine before trusting a verdict."
+    )
 
 
 def run(quick: bool = False) -> str:
