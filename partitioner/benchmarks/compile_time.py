@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 #: (nodes, CP-SAT time limit in seconds, goal for the whole compile step in seconds or None)
-SIZES = ((1_000, 5.0, None), (5_000, 5.0, 10.0), (20_000, 10.0, None), (100_000, 15.0, 60.0))
-QUICK_SIZES = ((1_000, 3.0, None), (5_000, 5.0, 10.0))
+SIZES = ((1_000, 3.0, None), (5_000, 3.0, 10.0), (20_000, 8.0, None), (100_000, 15.0, 60.0))
+QUICK_SIZES = ((1_000, 2.0, None), (5_000, 3.0, 10.0))
 ZOO = ("mlp", "resnet", "inception", "gpt", "bert")
 CLUSTER = "cpu+l4"
 
@@ -31,7 +31,7 @@ def run(quick: bool = False) -> str:
         analysed = analyse(synthetic(n, "random", 0))
         rows.append(_time_one(f"synthetic random {n}", analysed, limit, goal))
     for name in ZOO[:2] if quick else ZOO:
-        rows.append(_time_one(name, analyse(str(build(name))), 5.0, None))
+        rows.append(_time_one(name, analyse(str(build(name))), 3.0, None))
     return _render(rows, quick)
 
 

@@ -157,6 +157,7 @@ def solve(
     else:
         status = "FEASIBLE"
     bound = lower_bound(problem)
+    slack = 0.0
     for result in results:
         if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
             # Durations were rounded to ticks: remove the worst-case rounding along a path.
@@ -166,8 +167,8 @@ def solve(
     gap = (value - bound) / value if value > 0 else 0.0
     if status != "HINT":
         # Optimal when the bound meets the objective up to tick rounding.
-        rounding = 0.5 * tick * (len(idx.names) + len(problem.edges)) / value if value else 0.0
-        status = "OPTIMAL" if gap <= 2 * rounding + 1e-6 else "FEASIBLE"
+        rounding = 2 * slack / value if value else 0.0
+        status = "OPTIMAL" if gap <= rounding + 1e-6 else "FEASIBLE"
     return SolveReport(
         assignment=assignment,
         evaluation=ev,
