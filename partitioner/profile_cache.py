@@ -116,6 +116,10 @@ class ProfileCache:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30.0)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            conn.close()
+            raise sqlite3.DatabaseError(f"foreign database (tables: {', '.join(sorted(tables))})")
         conn.executescript(_TABLES)
         rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if not rows:

@@ -175,3 +175,17 @@ def test_foreign_sqlite_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixt
         cache = ProfileCache(path)
     assert "foreign schema 'someone-else'" in caplog.text
     assert cache.records("anything") == []
+
+
+def test_sqlite_of_another_program_is_moved_aside(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "profiles.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE songs (title TEXT); INSERT INTO songs VALUES ('x');")
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.WARNING):
+        ProfileCache(path)
+    assert "foreign database (tables: songs)" in caplog.text
+    bad = sqlite3.connect(tmp_path / "profiles.sqlite.bad")
+    assert bad.execute("SELECT title FROM songs").fetchall() == [("x",)]  # left untouched
