@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from partitioner.errors import CostModelError
+
 log = logging.getLogger(__name__)
 
 SCHEMA = "hetpart-profile-cache"
@@ -135,13 +137,21 @@ class ProfileCache:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            bad = self.path.with_name(self.path.name + ".bad")
-            log.warning("profile cache %s is unusable (%s); moved to %s and rebuilt",
-                        self.path, exc, bad)
-            os.replace(self.path, bad)
-            return self._connect()
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc:
+                if not self.path.is_file():
+                    raise
+                bad = self.path.with_name(self.path.name + ".bad")
+                log.warning("profile cache %s is unusable (%s); moved to %s and rebuilt",
+                            self.path, exc, bad)
+                os.replace(self.path, bad)
+                return self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise CostModelError(
+                f"cannot open the profile cache {self.path}: {exc} (set HETPART_CACHE to a "
+                "writable folder)"
+            ) from None
 
     def close(self) -> None:
         self._conn.close()

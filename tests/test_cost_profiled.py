@@ -189,3 +189,12 @@ def test_sqlite_of_another_program_is_moved_aside(tmp_path: Path,
     assert "foreign database (tables: songs)" in caplog.text
     bad = sqlite3.connect(tmp_path / "profiles.sqlite.bad")
     assert bad.execute("SELECT title FROM songs").fetchall() == [("x",)]  # left untouched
+
+
+def test_unopenable_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from partitioner.errors import CostModelError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CostModelError, match="cannot open the profile cache .*HETPART_CACHE"):
+        ProfileCache(blocker / "profiles.sqlite")
