@@ -78,9 +78,15 @@ class Session:
         return [_arg(t) for t in self.plan.model.outputs]
 
     def run(
-        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: Any = None,
     ) -> list[np.ndarray]:
         """Run once and return the requested outputs (all when ``output_names`` is None).
+
+        ``run_options`` is accepted for drop-in compatibility with
+        ``onnxruntime.InferenceSession.run`` and ignored.
 
         Raises:
             RunError: an unknown output name, a missing input, or a runner failure (naming
