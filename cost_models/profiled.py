@@ -200,6 +200,11 @@ class ProfiledCostModel:
                 progress(done, len(todo))
         if self.calibrate:
             for device in (d for d in cluster.devices if d.local):
+                known = self.cache.calibrations(self.fingerprint(device))
+                row = known.get(model.facts.model_sha256)
+                if row is not None and stats.measured == 0:  # nothing new: reuse it
+                    stats.calibrated[device.id] = (row[0] + row[1], row[2])
+                    continue
                 pair = self.calibrate_model(model, device)
                 if pair is not None:
                     stats.calibrated[device.id] = pair
