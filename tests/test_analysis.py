@@ -243,3 +243,22 @@ def test_chain_of_20k_nodes_is_analysed():
     facts = analyse(model).facts
     assert len(facts.nodes) == 20_000 and len(facts.edges) == 19_999
     assert facts.nodes[-1].index == 19_999
+
+
+def test_big_constant_outputs_and_graph_outputs_are_not_folded():
+    shape = numpy_helper.from_array(np.array([1024, 1024], np.int64), "shape")
+    nodes = [
+        # 4 MiB of zeros from 16 bytes of shape: folding would bloat the weights.
+        helper.make_node("ConstantOfShape", ["shape"], ["zeros"], name="big"),
+        helper.make_node("Add", ["x", "zeros"], ["y"], name="add"),
+        # A graph output computed from constants only stays a node.
+        helper.make_node("Constant", [], ["k"], name="const_out", value_floats=[1.0, 2.0]),
+    ]
+    model = make_model(nodes, [vi("x", [1024, 1024])], [vi("y", None), vi("k", None)], [shape])
+    a = analyse(model)
+    assert [n.name for n in a.facts.nodes] == ["big", "add", "const_out"]
+    assert a.facts.tensors["zeros"].nbytes == 4 << 20
+    assert a.facts.outputs[1].shape == (2,)
+    x = np.ones((1024, 1024), np.float32)
+    for want, got in zip(run_ort(model, {"x": x}), run_ort(a.model, {"x": x}), strict=True):
+        np.testing.assert_array_equal(want, got)
