@@ -44,6 +44,8 @@ CALIBRATION: tuple[tuple[str, dict[str, int]], ...] = (
 )
 QUICK_CALIBRATION = 5
 GOAL = 0.10
+#: Seconds of timed runs per node signature (longer than `hetpart profile`: steadier minima).
+NODE_TIME_S = 0.2
 COMMAND = "python -m partitioner.benchmarks --only cost_accuracy"
 
 
@@ -111,10 +113,10 @@ def measure(quick: bool = False, cache: ProfileCache | None = None) -> tuple[lis
     cache = cache or ProfileCache(Path(tempfile.mkdtemp(prefix="hetpart-bench-")) / "p.sqlite")
     cluster: Cluster = detect_local_cluster(cache=cache)
     repeats = 5 if quick else 15
-    calibrating = ProfiledCostModel(cache, repeats=repeats, calibrate=True)
+    calibrating = ProfiledCostModel(cache, repeats=repeats, calibrate=True, min_time_s=NODE_TIME_S)
     for name, params in CALIBRATION[: QUICK_CALIBRATION if quick else None]:
         calibrating.prepare(_load(name, params), cluster)
-    profiled = ProfiledCostModel(cache, repeats=repeats)
+    profiled = ProfiledCostModel(cache, repeats=repeats, min_time_s=NODE_TIME_S)
     rows: list[Row] = []
     for name in EVALUATED:
         model = _load(name)
