@@ -106,7 +106,12 @@ class Transfer:
 
 @dataclass(frozen=True)
 class SolverStats:
-    """What the solver reported and what the evaluator predicts for the chosen assignment."""
+    """What the solver reported and what the evaluator predicts for the chosen assignment.
+
+    ``busy_s`` (seconds) and ``peak_memory`` (bytes: weights + largest workspace + live
+    activations) are the evaluator's per-device numbers; empty when the plan's evaluation did
+    not compute them (``peak_memory`` is empty for hand-made assignments).
+    """
 
     status: str
     objective: float
@@ -122,6 +127,8 @@ class SolverStats:
     energy_j: float
     num_partitions: int
     devices_used: tuple[str, ...]
+    busy_s: dict[str, float] = field(default_factory=dict, hash=False)
+    peak_memory: dict[str, int] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,8 @@ class NodeCost:
 
 @dataclass(frozen=True)
 class NodePlacement:
-    """Where a node went, when it is predicted to run, and its cost on every device."""
+    """Where a node went, when it is predicted to run, its cost on every device and the bytes
+    of the weights it owns (resident on its device)."""
 
     device: str
     op_type: str
@@ -153,11 +161,16 @@ class NodePlacement:
     start_s: float
     end_s: float
     costs: dict[str, NodeCost] = field(hash=False)
+    weight_bytes: int = 0
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A versioned, diffable placement plan (see ``docs/plan-format.md``)."""
+    """A versioned, diffable placement plan (see ``docs/plan-format.md``).
+
+    ``pins`` (node -> device) and ``forbidden`` (node -> devices) are the user's constraints
+    as the problem resolved them: a ``--pin OP_TYPE=DEVICE`` appears once per node of that op.
+    """
 
     format_version: str
     model: ModelRef
@@ -172,6 +185,8 @@ class Plan:
     placement: dict[str, NodePlacement] = field(hash=False)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     created_by: str = f"hetpart {__version__}"
+    pins: dict[str, str] = field(default_factory=dict, hash=False)
+    forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     @property
     def assignment(self) -> dict[str, str]:
@@ -342,6 +357,7 @@ def build_plan(
             start_s=float(start),
             end_s=float(end),
             costs={d: _node_cost(costs, node.name, d) for d in cluster.device_ids},
+            weight_bytes=int(node.weight_bytes),
         )
 
     ranges = _value_ranges(analysed.model)
@@ -361,6 +377,8 @@ def build_plan(
         energy_j=float(ev.energy_j),
         num_partitions=len(partitions),
         devices_used=tuple(sorted({p.device for p in partitions})),
+        busy_s={d: float(ev.busy_s[d]) for d in sorted(ev.busy_s)},
+        peak_memory={d: int(ev.peak_memory[d]) for d in sorted(ev.peak_memory)},
     )
     if ev.num_partitions != len(partitions):
         logger.warning(
@@ -393,6 +411,8 @@ def build_plan(
         baselines=baselines,
         placement=placement,
         groups={k: tuple(v) for k, v in sorted(report.groups.items())},
+        pins={n: problem.pins[n] for n in sorted(problem.pins)},
+        forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
     )
 
 

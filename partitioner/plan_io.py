@@ -92,6 +92,17 @@ def check_plan(plan: Plan, source: str) -> None:
                 f"{source}: partition {p.index} runs on {p.device} but placement puts "
                 f"{wrong[:5]} elsewhere"
             )
+    broken = [
+        f"{n} pinned to {d} but placed on {plan.placement[n].device}"
+        for n, d in plan.pins.items()
+        if n in plan.placement and plan.placement[n].device != d
+    ] + [
+        f"{n} placed on forbidden {plan.placement[n].device}"
+        for n, ds in plan.forbidden.items()
+        if n in plan.placement and plan.placement[n].device in ds
+    ]
+    if broken:
+        raise PlanError(f"{source}: placement breaks the user's constraints: {broken[:5]}")
     produced = {p.index: {o.name for o in p.outputs} for p in plan.partitions}
     graph_inputs = {t.name for t in plan.model.inputs}
     deps: dict[int, set[int]] = {}

@@ -80,6 +80,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "solver": {
             **{k: v for k, v in vars(plan.solver).items() if k != "devices_used"},
             "devices_used": list(plan.solver.devices_used),
+            "busy_s": dict(plan.solver.busy_s),
+            "peak_memory": dict(plan.solver.peak_memory),
         },
         "baselines": {
             name: {"latency_s": b.latency_s, "stage_s": b.stage_s, "note": b.note}
@@ -93,10 +95,13 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "start_s": n.start_s,
                 "end_s": n.end_s,
                 "costs": {d: _cost(c) for d, c in n.costs.items()},
+                "weight_bytes": n.weight_bytes,
             }
             for name, n in plan.placement.items()
         },
         "groups": {k: list(v) for k, v in plan.groups.items()},
+        "pins": dict(plan.pins),
+        "forbidden": {k: list(v) for k, v in plan.forbidden.items()},
     }
 
 
@@ -165,10 +170,13 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
                 start_s=n["start_s"],
                 end_s=n["end_s"],
                 costs={d: _cost_from(c) for d, c in n["costs"].items()},
+                weight_bytes=n.get("weight_bytes", 0),
             )
             for name, n in data["placement"].items()
         },
         groups={k: tuple(v) for k, v in data.get("groups", {}).items()},
+        pins=dict(data.get("pins", {})),
+        forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
     )
 
 

@@ -143,6 +143,8 @@ def _edit(root: Path, change) -> None:
             "partition 2, which does not produce it",
         ),
         (lambda d: d.pop("solver"), "'solver' is a required property"),
+        (lambda d: d.update(pins={"stem": "b"}), "stem pinned to b but placed on a"),
+        (lambda d: d.update(forbidden={"head": ["b"]}), "head placed on forbidden b"),
     ],
 )
 def test_load_refuses_broken_plans(branchy, tmp_path: Path, change, message: str) -> None:
@@ -239,3 +241,39 @@ def test_annotated_whole_model(branchy, tmp_path: Path) -> None:
     # An overwrite without annotate removes the stale annotated model (a plan-owned file).
     write_plan(plan, analysed, root, overwrite=True)
     assert not (root / "annotated.onnx").exists()
+
+
+def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None:
+    from partitioner.plan import build_plan
+    from partitioner.problem import SolveReport
+    from partitioner.solver.evaluate import evaluate
+    from partitioner.solver.problem_builder import build_problem
+
+    analysed = save_and_analyse(branchy_model(), tmp_path, "branchy")
+    costs = CostTable()
+    for node in analysed.facts.nodes:
+        costs.set(node.name, "a", Supported(1e-4, 256, "test"))
+        costs.set(node.name, "b", Supported(2e-4, 512, "test"))
+    clu = cluster(device("a"), device("b"))
+    problem = build_problem(
+        analysed.facts, clu, costs, pins=["head=b", "Tanh=b"], forbidden=["join=b"]
+    )
+    assignment = dict(BRANCHY_SPLIT)
+    ev = evaluate(problem, assignment)
+    report = SolveReport(assignment, ev, "GIVEN", ev.latency_s, 0.0, 1.0, 0.0, 0, 0, 0.0)
+    plan = build_plan(analysed, clu, problem, report, costs)
+    assert plan.pins == {"b_tanh": "b", "head": "b"}
+    assert plan.forbidden == {"join": ("b",)}
+    assert plan.solver.busy_s == pytest.approx(ev.busy_s)
+    assert plan.solver.peak_memory == ev.peak_memory
+    weights = {n.name: n.weight_bytes for n in analysed.facts.nodes}
+    assert {n: p.weight_bytes for n, p in plan.placement.items()} == weights
+    assert sum(weights.values()) > 0
+    on_a = sum(w for n, w in weights.items() if assignment[n] == "a")
+    assert plan.solver.peak_memory["a"] >= on_a + 256
+    root = tmp_path / "plan"
+    write_plan(plan, analysed, root)
+    loaded = load_plan(root)
+    assert plan_to_dict(loaded) == plan_to_dict(plan)
+    assert loaded.pins == plan.pins and loaded.forbidden == plan.forbidden
+    assert loaded.solver.peak_memory == plan.solver.peak_memory

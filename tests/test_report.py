@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
-from test_report_fixtures import US, small_detail, small_measurements, small_plan
+from test_report_fixtures import MIB, US, small_detail, small_measurements, small_plan
 
 from partitioner.errors import ReportError
 from partitioner.report import build_report, render_text
 from partitioner.report.explain import explain
-from partitioner.report.resources import activation_peaks, busy_times
+from partitioner.report.resources import busy_times, device_usage
 
 
-def test_busy_time_is_node_time_plus_call_overheads() -> None:
-    busy = busy_times(small_plan())
+def _without_evaluator_numbers(plan):
+    """The plan as an older plan.json (no stored busy time or peak memory) reads."""
+    solver = dataclasses.replace(plan.solver, busy_s={}, peak_memory={})
+    return dataclasses.replace(plan, solver=solver)
+
+
+def test_busy_time_is_the_stored_one_or_node_time_plus_call_overheads() -> None:
+    plan = small_plan()
+    assert busy_times(plan) == plan.solver.busy_s
+    busy = busy_times(_without_evaluator_numbers(plan))
     # cpu: 4 + 6 + 4 + 0.5 + 4 node µs, two calls of 10 µs; gpu: 4.5 µs + one 20 µs call.
     assert busy["cpu"] == pytest.approx(38.5 * US)
     assert busy["gpu"] == pytest.approx(24.5 * US)
@@ -36,12 +45,18 @@ def test_device_rows_memory_utilisation_and_shares() -> None:
     assert (cpu.num_nodes, cpu.num_partitions, gpu.num_partitions) == (5, 2, 1)
 
 
-def test_activation_peak_counts_tensors_live_together() -> None:
-    peaks = activation_peaks(small_plan(), small_detail())
-    # On the gpu: the copy of e (until mm1 ends), a, r and m2 never all overlap; a and r do.
-    assert peaks["gpu"] == 2 * 65536
-    assert peaks["npu"] == 0
-    assert peaks["cpu"] >= 2 * 65536
+def test_memory_is_the_evaluator_peak_split_into_weights_workspace_activations() -> None:
+    plan = small_plan()
+    cpu, gpu, npu = device_usage(plan, None)
+    assert gpu.used_bytes == plan.solver.peak_memory["gpu"]
+    assert (gpu.weight_bytes, gpu.workspace_bytes, gpu.activation_bytes) == (
+        8 * MIB, 1024, 2 * 65536)
+    assert cpu.activation_bytes == 3 * 65536 and npu.used_bytes == 0
+    assert {d.memory_source for d in (cpu, gpu, npu)} == {"evaluator"}
+    older = device_usage(_without_evaluator_numbers(plan), None)
+    assert older[1].used_bytes == 8 * MIB + 1024 and older[1].activation_bytes == 0
+    assert older[1].memory_source == "lower bound"
+    assert ">= 8 MiB / 16 GiB" in render_text(build_report(_without_evaluator_numbers(plan)))
 
 
 def test_summary_baselines_and_prediction_error() -> None:
@@ -118,11 +133,17 @@ def test_explain_golden(golden) -> None:
 
 
 def test_explain_pinned_node() -> None:
-    plan = small_plan()
-    object.__setattr__(plan, "pins", {"head": "cpu"})  # plans that record pins
+    plan = dataclasses.replace(small_plan(), pins={"head": "cpu"})
     text = explain(plan, "head", small_detail())
     assert "why: pinned to cpu by the user" in text
     assert "constraints: pinned to cpu" in text
+
+
+def test_explain_forbidden_device() -> None:
+    plan = dataclasses.replace(small_plan(), forbidden={"side": ("gpu",)})
+    text = explain(plan, "side", small_detail())
+    assert "gpu" in text and "cannot run it: forbidden by the user (--forbid)" in text
+    assert "cannot run on gpu: forbidden by the user" in text
 
 
 def test_explain_unknown_node_lists_close_matches() -> None:
@@ -134,7 +155,7 @@ def test_explain_unknown_node_lists_close_matches() -> None:
 
 def test_report_without_detail_still_renders() -> None:
     report = build_report(small_plan())
-    assert report.devices[0].weight_bytes == 0
+    assert report.devices[0].weight_bytes == 3 * MIB  # stored in the plan, not the files
     assert "Summary" in render_text(report)
 
 

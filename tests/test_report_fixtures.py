@@ -45,6 +45,9 @@ def small_cluster() -> Cluster:
     return Cluster("test-trio", (cpu, gpu, npu), links, 10e9, "cpu")
 
 
+#: Weights each node owns (NodeInfo.weight_bytes).
+_WEIGHTS = {"embed": 2 * MIB, "mm1": 4 * MIB, "mm2": 4 * MIB, "head": MIB}
+
 #: node -> (op, device, partition, start µs, end µs, {device: latency µs or reason})
 _NODES = {
     "embed": ("Gather", "cpu", 0, 10.0, 14.0,
@@ -95,14 +98,21 @@ def small_plan(objective: str = "latency") -> Plan:
     )
     placement = {
         name: NodePlacement(dev, op, part, start * US, end * US,
-                            {d: _cost(v) for d, v in costs.items()})
+                            {d: _cost(v) for d, v in costs.items()}, _WEIGHTS.get(name, 0))
         for name, (op, dev, part, start, end, costs) in _NODES.items()
     }
+    # The evaluator's numbers, by hand. Busy: cpu 4 + 6 + 4 + 0.5 + 4 µs of nodes + two 10 µs
+    # calls; gpu 4.5 µs + one 20 µs call. Peak memory = weights + largest workspace (1 KiB) +
+    # live activations: on the cpu three 64 KiB tensors at once (sd, the arriving m2, sm),
+    # on the gpu two (a and r).
     stats = SolverStats(
         status="FEASIBLE", objective=75.2 * US, bound=70.0 * US, gap=(75.2 - 70.0) / 75.2,
         solve_time_s=1.25, seed=0, workers=2, time_limit_s=2.0,
         predicted_latency_s=75.2 * US, predicted_stage_s=45.0 * US,
         cost_per_1k=1.5e-5, energy_j=0.0111, num_partitions=3, devices_used=("cpu", "gpu"),
+        busy_s={"cpu": 38.5 * US, "gpu": 24.5 * US, "npu": 0.0},
+        peak_memory={"cpu": 3 * MIB + 1024 + 3 * KIB64, "gpu": 8 * MIB + 1024 + 2 * KIB64,
+                     "npu": 0},
     )
     baselines = {
         "best_single": BaselineSummary(90 * US, 60 * US, "= single:gpu"),
@@ -122,12 +132,8 @@ def small_plan(objective: str = "latency") -> Plan:
 
 
 def small_detail() -> GraphDetail:
-    """Edges (64 KiB each) and weights of the small plan."""
-    weights = {"embed": 2 * MIB, "mm1": 4 * MIB, "mm2": 4 * MIB, "head": MIB}
-    return GraphDetail(
-        tuple(NodeEdge(a, b, t, KIB64) for a, b, t in _EDGES),
-        {n: weights.get(n, 0) for n in _NODES},
-    )
+    """Edges (64 KiB each) of the small plan."""
+    return GraphDetail(tuple(NodeEdge(a, b, t, KIB64) for a, b, t in _EDGES))
 
 
 def small_measurements(plan_digest: str = "d" * 64) -> Measurements:

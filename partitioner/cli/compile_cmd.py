@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers")
     p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
     p.add_argument("--force", action="store_true", help="replace an existing plan directory")
+    p.add_argument(
+        "--annotate",
+        action="store_true",
+        help="also write annotated.onnx: the whole model with per-node device/partition metadata",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     costing.done()
     solving.done()
     plan_dir = Path(args.output)
-    write_plan(result.plan, result.analysed, plan_dir, overwrite=args.force)
+    write_plan(result.plan, result.analysed, plan_dir, overwrite=args.force, annotate=args.annotate)
     summary = summarise(result)
     if args.json:
         print_json({**summary, "plan_dir": str(plan_dir)})

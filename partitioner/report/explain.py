@@ -18,8 +18,8 @@ def explain(plan: Plan, node_name: str, detail: GraphDetail | None = None) -> st
     Args:
         plan: The plan.
         node_name: A node of the plan.
-        detail: Node edges and weights (from ``read_graph_detail``); without it, transfers and
-            memory are left out of the answer.
+        detail: Node edges (from ``read_graph_detail``); without it, transfers are left out
+            of the answer.
 
     Returns:
         A few lines: placement, reason, cost on every device with the cost of moving there,
@@ -36,7 +36,7 @@ def explain(plan: Plan, node_name: str, detail: GraphDetail | None = None) -> st
             f"({len(plan.placement)} nodes){hint}"
         )
     detail = detail or GraphDetail()
-    usage = device_usage(plan, detail, None)
+    usage = device_usage(plan, None)
     ctx = NodeContext.build(plan, detail, {d.id: d.capacity_bytes - d.used_bytes for d in usage})
     analysis = analyse_node(ctx, node_name)
     node = plan.placement[node_name]
@@ -84,8 +84,8 @@ def explain(plan: Plan, node_name: str, detail: GraphDetail | None = None) -> st
         lines.append("inputs:  " + "; ".join(ins[:6]) + (" ..." if len(ins) > 6 else ""))
     if outs:
         lines.append("outputs: " + "; ".join(outs[:6]) + (" ..." if len(outs) > 6 else ""))
-    if ctx.weights.get(node_name):
-        lines.append(f"weights: {fmt_bytes(ctx.weights[node_name])} resident on {node.device}")
+    if node.weight_bytes:
+        lines.append(f"weights: {fmt_bytes(node.weight_bytes)} resident on {node.device}")
     if analysis.constraints:
         lines.append("constraints: " + "; ".join(analysis.constraints))
     return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """What a report reads from a plan directory besides the plan: run measurements and graph detail.
 
 ``run.json`` (written by ``hetpart run PLAN_DIR --save``) must carry the digest of the plan it
-measured (``partitioner.plan_json.plan_digest``); a run of another plan is refused. Node-level
-edges and weight sizes are not in ``plan.json``; they are recovered from the partition files
-(``onnx.load`` without external data, so even large plans read fast).
+measured (``partitioner.plan_json.plan_digest``); a run of another plan is refused. Node-to-node
+edges are not in ``plan.json``; they are recovered from the partition files (``onnx.load``
+without external data, so even large plans read fast). Weights, busy time and peak memory
+are stored in the plan itself.
 """
 
 from __future__ import annotations
@@ -86,12 +87,9 @@ class GraphDetail:
 
     Attributes:
         edges: Node-to-node tensor edges (within and across partitions).
-        weight_bytes: Node name -> bytes of the initializers it is the first user of in its
-            partition (shared weights are counted once per partition file).
     """
 
     edges: tuple[NodeEdge, ...] = ()
-    weight_bytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,12 +215,11 @@ def _measurements_from(data: dict[str, Any], digest: str, plan: Plan) -> Measure
 
 
 def read_graph_detail(plan_dir: str | Path, plan: Plan) -> GraphDetail:
-    """Node edges and weight bytes from the partition files (best effort, logged on failure)."""
+    """Node edges from the partition files (best effort, logged on failure)."""
     root = Path(plan_dir)
     producer: dict[str, str] = {}
     uses: list[tuple[str, str]] = []  # (tensor, consumer node)
     sizes: dict[str, int] = {}
-    weights: dict[str, int] = {}
     for part in plan.partitions:
         try:
             model = onnx.load(str(root / part.file), load_external_data=False)
@@ -234,18 +231,9 @@ def read_graph_detail(plan_dir: str | Path, plan: Plan) -> GraphDetail:
             size = _value_info_bytes(vi)
             if size is not None:
                 sizes.setdefault(vi.name, size)
-        init_bytes = {t.name: _tensor_bytes(t.dims, t.data_type) for t in graph.initializer}
-        seen: set[str] = set()
+        inits = {t.name for t in graph.initializer}
         for node in graph.node:
-            owned = 0
-            for name in node.input:
-                if name in init_bytes:
-                    if name not in seen:
-                        seen.add(name)
-                        owned += init_bytes[name]
-                elif name:
-                    uses.append((name, node.name))
-            weights[node.name] = weights.get(node.name, 0) + owned
+            uses.extend((name, node.name) for name in node.input if name and name not in inits)
             for name in node.output:
                 if name:
                     producer[name] = node.name
@@ -262,7 +250,7 @@ def read_graph_detail(plan_dir: str | Path, plan: Plan) -> GraphDetail:
         },
         key=lambda e: (e.src, e.dst, e.tensor),
     )
-    return GraphDetail(tuple(edges), weights)
+    return GraphDetail(tuple(edges))
 
 
 def _tensor_bytes(dims: Any, data_type: int) -> int:

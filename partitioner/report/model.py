@@ -307,14 +307,14 @@ def build_report(
     Args:
         plan: The plan.
         measurements: A saved run of this plan (already hash-checked), if any.
-        detail: Node edges and weight sizes from the partition files; without it, memory
-            excludes weights and move estimates ignore transfers.
+        detail: Node edges from the partition files; without it, move estimates ignore
+            transfers.
 
     Returns:
         The report; render it with ``render_text`` or ``render_html``.
     """
     detail = detail or GraphDetail()
-    devices = device_usage(plan, detail, measurements)
+    devices = device_usage(plan, measurements)
     free = {d.id: d.capacity_bytes - d.used_bytes for d in devices}
     context = NodeContext.build(plan, detail, free)
     nodes = []

@@ -69,29 +69,24 @@ class NodeContext:
     plan: Plan
     preds: dict[str, list[NodeEdge]] = field(hash=False)
     succs: dict[str, list[NodeEdge]] = field(hash=False)
-    weights: dict[str, int] = field(hash=False)
     free_bytes: dict[str, int] = field(hash=False)
-    pins: dict[str, str] = field(hash=False)
     partition_sizes: dict[int, int] = field(hash=False)
     device_of: dict[str, str] = field(hash=False)
     partition_of: dict[str, int] = field(hash=False)
 
     @classmethod
     def build(cls, plan: Plan, detail: GraphDetail, free_bytes: dict[str, int]) -> NodeContext:
-        """Index ``detail``'s edges by node; pins come from ``plan.pins`` when recorded."""
+        """Index ``detail``'s edges by node."""
         preds: dict[str, list[NodeEdge]] = defaultdict(list)
         succs: dict[str, list[NodeEdge]] = defaultdict(list)
         for e in detail.edges:
             preds[e.dst].append(e)
             succs[e.src].append(e)
-        pins = getattr(plan, "pins", None) or {}
         return cls(
             plan,
             dict(preds),
             dict(succs),
-            dict(detail.weight_bytes),
             dict(free_bytes),
-            dict(pins),
             {p.index: len(p.nodes) for p in plan.partitions},
             {n: p.device for n, p in plan.placement.items()},
             {n: p.partition for n, p in plan.placement.items()},
@@ -102,6 +97,8 @@ def _move(ctx: NodeContext, name: str, target: str) -> MoveEstimate:
     plan = ctx.plan
     placed = plan.placement[name]
     here = placed.device
+    if target in plan.forbidden.get(name, ()):
+        return MoveEstimate(target, None, unsupported="forbidden by the user (--forbid)")
     cost_there = placed.costs.get(target)
     if cost_there is None or cost_there.unsupported is not None or cost_there.latency_s is None:
         reason = cost_there.unsupported if cost_there is not None else "no cost recorded"
@@ -128,7 +125,7 @@ def _move(ctx: NodeContext, name: str, target: str) -> MoveEstimate:
         transfer += sum(cluster.transfer_time(target, d, size) for d in devices if d != target)
         transfer -= sum(cluster.transfer_time(here, d, size) for d in devices if d != here)
     calls = _call_delta(ctx, name, here, target)
-    need = ctx.weights.get(name, 0) + cost_there.memory_bytes
+    need = placed.weight_bytes + cost_there.memory_bytes
     free = ctx.free_bytes.get(target)
     blocked = None
     if free is not None and need > free:
@@ -159,7 +156,7 @@ def analyse_node(ctx: NodeContext, name: str) -> NodeAnalysis:
     here = placed.device
     moves = tuple(_move(ctx, name, d) for d in ctx.plan.cluster.device_ids if d != here)
     constraints: list[str] = []
-    pin = ctx.pins.get(name) or ctx.pins.get(placed.op_type)
+    pin = ctx.plan.pins.get(name)
     if pin:
         constraints.append(f"pinned to {pin}")
     supported = [m for m in moves if m.unsupported is None]

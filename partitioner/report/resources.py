@@ -1,18 +1,12 @@
 """Per-device resource use of a plan: memory against capacity, busy time, price and energy.
 
-The plan records the schedule but not the evaluator's per-device busy time or peak memory, so
-they are derived here with the evaluator's own rules (``partitioner.solver.evaluate``):
-
-* busy time = the device's node times (``end_s - start_s``) + its call overhead once per
-  partition on it;
-* memory = weights of its nodes (read from the partition files) + the largest workspace of a
-  node on it + the peak of live activations, swept over the predicted schedule: a tensor lives
-  on its producer's device from the producer's start until its last local consumer ends (or
-  its copies have left), on a consumer's device from its arrival until the last consumer there
-  ends; model outputs live until the makespan.
-
-When a plan carries the evaluator's numbers (``solver.busy_s`` / ``solver.peak_memory``), those
-are used instead and ``memory_source`` says so.
+Busy time and peak memory are the evaluator's numbers stored in the plan (``solver.busy_s``,
+``solver.peak_memory``); weights per device add up ``placement[n].weight_bytes`` and the
+workspace is the largest ``memory_bytes`` of a node on the device, so the activation share is
+what the evaluator's peak holds beyond those two. Plans without the stored numbers (older
+plans; ``peak_memory`` is empty for hand-made assignments) fall back to: busy = node times +
+one call overhead per partition; memory = weights + workspace, flagged as a lower bound
+(``memory_source == "lower bound"``).
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from partitioner.plan import Plan
-from partitioner.report.inputs import GraphDetail, Measurements
+from partitioner.report.inputs import Measurements
 
 
 @dataclass(frozen=True)
@@ -52,8 +46,8 @@ class DeviceRow:
 
 def busy_times(plan: Plan) -> dict[str, float]:
     """Predicted busy seconds per device id (node time plus per-call overhead)."""
-    stored = getattr(plan.solver, "busy_s", None)
-    if isinstance(stored, dict) and stored:
+    stored = plan.solver.busy_s
+    if stored:
         return {d: float(stored.get(d, 0.0)) for d in plan.cluster.device_ids}
     busy = dict.fromkeys(plan.cluster.device_ids, 0.0)
     for node in plan.placement.values():
@@ -63,63 +57,16 @@ def busy_times(plan: Plan) -> dict[str, float]:
     return busy
 
 
-def activation_peaks(plan: Plan, detail: GraphDetail) -> dict[str, int]:
-    """Peak bytes of live activations per device over the predicted schedule."""
-    place = plan.placement
-    makespan = max((n.end_s for n in place.values()), default=0.0)
-    graph_outputs = {o.name for p in plan.partitions for o in p.outputs if o.graph_output}
-    by_tensor: dict[tuple[str, str], list[str]] = defaultdict(list)
-    nbytes: dict[str, int] = {}
-    for e in detail.edges:
-        by_tensor[(e.src, e.tensor)].append(e.dst)
-        nbytes[e.tensor] = e.nbytes
-    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for (src, tensor), consumers in by_tensor.items():
-        size = nbytes[tensor]
-        if size <= 0 or src not in place:
-            continue
-        home = place[src].device
-        local_end = place[src].end_s
-        remote: dict[str, tuple[float, float]] = {}
-        for dst in consumers:
-            if dst not in place:
-                continue
-            there = place[dst].device
-            if there == home:
-                local_end = max(local_end, place[dst].end_s)
-                continue
-            arrive = place[src].end_s + plan.cluster.transfer_time(home, there, size)
-            local_end = max(local_end, arrive)
-            first, last = remote.get(there, (arrive, arrive))
-            remote[there] = (first, max(last, place[dst].end_s))
-        if tensor in graph_outputs:
-            local_end = makespan
-        events[home] += [(place[src].start_s, size), (local_end, -size)]
-        for there, (arrive, last) in remote.items():
-            events[there] += [(arrive, size), (last, -size)]
-    peaks = {}
-    for device in plan.cluster.device_ids:
-        live = best = 0
-        for _, delta in sorted(events.get(device, ())):
-            live += delta
-            best = max(best, live)
-        peaks[device] = best
-    return peaks
-
-
-def device_usage(
-    plan: Plan, detail: GraphDetail, measurements: Measurements | None
-) -> tuple[DeviceRow, ...]:
+def device_usage(plan: Plan, measurements: Measurements | None) -> tuple[DeviceRow, ...]:
     """One row per cluster device, in cluster (priority) order."""
     busy = busy_times(plan)
     makespan = plan.solver.predicted_latency_s
-    peaks = activation_peaks(plan, detail)
-    stored_peak = getattr(plan.solver, "peak_memory", None)
+    stored_peak = plan.solver.peak_memory
     weights: dict[str, int] = defaultdict(int)
     workspace: dict[str, int] = defaultdict(int)
     nodes: dict[str, int] = defaultdict(int)
-    for name, node in plan.placement.items():
-        weights[node.device] += detail.weight_bytes.get(name, 0)
+    for node in plan.placement.values():
+        weights[node.device] += node.weight_bytes
         cost = node.costs.get(node.device)
         if cost is not None:
             workspace[node.device] = max(workspace[node.device], cost.memory_bytes)
@@ -136,10 +83,11 @@ def device_usage(
     total_price, total_energy = sum(prices.values()), sum(energies.values())
     rows = []
     for d in plan.cluster.devices:
-        if isinstance(stored_peak, dict) and d.id in stored_peak:
-            used, source = int(stored_peak[d.id]), "evaluator"
+        fixed = weights[d.id] + workspace[d.id]
+        if stored_peak:
+            used, source = int(stored_peak.get(d.id, 0)), "evaluator"
         else:
-            used, source = weights[d.id] + workspace[d.id] + peaks[d.id], "derived"
+            used, source = fixed, "lower bound"
         rows.append(
             DeviceRow(
                 id=d.id,
@@ -148,7 +96,7 @@ def device_usage(
                 capacity_bytes=d.memory_bytes,
                 weight_bytes=weights[d.id],
                 workspace_bytes=workspace[d.id],
-                activation_bytes=peaks[d.id],
+                activation_bytes=max(0, used - fixed),
                 used_bytes=used,
                 used_fraction=used / d.memory_bytes if d.memory_bytes > 0 else 0.0,
                 busy_s=busy[d.id],

@@ -95,6 +95,8 @@ def devices_table(report: Report, colors: dict[str, str]) -> str:
             f"{escape(fmt_bytes(d.workspace_bytes))}, activations "
             f"{escape(fmt_bytes(d.activation_bytes))}</span>"
         )
+        if d.memory_source != "evaluator":
+            memory = "&ge; " + memory  # the plan has no peak: weights + workspace only
         rows.append(
             _cell(chip(d.id, colors), raw=True)
             + _cell(f"{d.device_class} / {d.runner}")

@@ -147,7 +147,11 @@ def _devices(report: Report, paint: _Painter) -> list[str]:
             [
                 (d.id, d.id),
                 (f"{d.device_class}/{d.runner}", ""),
-                (f"{fmt_bytes(d.used_bytes)} / {fmt_bytes(d.capacity_bytes)}", ""),
+                (
+                    ("" if d.memory_source == "evaluator" else ">= ")
+                    + f"{fmt_bytes(d.used_bytes)} / {fmt_bytes(d.capacity_bytes)}",
+                    "",
+                ),
                 (fmt_pct(d.used_fraction), "bad" if d.used_fraction > 0.95 else ""),
                 (fmt_time(d.busy_s), ""),
                 (fmt_pct(d.utilisation), ""),
