@@ -65,7 +65,7 @@ def run(quick: bool = False) -> str:
             rows.append((name, len(analysed.facts.nodes), cluster_name, report, base, gain,
                          worse, wall))
     text = _render(rows, gains, time_limit, quick)
-    return text + _synthetic_section(quick, time_limit)
+    return text + "\n" + _synthetic_section(quick, time_limit)
 
 
 #: (nodes, demo cluster) of the synthetic heterogeneous problems.

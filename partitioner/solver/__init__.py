@@ -142,9 +142,9 @@ def solve(
         if is_acceptable(problem, ev):
             candidates.append(_candidate(problem, assignment, ev, 0, f"cpsat{k}", -k))
     if not candidates:
-        fastest = min((r.evaluation.latency_s for r in baselines.values() if r.evaluation),
-                      default=None)
-        raise explain_no_plan(problem, baselines, fastest)
+        tried = [evaluate(problem, r.assignment).latency_s for r in baselines.values()
+                 if r.assignment]
+        raise explain_no_plan(problem, baselines, min(tried, default=None))
     candidates.sort(key=lambda c: c[:3])
     value, _, _, assignment, ev, source = _refine_best(problem, candidates,
                                                        max(0.05, 0.2 * time_limit_s))

@@ -42,7 +42,7 @@ def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
                                                 f"= {best.name}")
     else:
         results["best_single"] = BaselineResult(
-            "best_single", {}, None, "no single device can run the whole model within memory")
+            "best_single", {}, None, "no single device gives a feasible plan (see single:*)")
     results["priority_greedy"] = _finish(problem, "priority_greedy", _priority(problem, idx))
     results["heft"] = _finish(problem, "heft", _heft(problem, idx))
     results["memory_greedy"] = _finish(problem, "memory_greedy", _memory_fill(problem, idx))

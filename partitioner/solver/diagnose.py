@@ -82,16 +82,20 @@ def find_facts(problem: Problem) -> list[str]:
 
 def explain_no_plan(problem: Problem, baselines: dict[str, BaselineResult],
                     fastest_latency_s: float | None) -> InfeasibleError:
-    """Build the InfeasibleError raised when neither the solver nor a baseline is acceptable."""
-    lines = []
+    """Build the InfeasibleError raised when neither the solver nor a baseline is acceptable.
+
+    Args:
+        problem: The problem.
+        baselines: Baseline results (their notes say why each is infeasible).
+        fastest_latency_s: Lowest latency of any placement tried, acceptable or not.
+    """
     target = problem.latency_target_s
     if problem.objective == "cost" and target is not None and fastest_latency_s is not None \
             and fastest_latency_s > target:
-        lines.append(f"latency target {target:.6g} s cannot be met: the fastest placement "
-                     f"found takes {fastest_latency_s:.6g} s")
-    for name, res in baselines.items():
-        if res.evaluation is None and res.note:
-            lines.append(f"{name}: {res.note}")
-    return InfeasibleError(
-        "no feasible placement found (memory, latency target or max_partitions)\n"
-        + "\n".join(lines))
+        summary = (f"latency target {target:.6g} s cannot be met: the fastest placement found "
+                   f"takes {fastest_latency_s:.6g} s")
+    else:
+        summary = "no feasible placement found (memory or max_partitions)"
+    lines = [f"{name}: {res.note}" for name, res in baselines.items()
+             if res.evaluation is None and res.note]
+    return InfeasibleError("\n".join([summary, *lines]))
