@@ -216,10 +216,16 @@ def _facts(
     nbytes: dict[str, int] = {}
     dims_of: dict[str, tuple[int, ...] | None] = {}
     tensor_nbytes = sh.tensor_nbytes
-    for key, (elem, dims) in table.items():
+    size_cache: dict[tuple[int, tuple[int, ...] | None], int] = {}
+    for key, entry in table.items():
+        dims = entry[1]
         dims_of[key] = dims
-        nbytes[key] = tensor_nbytes(elem, dims) if dims is not None else 0
+        size = size_cache.get(entry)
+        if size is None:
+            size = size_cache[entry] = tensor_nbytes(entry[0], dims) if dims is not None else 0
+        nbytes[key] = size
     shape_of = dims_of.get
+    dtype_name = sh.dtype_name
     get_nbytes = nbytes.get
 
     def constant_of(value_name: str) -> Any:
@@ -269,7 +275,7 @@ def _facts(
             elem, dims = table_get(out, (0, None))
             if dims is None:
                 logger.warning("value %s has no concrete shape; counted as 0 bytes", out)
-            tensors[out] = TensorInfo(out, dims or (), sh.dtype_name(elem), size)
+            tensors[out] = TensorInfo(out, dims or (), dtype_name(elem), size)
         weight_bytes = sum([get_nbytes(w, 0) for w in weight_list])
         sub = (control_flow_flops(node, shape_of, opsets, constant_of)
                if op_type in _CONTROL_FLOW else 0)
