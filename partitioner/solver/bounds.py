@@ -13,7 +13,9 @@ free, and at least one call overhead (the smallest) is paid.
   ``split_into_partitions`` only switches device when the current one has no ready node, so
   every call but the second reads from the call before it; the second may overlap the
   first only with nodes that do not descend from node 0, whose largest costs are subtracted.
-  The bound is then the sum of every node's cheapest cost plus one overhead.
+  The bound is then the smaller of each single device's total and, for mixed placements,
+  every node's cheapest cost plus one overhead per device (plus one link latency when no
+  overlap is possible).
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
 * cost: sum over nodes of the cheapest price-weighted time.
@@ -55,17 +57,26 @@ def _serial(problem: Problem, mins: list[float]) -> float:
     total = sum(mins) + oh
     if processors == 1:
         return total
-    # Only the second call may overlap the first, and only with nodes that do not descend
-    # from node 0 (which the first call holds).
-    reach = [False] * len(idx.names)
+    # Two devices. All on one device: that device's total. Mixed: every node at its cheapest,
+    # one call on each device, and (single-source graphs) one transfer between them, less
+    # what the second call may overlap with the first: only nodes that do not descend from
+    # node 0 (which the first call holds).
+    n = len(idx.names)
+    options = [sum(idx.cost[i][k] or 0.0 for i in range(n)) + idx.overhead[k]
+               for k in (0, 1) if all(k in idx.allowed[i] for i in range(n))]
+    reach = [False] * n
     reach[0] = True
-    for i in range(1, len(idx.names)):
+    for i in range(1, n):
         reach[i] = any(reach[s] for s, _, _ in idx.preds[i])
-    loose = [i for i in range(len(idx.names)) if not reach[i]]
+    loose = [i for i in range(n) if not reach[i]]
+    mixed = sum(mins) + idx.overhead[0] + idx.overhead[1]
     if loose:
-        total -= sum(max(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) for i in loose
+        mixed -= sum(max(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) for i in loose
                      if idx.allowed[i]) + max(idx.overhead)
-    return max(0.0, total)
+    else:
+        mixed += min(idx.link_latency[0][1], idx.link_latency[1][0])
+    options.append(mixed)
+    return max(0.0, min(options))
 
 
 def _critical_path(problem: Problem) -> float:
