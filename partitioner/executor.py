@@ -140,6 +140,7 @@ class Executor:
             for p in plan.partitions
         }
         self._graph_outputs = [t.name for t in plan.model.outputs]
+        self._input_names = tuple(t.name for t in plan.model.inputs)
         self._sequential = self._plan_is_sequential()
         self._free_after = self._last_uses()
         self._order = sorted(self._parts)
@@ -177,7 +178,7 @@ class Executor:
 
     @property
     def input_names(self) -> list[str]:
-        return [t.name for t in self.plan.model.inputs]
+        return list(self._input_names)
 
     def close(self) -> None:
         """Stop the device worker threads."""
@@ -221,7 +222,7 @@ class Executor:
         return free
 
     def _run_sequential(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
-        missing = [n for n in self.input_names if n not in feeds]
+        missing = [n for n in self._input_names if n not in feeds]
         if missing:
             raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
         values: dict[str, Any] = dict(feeds)

@@ -277,3 +277,23 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
     assert plan_to_dict(loaded) == plan_to_dict(plan)
     assert loaded.pins == plan.pins and loaded.forbidden == plan.forbidden
     assert loaded.solver.peak_memory == plan.solver.peak_memory
+
+
+def test_compile_cli_annotate_writes_annotated_model_and_pins(tmp_path: Path, capsys) -> None:
+    from partitioner.cli import main
+
+    model = tmp_path / "branchy.onnx"
+    onnx.save(branchy_model(), model)
+    root = tmp_path / "plan"
+    argv = ["compile", str(model), "--cluster", "cpu+l4", "--time-limit", "1", "--quiet"]
+    code = main([*argv, "-o", str(root), "--annotate", "--pin", "head=cpu"])
+    capsys.readouterr()
+    assert code == 0
+    annotated = onnx.load(root / "annotated.onnx")
+    assert len(annotated.graph.node) == len(onnx.load(model).graph.node)
+    plan = load_plan(root)
+    assert plan.pins == {"head": "cpu"} and plan.placement["head"].device == "cpu"
+    assert set(plan.solver.busy_s) == set(plan.cluster.device_ids)
+    assert main([*argv, "-o", str(tmp_path / "plain")]) == 0
+    capsys.readouterr()
+    assert not (tmp_path / "plain" / "annotated.onnx").exists()
