@@ -138,6 +138,7 @@ def apply_input_shapes(
                     )
         tt.ClearField("shape")
         shape = tt.shape
+        shape.SetInParent()  # a scalar has a shape with no dims, not an unknown rank
         for new in dims:
             shape.dim.add().dim_value = int(new)
 
@@ -161,7 +162,7 @@ def check_inputs_concrete(graph: onnx.GraphProto, source: str) -> None:
         bad = []
         suggestion = []
         for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:  # 0 is an empty dimension
                 suggestion.append(str(d.dim_value))
             else:
                 symbol = d.dim_param if d.HasField("dim_param") else "?"
