@@ -109,7 +109,9 @@ def compile_model(
         latency_target_s=latency_target_s,
         max_partitions=max_partitions,
     )
-    report = solve(problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress)
+    report = solve(
+        problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress
+    )
     log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective, report.bound)
     plan = build_plan(analysed, resolved, problem, report, costs)
     return Compilation(analysed, resolved, costs, problem, report, plan)

@@ -63,7 +63,9 @@ class NodeInfo:
     @property
     def qualified_op(self) -> str:
         """``domain::op_type`` for custom domains, else just ``op_type``."""
-        return f"{self.domain}::{self.op_type}" if self.domain not in ("", "ai.onnx") else self.op_type
+        if self.domain in ("", "ai.onnx"):
+            return self.op_type
+        return f"{self.domain}::{self.op_type}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _session_runners(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Call
             prepared = get_runner(runner_name).prepare(str(path), {})
         except RunnerNotAvailableError:
             continue
-        sessions[label] = lambda p=prepared: p.run(feeds)
+        sessions[label] = partial(prepared.run, feeds)
     return sessions
 
 
@@ -88,7 +89,7 @@ def run(quick: bool = False) -> str:
                 executor = Executor(result.plan, plan_dir)
                 executors[cluster] = executor
                 label = f"plan {cluster} ({result.plan.solver.num_partitions}p)"
-                candidates[label] = lambda e=executor, f=feeds: e.run(f)
+                candidates[label] = partial(executor.run, feeds)
                 predicted[label] = result.plan.solver.predicted_latency_s
             assert feeds is not None
             candidates.update(_session_runners(path, feeds))
