@@ -44,10 +44,11 @@ def fold_constants(
 ) -> list[Row]:
     """Fold constant-producing nodes of the main graph into initializers, in place.
 
-    Nodes producing graph outputs, nodes in custom domains, control flow and the ops in
-    ``NEVER_FOLD`` stay. Values are computed with ``onnx.reference`` (exact for the
-    integer shape arithmetic that makes up most folded subgraphs). Initializers no
-    remaining node reads are dropped.
+    Nodes producing graph outputs, nodes in custom domains, control flow, nodes producing
+    sequences or optionals (no initializer can hold them) and the ops in ``NEVER_FOLD``
+    stay. Values are computed with ``onnx.reference`` (exact for the integer shape
+    arithmetic that makes up most folded subgraphs). Initializers no remaining node reads
+    are dropped.
 
     Args:
         model: Model with nodes in topological order.
@@ -107,6 +108,8 @@ def fold_constants(
                 feeds = {n: value(n) for n in ins}
                 sess = ReferenceEvaluator(_node_model(node, opsets, model.ir_version))
                 outs = list(sess.run(None, feeds))
+                if not all(isinstance(o, np.ndarray | np.generic) for o in outs):
+                    continue  # a sequence or optional: initializers can only hold tensors
                 out_bytes = sum(np.asarray(o).nbytes for o in outs)
                 if out_bytes > MAX_FOLDED_BYTES and out_bytes > in_bytes:
                     logger.debug("%s: not folding %s (%d bytes)", source, node.name, out_bytes)
