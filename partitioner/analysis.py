@@ -75,12 +75,18 @@ class AnalysedModel:
 def analyse(
     model: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    sample_inputs: Mapping[str, Any] | None = None,
 ) -> AnalysedModel:
     """Load and analyse an ONNX model.
 
     Args:
         model: Path to an ONNX file (external data beside it) or a ModelProto (copied).
         input_shapes: Concrete shapes for inputs with symbolic dimensions.
+        sample_inputs: Example input values (arrays; lists or None for sequence and
+            optional inputs). Used only when onnx shape inference leaves values unshaped
+            and the model is run on onnxruntime to read their shapes: shapes that depend on
+            input values (a size read from an input) or on sequence inputs come out right
+            only with real samples; without them tensor inputs are zeros.
 
     Returns:
         The normalised model with its facts.
@@ -94,7 +100,7 @@ def analyse(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # analysis allocates ~10 objects per node and frees none of them
     try:
-        return _analyse(model, input_shapes)
+        return _analyse(model, input_shapes, sample_inputs)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -103,6 +109,7 @@ def analyse(
 def _analyse(
     model: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None,
+    sample_inputs: Mapping[str, Any] | None,
 ) -> AnalysedModel:
     loaded = load(model)
     m, source = loaded.model, loaded.source
@@ -113,17 +120,17 @@ def _analyse(
     sh.apply_input_shapes(graph, input_shapes or {}, source)
     sh.check_inputs_concrete(graph, source)
 
-    table, inferred = _infer_into(m, rows, source)
-    missing = _unshaped(rows, table)
+    table, inferred, others = _infer_into(m, rows, source)
+    missing = _unshaped(rows, table, others)
     kept = fold_constants(m, rows, table, source)
     if missing and kept is not rows:
-        table, inferred = _infer_into(m, kept, source)
-        missing = _unshaped(kept, table)
+        table, inferred, others = _infer_into(m, kept, source)
+        missing = _unshaped(kept, table, others)
     rows = kept
     if missing:
-        _shape_by_running(m, rows, missing, table, source)
-    _write_value_info(m, rows, table, inferred)
-    facts = _facts(m, rows, table, loaded.name, loaded.sha256)
+        _shape_by_running(m, rows, missing, table, source, sample_inputs)
+    _write_value_info(m, rows, table, inferred, others)
+    facts = _facts(m, rows, table, others, loaded.name, loaded.sha256)
     logger.info("%s: %d nodes, %d edges", source, len(facts.nodes), len(facts.edges))
     return AnalysedModel(source=source, model=m, facts=facts, base_dir=loaded.base_dir)
 
@@ -142,33 +149,43 @@ def _check_opsets(m: onnx.ModelProto, source: str) -> None:
 
 def _infer_into(
     m: onnx.ModelProto, rows: list[Row], source: str
-) -> tuple[sh.ShapeTable, onnx.GraphProto]:
-    """Infer shapes; copy subgraph value_info back into control-flow nodes; return the table."""
+) -> tuple[sh.ShapeTable, onnx.GraphProto, dict[str, onnx.TypeProto]]:
+    """Infer shapes; copy subgraph value_info back into control-flow nodes.
+
+    Returns:
+        The shape table, the inferred graph, and the types of non-tensor values
+        (sequences, optionals, maps: they have no shape to find).
+    """
     inferred = sh.infer(m, source)
     for i, row in enumerate(rows):
         if row.has_subgraphs:
             row.proto.CopyFrom(inferred.node[i])
     table: sh.ShapeTable = {}
-    sh.shape_table(m.graph, table)
-    sh.shape_table(inferred, table, initializers=False)
-    return table, inferred
+    others: dict[str, onnx.TypeProto] = {}
+    sh.shape_table(m.graph, table, others=others)
+    sh.shape_table(inferred, table, initializers=False, others=others)
+    return table, inferred, others
 
 
-def _unshaped(rows: list[Row], table: sh.ShapeTable) -> list[str]:
+def _unshaped(
+    rows: list[Row], table: sh.ShapeTable, others: Mapping[str, onnx.TypeProto]
+) -> list[str]:
+    """Tensor outputs (or outputs of unknown type) whose shape is still unknown."""
     return [
         out for row in rows for out in row.outputs
-        if out and table.get(out, (0, None))[1] is None
+        if out and table.get(out, (0, None))[1] is None and out not in others
     ]
 
 
 def _shape_by_running(m: onnx.ModelProto, rows: list[Row], missing: list[str],
-                      table: sh.ShapeTable, source: str) -> None:
+                      table: sh.ShapeTable, source: str,
+                      samples: Mapping[str, Any] | None) -> None:
     producer = {out: row.proto for row in rows for out in row.outputs}
     first = producer[missing[0]]
     logger.info("%s: onnx inference left %d values unshaped (first from %s); running "
                 "onnxruntime to read them", source, len(missing), first.name)
     try:
-        found = sh.shapes_by_running(m, missing, table, source)
+        found = sh.shapes_by_running(m, missing, table, source, samples)
     except ShapeError as exc:
         op = f"{first.domain}::{first.op_type}" if first.domain else first.op_type
         raise ShapeError(
@@ -180,9 +197,14 @@ def _shape_by_running(m: onnx.ModelProto, rows: list[Row], missing: list[str],
 
 
 def _write_value_info(
-    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable, inferred: onnx.GraphProto
+    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable, inferred: onnx.GraphProto,
+    others: Mapping[str, onnx.TypeProto],
 ) -> None:
-    """Record every activation's concrete shape: value_info, and graph outputs' types."""
+    """Record every activation's concrete shape: value_info, and graph outputs' types.
+
+    Non-tensor values (``others``) keep their sequence/optional/map type: a tensor type
+    in their place makes onnxruntime refuse the model.
+    """
     graph = m.graph
     outputs = {vi.name: vi for vi in graph.output}
     needed = dict.fromkeys(
@@ -192,13 +214,21 @@ def _write_value_info(
     infos = []
     for vi in inferred.value_info:
         name = vi.name
-        if name in needed and table[name][1] is not None:
+        if name in needed and (table[name][1] is not None or name in others):
             del needed[name]
             infos.append(vi)
     make = onnx.helper.make_tensor_value_info
-    infos.extend(make(name, *table[name]) for name in needed)
+    for name in needed:
+        other = others.get(name)
+        infos.append(onnx.helper.make_value_info(name, other) if other is not None
+                     else make(name, *table[name]))
     graph.value_info.extend(infos)
     for name, vi in outputs.items():
+        other = others.get(name)
+        if other is not None:
+            if vi.type.WhichOneof("value") != other.WhichOneof("value"):
+                vi.type.CopyFrom(other)
+            continue
         elem, dims = table[name]
         tt = vi.type.tensor_type
         tt.elem_type = elem
@@ -208,8 +238,11 @@ def _write_value_info(
 
 
 def _facts(
-    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable, name: str, sha: str
+    m: onnx.ModelProto, rows: list[Row], table: sh.ShapeTable,
+    others: Mapping[str, onnx.TypeProto], name: str, sha: str
 ) -> GraphFacts:
+    """Plain-data facts. Non-tensor values get shape ``()``, a type name such as
+    ``sequence(float32)`` as dtype, and 0 bytes (their size is only known at run time)."""
     graph = m.graph
     inits = {t.name: t for t in graph.initializer}
     opsets = {o.domain or "": o.version for o in m.opset_import}
@@ -237,6 +270,10 @@ def _facts(
     def info(value_name: str) -> TensorInfo:
         t = tensors.get(value_name)
         if t is None:
+            other = others.get(value_name)
+            if other is not None:
+                t = tensors[value_name] = TensorInfo(value_name, (), sh.type_name(other), 0)
+                return t
             elem, dims = table.get(value_name, (0, None))
             if dims is None:
                 logger.warning("value %s has no concrete shape; counted as 0 bytes", value_name)
@@ -274,6 +311,9 @@ def _facts(
             producer[out] = node_name
             elem, dims = table_get(out, (0, None))
             if dims is None:
+                if out in others:
+                    tensors[out] = TensorInfo(out, (), sh.type_name(others[out]), 0)
+                    continue
                 logger.warning("value %s has no concrete shape; counted as 0 bytes", out)
             tensors[out] = TensorInfo(out, dims or (), dtype_name(elem), size)
         weight_bytes = sum([get_nbytes(w, 0) for w in weight_list])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -74,8 +75,28 @@ def _dims_of(type_proto: onnx.TypeProto) -> tuple[int, tuple[int, ...] | None]:
     return elem, values
 
 
+def type_name(type_proto: onnx.TypeProto) -> str:
+    """Readable name of a value type: ``float32``, ``sequence(float32)``, ``optional(...)``."""
+    kind = type_proto.WhichOneof("value")
+    if kind == "tensor_type":
+        return dtype_name(type_proto.tensor_type.elem_type)
+    if kind == "sparse_tensor_type":
+        return f"sparse({dtype_name(type_proto.sparse_tensor_type.elem_type)})"
+    if kind == "sequence_type":
+        return f"sequence({type_name(type_proto.sequence_type.elem_type)})"
+    if kind == "optional_type":
+        return f"optional({type_name(type_proto.optional_type.elem_type)})"
+    if kind == "map_type":
+        key = dtype_name(type_proto.map_type.key_type)
+        return f"map({key},{type_name(type_proto.map_type.value_type)})"
+    return "undefined"
+
+
 def shape_table(
-    graph: onnx.GraphProto, into: ShapeTable | None = None, initializers: bool = True
+    graph: onnx.GraphProto,
+    into: ShapeTable | None = None,
+    initializers: bool = True,
+    others: dict[str, onnx.TypeProto] | None = None,
 ) -> ShapeTable:
     """Collect element types and concrete dims of a graph's values (not recursing).
 
@@ -83,6 +104,9 @@ def shape_table(
         graph: The graph: inputs, value_info, outputs and initializers are read.
         into: Table to extend (entries already there win for unknown shapes).
         initializers: Whether to read initializers too.
+        others: When given, receives the type of every value that is not a tensor
+            (sequence, optional, map); such values have no shape and stay ``(0, None)``
+            in the table.
 
     Returns:
         The table, ``name -> (elem_type, dims or None)``.
@@ -90,6 +114,10 @@ def shape_table(
     table: ShapeTable = {} if into is None else into
     for vi in (*graph.input, *graph.value_info, *graph.output):
         elem, dims = _dims_of(vi.type)
+        if not elem and others is not None:
+            kind = vi.type.WhichOneof("value")
+            if kind is not None and kind != "tensor_type":
+                others[vi.name] = vi.type
         if dims is not None or vi.name not in table:
             table[vi.name] = (elem, dims)
     if initializers:
@@ -230,20 +258,28 @@ def infer(model: onnx.ModelProto, source: str) -> onnx.GraphProto:
 
 
 def shapes_by_running(model: onnx.ModelProto, names: Sequence[str], table: ShapeTable,
-                      source: str) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """Fallback: run the model on onnxruntime with zero inputs and read the named values' shapes.
+                      source: str, samples: Mapping[str, Any] | None = None,
+                      ) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Fallback: run the model on onnxruntime and read the named values' shapes.
+
+    Inputs are the given ``samples`` where there are some, else zeros of the input's shape
+    (shapes that depend on input *values*, e.g. a size read from an input, then come out of
+    the zeros; pass real samples for those).
 
     Args:
         model: The model (data loaded, inputs with concrete shapes).
         names: Values whose shapes onnx inference left unknown.
         table: Known element types.
         source: Model name for messages.
+        samples: Example input values by input name (arrays, or lists/None for sequence
+            and optional inputs).
 
     Returns:
         ``name -> (elem_type, dims)`` for each requested value.
 
     Raises:
-        ShapeError: onnxruntime cannot run the model either.
+        ShapeError: A non-tensor input has no sample, onnxruntime cannot run the model,
+            or a requested value is not a tensor.
     """
     import onnxruntime as ort
 
@@ -259,10 +295,16 @@ def shapes_by_running(model: onnx.ModelProto, names: Sequence[str], table: Shape
         elem = table.get(name, (0, None))[0]
         if elem:
             vi.type.tensor_type.elem_type = elem
-    feeds = {}
+    feeds: dict[str, Any] = {}
+    samples = samples or {}
     for vi in real_inputs(m.graph):
+        if vi.name in samples:
+            feeds[vi.name] = samples[vi.name]
+            continue
         elem, dims = _dims_of(vi.type)
-        assert dims is not None, "inputs are concrete before fallback"
+        if dims is None:  # a sequence/optional input: no zeros can stand in for it
+            raise ShapeError(f"input {vi.name!r} is a {type_name(vi.type)} and no example "
+                             "value of it was given")
         feeds[vi.name] = np.zeros(dims, dtype=onnx.helper.tensor_dtype_to_np_dtype(elem))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -275,6 +317,8 @@ def shapes_by_running(model: onnx.ModelProto, names: Sequence[str], table: Shape
         raise ShapeError(message) from None
     result: dict[str, tuple[int, tuple[int, ...]]] = {}
     for name, value in zip(names, outputs, strict=True):
+        if not isinstance(value, np.ndarray | np.generic):
+            raise ShapeError(f"value {name!r} is a {type(value).__name__}, not a tensor")
         arr = np.asarray(value)
         elem = _T.STRING if arr.dtype == object else int(
             onnx.helper.np_dtype_to_tensor_dtype(arr.dtype))
