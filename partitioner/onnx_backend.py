@@ -9,6 +9,7 @@ to the tests plain ONNX Runtime passes, and reports the pass rate.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import re
@@ -53,8 +54,10 @@ def local_pair() -> Cluster:
 class PartitionedRep(BackendRep):
     """A model compiled as alternating partitions on two devices.
 
-    Models whose inputs have symbolic dimensions are compiled at the first ``run`` for the
-    concrete input shapes (and recompiled for new shapes), since plans need static shapes.
+    Models whose inputs have symbolic dimensions or are not tensors, and models whose
+    shapes depend on input values, are compiled at ``run`` for the inputs given (their
+    shapes, and their values as the analysis' samples), and recompiled for other inputs,
+    since plans need static shapes.
     """
 
     def __init__(self, model: onnx.ModelProto) -> None:
@@ -75,10 +78,12 @@ class PartitionedRep(BackendRep):
     def num_partitions(self) -> int:
         return len(self.executor.plan.partitions) if self.executor else 0
 
-    def _compile(self, shapes: dict[str, tuple[int, ...]]) -> Executor:
+    def _compile(
+        self, shapes: dict[str, tuple[int, ...]], samples: dict[str, Any] | None = None
+    ) -> Executor:
         from partitioner.analysis import analyse
 
-        analysed = analyse(self._model, shapes or None)
+        analysed = analyse(self._model, shapes or None, sample_inputs=samples)
         assignment = {
             n.name: DEVICE_IDS[i % len(DEVICE_IDS)] for i, n in enumerate(analysed.facts.nodes)
         }
@@ -96,12 +101,27 @@ class PartitionedRep(BackendRep):
         executor = self.executor
         if executor is None or not self._compiled_static:
             shapes = {k: tuple(np.shape(v)) for k, v in feeds.items() if isinstance(v, np.ndarray)}
-            key = tuple(sorted(shapes.items()))
+            key = _feeds_key(feeds)
             if key not in self._compiled:
-                self._compiled[key] = self._compile(shapes)
+                self._compiled[key] = self._compile(shapes, feeds)
             executor = self.executor = self._compiled[key]
         result = executor.run(feeds)
         return tuple(result.outputs[t.name] for t in executor.plan.model.outputs)
+
+
+def _feeds_key(feeds: dict[str, Any]) -> tuple[Any, ...]:
+    """A hashable key of input values (shapes, dtypes and a digest of their bytes)."""
+
+    def key(value: Any) -> Any:
+        if isinstance(value, np.ndarray | np.generic):
+            arr = np.asarray(value)
+            data = arr.tobytes() if arr.dtype != object else repr(arr.tolist()).encode()
+            return (arr.shape, str(arr.dtype), hashlib.blake2b(data, digest_size=12).digest())
+        if isinstance(value, list | tuple):
+            return tuple(key(v) for v in value)
+        return repr(value)
+
+    return tuple(sorted((name, key(v)) for name, v in feeds.items()))
 
 
 def _static(value: onnx.ValueInfoProto) -> bool:
