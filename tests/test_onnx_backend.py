@@ -83,3 +83,99 @@ def test_backend_really_alternates_devices() -> None:
     np.testing.assert_array_equal(y, y2)
     assert PartitionedBackend.supports_device("CPU")
     assert not PartitionedBackend.supports_device("CUDA")
+
+
+def _model(nodes, inputs, outputs, opset=17, inits=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    return model
+
+
+def _ort(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def test_empty_dimension_and_scalar_inputs_run_partitioned() -> None:
+    """Size-0 dims are concrete, given in the model or fed (Trilu with k a scalar)."""
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Trilu", ["r", "k"], ["y"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 0, 5]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 0, 5])],
+        opset=14,
+    )
+    rep = PartitionedBackend.prepare(model)
+    x = np.zeros((3, 0, 5), np.float32)
+    (y,) = rep.run([x, np.array(1, np.int64)])
+    assert y.shape == (3, 0, 5)
+    assert rep.num_partitions == 2
+
+
+def test_value_dependent_shape_is_compiled_from_the_fed_values() -> None:
+    """Reshape to a shape read from an input: the plan is compiled for the values fed.
+
+    Compiling is deferred to ``run`` (zeros cannot stand in for ``s``); the scalar ``b`` fed
+    then must keep rank 0 rather than become an input of unknown rank.
+    """
+    model = _model(
+        [
+            helper.make_node("Reshape", ["x", "s"], ["r"]),
+            helper.make_node("Add", ["r", "b"], ["a"]),
+            helper.make_node("Neg", ["a"], ["y"]),
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, [2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", "n"])],
+    )
+    rep = PartitionedBackend.prepare(model)
+    x = np.arange(-3, 3, dtype=np.float32)
+    b = np.array(0.5, np.float32)
+    for shape in ((2, 3), (3, 2)):
+        s = np.array(shape, np.int64)
+        (y,) = rep.run([x, s, b])
+        np.testing.assert_array_equal(y, _ort(model, {"x": x, "s": s, "b": b})[0])
+    assert rep.num_partitions == 3
+
+
+def _sequence_model() -> onnx.ModelProto:
+    idx = helper.make_tensor("idx", TensorProto.INT64, [], [1])
+    return _model(
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("SplitToSequence", ["r"], ["seq"], axis=0, keepdims=0),
+            helper.make_node("SequenceAt", ["seq", "idx"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits=[idx],
+    )
+
+
+def test_partitions_with_sequence_boundaries_load_and_chain_in_ort() -> None:
+    """Extracted partitions keep sequence types at their boundaries (ORT refused tensor ones)."""
+    from partitioner.analysis import analyse
+    from partitioner.extract import PartitionExtractor
+    from partitioner.onnx_backend import DEVICE_IDS, local_pair
+    from partitioner.plan_assign import plan_from_assignment
+
+    analysed = analyse(_sequence_model())
+    assignment = {n.name: DEVICE_IDS[i % 2] for i, n in enumerate(analysed.facts.nodes)}
+    plan = plan_from_assignment(analysed, local_pair(), assignment)
+    assert len(plan.partitions) == 3
+    extractor = PartitionExtractor(analysed.model)
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    values = {"x": x}
+    for part in plan.partitions:
+        proto = extractor.extract_proto(part)
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs = sess.run(None, {i.name: values[i.name] for i in sess.get_inputs()})
+        values.update(zip([o.name for o in sess.get_outputs()], outs, strict=True))
+    assert isinstance(values["seq"], list)
+    np.testing.assert_array_equal(values["y"], np.maximum(x[1], 0))
