@@ -13,8 +13,9 @@ from partitioner.onnx_backend import PartitionedBackend, failure_kinds, node_tes
 
 #: A representative subset of node-test modules: elementwise, matmul/gemm, pooling, shape ops,
 #: multi-node function expansions (softmax, layer norm, gelu, mish) and control flow (If, Loop,
-#: Range's Loop expansion). Sequence/optional-typed tests (``*_seq``, ``*_opt``) are left out:
-#: plan boundaries are tensors. The full run is in the execution benchmark.
+#: Range's Loop expansion). Sequence/optional-typed tests (``*_seq``, ``*_opt``) are left out
+#: until the executor hands sequences (lists) and empty optionals (None) between partitions
+#: as they are (extraction keeps their types). The full run is in the execution benchmark.
 MODULES = (
     "abs",
     "relu",
