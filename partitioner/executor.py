@@ -385,9 +385,14 @@ def _failure(part: PlanPartition, message: str) -> str:
     return message if message.startswith(prefix) else f"{prefix} failed: {message}"
 
 
-def _host(value: Any) -> np.ndarray:
+def _host(value: Any) -> Any:
+    """A runner value on the host: arrays as they are, sequences as lists, optionals as None."""
     if isinstance(value, np.ndarray):
         return value
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_host(v) for v in value]
     if hasattr(value, "numpy"):
         return np.asarray(value.numpy())
     return np.asarray(value)
