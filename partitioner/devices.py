@@ -122,6 +122,10 @@ class Cluster:
         pa, pb = self.device(a).processor, self.device(b).processor
         return pa is not None and pa == pb
 
+    def concurrent(self, a: str, b: str) -> bool:
+        """True when devices ``a`` and ``b`` can work at the same time."""
+        return not self.shares_processor(a, b)
+
     def restricted_to(self, device_ids: list[str]) -> Cluster:
         """A copy holding only ``device_ids`` (order kept as given); KeyError on unknown ids."""
         devices = tuple(self.device(i) for i in device_ids)

@@ -7,8 +7,11 @@ ONNX model per partition) both use this, so predicted and executed partitions ar
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+#: ``concurrent(a, b)``: True when devices ``a`` and ``b`` can work at the same time.
+Concurrency = Callable[[str, str], bool]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ def split_into_partitions(
     order: Sequence[str],
     edges: Iterable[tuple[str, str]],
     assignment: Mapping[str, str],
+    concurrent: Concurrency | None = None,
 ) -> list[Partition]:
     """Group an assignment into few partitions whose dependency graph is acyclic.
 
@@ -38,10 +42,17 @@ def split_into_partitions(
     order into contiguous segments can never create a cycle between segments, and preferring
     the current device keeps parallel branches on other devices out of the way.
 
+    One more cut lets branches overlap: a node that releases work on another device able to
+    run at the same time ends its partition, so that the other device's call depends on it
+    alone and not on everything the current device goes on to do. (Without it, a fork whose
+    branches sit on two devices would run one branch after the other.) Devices sharing a
+    processor gain nothing from it, so ``concurrent`` decides.
+
     Args:
         order: Node names in a topological order (ties are broken by this order).
         edges: Dependencies ``(src, dst)`` between node names.
         assignment: Device id of every node in ``order``.
+        concurrent: Whether two devices can work at once; None means never (no extra cuts).
 
     Returns:
         Partitions in execution order.
@@ -71,10 +82,17 @@ def split_into_partitions(
                 current = []
         name = order[heapq.heappop(ready[device])]
         current.append(name)
+        releases_parallel_work = False
         for succ in successors[name]:
             indegree[succ] -= 1
             if indegree[succ] == 0:
-                heapq.heappush(ready.setdefault(assignment[succ], []), position[succ])
+                other = assignment[succ]
+                heapq.heappush(ready.setdefault(other, []), position[succ])
+                if other != device and concurrent is not None and concurrent(device, other):
+                    releases_parallel_work = True
+        if releases_parallel_work and ready.get(device):
+            partitions.append(_make(len(partitions), device, current))
+            current = []
     if current:
         partitions.append(_make(len(partitions), assignment[current[0]], current))
     placed = sum(len(p.nodes) for p in partitions)

@@ -275,7 +275,9 @@ def build_plan(
             + ("; " if missing and unknown else "")
             + (f"devices not in cluster {cluster.name!r}: {unknown}" if unknown else "")
         )
-    cut = split_into_partitions(order, [(e.src, e.dst) for e in facts.edges], assignment)
+    cut = split_into_partitions(
+        order, [(e.src, e.dst) for e in facts.edges], assignment, cluster.concurrent
+    )
     part_of = {name: p.index for p in cut for name in p.nodes}
 
     protos = {n.name: n for n in analysed.model.graph.node}

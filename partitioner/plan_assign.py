@@ -39,7 +39,9 @@ def schedule_assignment(
 ) -> Evaluation:
     """List-schedule ``assignment`` partition by partition (unsupported pairs cost 0)."""
     order = [n.name for n in facts.nodes]
-    cut = split_into_partitions(order, [(e.src, e.dst) for e in facts.edges], assignment)
+    cut = split_into_partitions(
+        order, [(e.src, e.dst) for e in facts.edges], assignment, cluster.concurrent
+    )
     part_of = {name: p.index for p in cut for name in p.nodes}
     deps: dict[int, dict[int, int]] = {p.index: {} for p in cut}
     for e in facts.edges:

@@ -56,8 +56,11 @@ def _write(analysed, plan, tmp_path: Path) -> Path:
 def test_plan_structure(branchy) -> None:
     _, plan = branchy
     assert plan.format_version == FORMAT_VERSION
-    assert [p.device for p in plan.partitions] == ["a", "b", "a", "b"]
-    assert plan.partitions[1].nodes == ("b_mm",)
+    # The stem's partition ends where it releases b's branch, so both branches run at once.
+    assert [p.device for p in plan.partitions] == ["a", "a", "b", "a", "b"]
+    assert plan.partitions[1].nodes == ("a_mm", "a_relu")
+    assert plan.partitions[2].nodes == ("b_mm",)
+    assert {i.from_partition for i in plan.partitions[2].inputs} == {0}
     # Transfers exist only between different devices, with predicted times.
     assert {(t.tensor, t.src_device, t.dst_device) for t in plan.transfers} == {
         ("h", "a", "b"),
@@ -72,9 +75,9 @@ def test_plan_structure(branchy) -> None:
     # The predicted schedule orders partitions and the solver stats agree with it.
     ends = [p.predicted_end_s for p in plan.partitions]
     assert ends == sorted(ends) and plan.solver.predicted_latency_s == pytest.approx(ends[-1])
-    assert plan.solver.num_partitions == 4 and plan.solver.devices_used == ("a", "b")
+    assert plan.solver.num_partitions == 5 and plan.solver.devices_used == ("a", "b")
     outputs = {o.name: o for p in plan.partitions for o in p.outputs}
-    assert outputs["a1"].graph_output and outputs["a1"].to_partitions == (2,)
+    assert outputs["a1"].graph_output and outputs["a1"].to_partitions == (3,)
 
 
 def test_roundtrip_is_exact_and_stable(branchy, tmp_path: Path) -> None:
@@ -130,17 +133,17 @@ def _edit(root: Path, change) -> None:
     [
         (lambda d: d.update(format_version="hetpart-plan/99"), "unknown plan format version"),
         (lambda d: d["partitions"][2]["nodes"].append("stem"), "placed twice.*stem"),
-        (lambda d: d["partitions"][0]["nodes"].remove("a_mm"), "placed in no partition.*a_mm"),
+        (lambda d: d["partitions"][1]["nodes"].remove("a_mm"), "placed in no partition.*a_mm"),
         (
             lambda d: d["partitions"][0]["inputs"].append(
-                {"name": "b0", "bytes": 128, "from_partition": 1}
+                {"name": "b0", "bytes": 128, "from_partition": 2}
             ),
-            "cycle between partitions 0 -> 1",
+            "cycle between partitions 0 -> 2",
         ),
         (lambda d: d["partitions"][1].update(device="gpu9"), "gpu9.*not in cluster"),
         (
-            lambda d: d["partitions"][1]["inputs"][0].update(from_partition=2),
-            "partition 2, which does not produce it",
+            lambda d: d["partitions"][2]["inputs"][0].update(from_partition=1),
+            "partition 1, which does not produce it",
         ),
         (lambda d: d.pop("solver"), "'solver' is a required property"),
         (lambda d: d.update(pins={"stem": "b"}), "stem pinned to b but placed on a"),
@@ -167,8 +170,8 @@ def test_load_refuses_missing_things_and_foreign_model(branchy, tmp_path: Path) 
     onnx.save(branchy_model(seed=7), other)
     with pytest.raises(PlanError, match="does not match the plan: sha256"):
         load_plan(root, model=other)
-    (root / plan.partitions[3].file).unlink()
-    with pytest.raises(PlanError, match="missing partition file.*p3_b.onnx"):
+    (root / plan.partitions[4].file).unlink()
+    with pytest.raises(PlanError, match="missing partition file.*p4_b.onnx"):
         load_plan(root)
     (root / "plan.json").write_text("{not json")
     with pytest.raises(PlanError, match="cannot read plan"):

@@ -9,13 +9,9 @@ free, and at least one call overhead (the smallest) is paid.
   their device's overhead). For the real assignment, ``L[n][A(n)]`` never exceeds the
   finish time of ``n`` (induction over producers), so ``max over sinks of min_d L`` is a
   bound; on chains it is the exact optimum up to call boundaries. And a serial work bound
-  where calls cannot overlap: on one processor, or on two devices, where
-  ``split_into_partitions`` only switches device when the current one has no ready node, so
-  every call but the second reads from the call before it; the second may overlap the
-  first only with nodes that do not descend from node 0, whose largest costs are subtracted.
-  The bound is then the smaller of each single device's total and, for mixed placements,
-  every node's cheapest cost plus one overhead per device (plus one link latency when no
-  overlap is possible).
+  where calls cannot overlap: every device on one processor, so the whole graph's cheapest
+  work plus one call overhead. (With two processors ``split_into_partitions`` cuts so that
+  branches on both overlap, so no serial bound holds there.)
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
 * cost: sum over nodes of the cheapest price-weighted time.
@@ -48,35 +44,11 @@ def lower_bound(problem: Problem) -> float:
 
 
 def _serial(problem: Problem, mins: list[float]) -> float:
-    """Work bound for clusters whose calls cannot overlap (see the module docstring)."""
+    """Work bound when no two calls can overlap: all devices share one processor."""
     idx = index_of(problem)
-    processors = len(set(idx.group))
-    if processors > 2 or (processors == 2 and len(idx.devices) != 2):
+    if len(set(idx.group)) != 1:
         return 0.0
-    oh = min(idx.overhead)
-    total = sum(mins) + oh
-    if processors == 1:
-        return total
-    # Two devices. All on one device: that device's total. Mixed: every node at its cheapest,
-    # one call on each device, and (single-source graphs) one transfer between them, less
-    # what the second call may overlap with the first: only nodes that do not descend from
-    # node 0 (which the first call holds).
-    n = len(idx.names)
-    options = [sum(idx.cost[i][k] or 0.0 for i in range(n)) + idx.overhead[k]
-               for k in (0, 1) if all(k in idx.allowed[i] for i in range(n))]
-    reach = [False] * n
-    reach[0] = True
-    for i in range(1, n):
-        reach[i] = any(reach[s] for s, _, _ in idx.preds[i])
-    loose = [i for i in range(n) if not reach[i]]
-    mixed = sum(mins) + idx.overhead[0] + idx.overhead[1]
-    if loose:
-        mixed -= sum(max(idx.cost[i][k] or 0.0 for k in idx.allowed[i]) for i in loose
-                     if idx.allowed[i]) + max(idx.overhead)
-    else:
-        mixed += min(idx.link_latency[0][1], idx.link_latency[1][0])
-    options.append(mixed)
-    return max(0.0, min(options))
+    return sum(mins) + min(idx.overhead)
 
 
 def _critical_path(problem: Problem) -> float:

@@ -69,7 +69,9 @@ def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
         # One device: Kahn's order with position ties is the given (topological) order.
         partitions = [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else []
     else:
-        partitions = split_into_partitions(idx.names, idx.edge_names, assignment)
+        partitions = split_into_partitions(
+            idx.names, idx.edge_names, assignment, problem.cluster.concurrent
+        )
     ndev = len(idx.devices)
     start = [0.0] * len(idx.names)
     end = [0.0] * len(idx.names)

@@ -1,10 +1,9 @@
 """CP-SAT serial-latency model: the latency objective for clusters with at most two processors.
 
 Under the executor's semantics (a runner call starts when every call it reads from has
-finished) and ``split_into_partitions`` (which keeps running the current device while it has
-ready nodes), calls on a two-processor cluster almost never overlap: when the splitter
-switches device, the other device's ready nodes were released by the call that just ended.
-Latency is then close to the sum of
+finished), calls on one processor never overlap, and on two processors they overlap only
+where the graph forks into branches placed on both devices (``split_into_partitions`` cuts
+there). For chain-like graphs latency is then close to the sum of
 
     node costs on their devices + call overhead per entry (see ``cpsat``) +
     transfer time of every cut edge (device pair aware)
