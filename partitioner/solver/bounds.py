@@ -9,9 +9,10 @@ free, and at least one call overhead (the smallest) is paid.
   their device's overhead). For the real assignment, ``L[n][A(n)]`` never exceeds the
   finish time of ``n`` (induction over producers), so ``max over sinks of min_d L`` is a
   bound; on chains it is the exact optimum up to call boundaries. And a serial work bound
-  where calls cannot overlap: every device on one processor, so the whole graph's cheapest
-  work plus one call overhead. (With two processors ``split_into_partitions`` cuts so that
-  branches on both overlap, so no serial bound holds there.)
+  where calls cannot overlap: every device on one processor, so the cheapest work within the
+  set of devices used plus one call overhead per device used, minimised over device sets.
+  (With two processors ``split_into_partitions`` cuts so that branches on both overlap, so no
+  serial bound holds there.)
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
 * cost: sum over nodes of the cheapest price-weighted time.
@@ -44,11 +45,32 @@ def lower_bound(problem: Problem) -> float:
 
 
 def _serial(problem: Problem, mins: list[float]) -> float:
-    """Work bound when no two calls can overlap: all devices share one processor."""
+    """Work bound when no two calls can overlap: all devices share one processor.
+
+    Whatever set S of devices an assignment uses, each of them is called at least once and
+    every node runs on one of them, one call after another; so the latency is at least
+    ``sum over nodes of the cheapest cost within S + sum over S of call overheads``, and the
+    bound is the minimum of that over the device sets (enumerated for up to 4 devices, else
+    every node at its cheapest plus the smallest overhead).
+    """
     idx = index_of(problem)
     if len(set(idx.group)) != 1:
         return 0.0
-    return sum(mins) + min(idx.overhead)
+    ndev = len(idx.devices)
+    if ndev > 4:
+        return sum(mins) + min(idx.overhead)
+    best = float("inf")
+    for mask in range(1, 1 << ndev):
+        used = [k for k in range(ndev) if mask >> k & 1]
+        total = sum(idx.overhead[k] for k in used)
+        for i in range(len(idx.names)):
+            costs = [idx.cost[i][k] or 0.0 for k in used if k in idx.allowed[i]]
+            if not costs:
+                break
+            total += min(costs)
+        else:
+            best = min(best, total)
+    return best if best < float("inf") else sum(mins) + min(idx.overhead)
 
 
 def _critical_path(problem: Problem) -> float:
