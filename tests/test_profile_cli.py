@@ -89,7 +89,7 @@ def test_profile_text_output(model_path: Path, capsys: pytest.CaptureFixture[str
     [
         (["profile", "missing.onnx"], "missing.onnx"),
         (["profile", "MODEL", "--cluster", "cpu+l4"], "no device is on this machine"),
-        (["profile", "MODEL", "--repeats", "0"], "--repeats 0"),
+        (["profile", "MODEL", "--repeats", "0"], "--repeats: '0'"),
     ],
 )
 def test_profile_bad_input_exit_2(model_path: Path, argv: list[str], message: str,

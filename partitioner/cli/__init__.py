@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from typing import NoReturn
 
 from partitioner.errors import PartitionerError
 
@@ -25,8 +27,15 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="hetpart",
         description="Compile ONNX models into heterogeneous placement plans, run and explain them.",
     )
@@ -45,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad command line already reported in one line
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="hetpart: %(levelname)s: %(message)s",
@@ -58,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     except PartitionerError as exc:
         print(f"hetpart: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        # Paths the user named that cannot be read or written (a file where a folder is
+        # expected, no permission, a full disk): the OS message names the path.
+        print(f"hetpart: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hetpart: interrupted", file=sys.stderr)
         return 130

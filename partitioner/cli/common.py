@@ -41,3 +41,33 @@ def add_input_shape_arg(parser: argparse.ArgumentParser) -> None:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def _number(kind: type, minimum: float, inclusive: bool, what: str):  # type: ignore[no-untyped-def]
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if value < minimum or (not inclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+#: argparse ``type=`` validators: a bad value exits 2 with a one-line message naming the flag.
+positive_int = _number(int, 1, True, "positive integer")
+positive_float = _number(float, 0.0, False, "positive number")
+non_negative_float = _number(float, 0.0, True, "non-negative number")
+
+
+def parse_device_list(text: str | None) -> list[str] | None:
+    """``--devices a,b`` -> ``["a", "b"]``; None when not given; an empty list is an error."""
+    if text is None:
+        return None
+    ids = [d.strip() for d in text.split(",") if d.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"--devices {text!r}: name at least one device id")
+    return ids

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from partitioner.cli.common import add_input_shape_arg, parse_input_shapes, print_json
+from partitioner.cli.common import (
+    add_input_shape_arg,
+    parse_device_list,
+    parse_input_shapes,
+    positive_float,
+    positive_int,
+    print_json,
+)
 from partitioner.cli.progress import ProgressLine
 from partitioner.compiler import Compilation, compile_model
 from partitioner.errors import SolverError
@@ -16,16 +24,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a placement plan for a model on a cluster")
     p.add_argument("model", help="ONNX model file")
     p.add_argument("--cluster", default="local", help="local, local-cores, a preset or a TOML file")
-    p.add_argument("--devices", help="comma-separated device ids to restrict the cluster to")
+    p.add_argument(
+        "--devices",
+        type=parse_device_list,
+        help="comma-separated device ids to restrict the cluster to",
+    )
     p.add_argument("--objective", default="latency", choices=["latency", "throughput", "cost"])
-    p.add_argument("--latency-target", type=float, metavar="MS", help="latency bound (cost)")
-    p.add_argument("--max-partitions", type=int, help="upper bound on the number of partitions")
+    p.add_argument(
+        "--latency-target", type=positive_float, metavar="MS", help="latency bound (cost)"
+    )
+    p.add_argument(
+        "--max-partitions", type=positive_int, help="upper bound on the number of partitions"
+    )
     add_input_shape_arg(p)
     p.add_argument("--pin", action="append", default=[], metavar="NODE_OR_OP=DEVICE")
     p.add_argument("--forbid", action="append", default=[], metavar="NODE_OR_OP=DEVICE")
-    p.add_argument("--time-limit", type=float, default=30.0, metavar="S", help="solver time limit")
+    p.add_argument(
+        "--time-limit", type=positive_float, default=30.0, metavar="S", help="solver time limit"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers")
+    p.add_argument("--workers", type=positive_int, default=2, help="CP-SAT search workers")
     p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
     p.add_argument("--force", action="store_true", help="replace an existing plan directory")
     p.add_argument(
@@ -39,8 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.latency_target is not None and args.latency_target <= 0:
-        raise SolverError(f"--latency-target {args.latency_target}: must be positive (ms)")
     if args.objective == "cost" and args.latency_target is None:
         raise SolverError("--objective cost needs --latency-target MS")
     costing = ProgressLine("profiling", args.quiet or args.json)
@@ -49,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         args.cluster,
         objective=args.objective,
-        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        devices=args.devices,
         input_shapes=parse_input_shapes(args.input_shape),
         pins=args.pin,
         forbidden=args.forbid,
@@ -73,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarise(result: Compilation) -> dict[str, object]:
+def summarise(result: Compilation) -> dict[str, Any]:
     """The compile summary as plain data (the ``--json`` object)."""
     report, ev = result.report, result.report.evaluation
     used = sorted({d for d in report.assignment.values()})
@@ -101,19 +117,25 @@ def summarise(result: Compilation) -> dict[str, object]:
     }
 
 
-def format_summary(summary: dict[str, object], plan_dir: Path) -> str:
+def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
+    """The compile summary for a terminal; the bound is in the objective's own unit."""
+    ms = "{:.3f} ms".format
+    bound_fmt = (lambda v: f"{v:.4g} per 1k") if summary["objective"] == "cost" else (
+        lambda v: ms(v * 1e3)
+    )
     lines = [
         f"plan written to {plan_dir}",
         f"  objective        {summary['objective']} ({summary['status']})",
-        f"  predicted        {float(summary['predicted_latency_s']) * 1e3:.3f} ms latency, "  # type: ignore[arg-type]
-        f"{float(summary['predicted_stage_s']) * 1e3:.3f} ms stage",  # type: ignore[arg-type]
-        f"  proven bound     {float(summary['bound']) * 1e3:.3f} ms "  # type: ignore[arg-type]
-        f"(gap {float(summary['gap']):.2%}, solved in {float(summary['solve_time_s']):.2f} s)",  # type: ignore[arg-type]
-        f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",  # type: ignore[arg-type]
-        "  baselines:",
+        f"  predicted        {ms(summary['predicted_latency_s'] * 1e3)} latency, "
+        f"{ms(summary['predicted_stage_s'] * 1e3)} stage, "
+        f"{summary['cost_per_1k']:.4g} per 1k inferences, {summary['energy_j']:.3g} J each",
+        f"  proven bound     {bound_fmt(summary['bound'])} "
+        f"on {bound_fmt(summary['objective_value'])} "
+        f"(gap {summary['gap']:.2%}, solved in {summary['solve_time_s']:.2f} s)",
+        f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",
+        "  baselines (predicted latency):",
     ]
-    baselines: dict[str, float | None] = summary["baselines"]  # type: ignore[assignment]
-    for name, latency in baselines.items():
-        shown = f"{latency * 1e3:.3f} ms" if latency is not None else "infeasible"
+    for name, latency in summary["baselines"].items():
+        shown = ms(latency * 1e3) if latency is not None else "infeasible"
         lines.append(f"    {name:<22} {shown}")
     return "\n".join(lines)

@@ -7,7 +7,12 @@ import statistics
 from typing import Any
 
 from partitioner.analysis import analyse
-from partitioner.cli.common import add_input_shape_arg, parse_input_shapes, print_json
+from partitioner.cli.common import (
+    add_input_shape_arg,
+    parse_input_shapes,
+    positive_int,
+    print_json,
+)
 from partitioner.cli.progress import ProgressLine
 from partitioner.cluster_file import load_cluster
 from partitioner.errors import ClusterError
@@ -21,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster", default="local",
                    help="local, local-cores or a cluster file with local = true devices")
     add_input_shape_arg(p)
-    p.add_argument("--repeats", type=int, default=15, help="timed runs per signature")
+    p.add_argument("--repeats", type=positive_int, default=15, help="timed runs per signature")
     p.add_argument("--cache", metavar="FILE", help="profile cache (default $HETPART_CACHE)")
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip timing the whole model per runner (fusion calibration)")
@@ -31,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1:
-        raise ClusterError(f"--repeats {args.repeats}: must be at least 1")
     cluster = load_cluster(args.cluster)
     local = [d for d in cluster.devices if d.local]
     if not local:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from partitioner.cli.common import print_json
-from partitioner.errors import RunError
+from partitioner.cli.common import non_negative_float, positive_int, print_json
 from partitioner.executor import Executor
 from partitioner.plan_io import check_model_hash, load_plan
 from partitioner.run_support import (
@@ -31,12 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="compare every output with the unpartitioned model on ONNX Runtime CPU",
     )
-    p.add_argument("--rtol", type=float, default=1e-3, help="--check relative tolerance")
-    p.add_argument("--atol", type=float, default=1e-4, help="--check absolute tolerance")
-    p.add_argument("--repeat", type=int, default=10, metavar="N", help="timed runs (median)")
+    p.add_argument(
+        "--rtol", type=non_negative_float, default=1e-3, help="--check relative tolerance"
+    )
+    p.add_argument(
+        "--atol", type=non_negative_float, default=1e-4, help="--check absolute tolerance"
+    )
+    p.add_argument(
+        "--repeat", type=positive_int, default=10, metavar="N", help="timed runs (median)"
+    )
     p.add_argument(
         "--stream",
-        type=int,
+        type=positive_int,
         default=0,
         metavar="N",
         help="also feed N inputs pipelined and report throughput",
@@ -54,10 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeat < 1:
-        raise RunError(f"--repeat {args.repeat}: must be at least 1")
-    if args.stream < 0:
-        raise RunError(f"--stream {args.stream}: must be at least 1")
     plan_dir = Path(args.plan_dir)
     plan = load_plan(plan_dir)
     specs = plan.model.inputs

@@ -1,0 +1,65 @@
+"""Command-line validation shared by every sub-command: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from partitioner.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--time-limit", "0", "-o", "P"],
+         "--time-limit: '0': must be a positive number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--workers", "-2", "-o", "P"],
+         "--workers: '-2': must be a positive integer"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", ",", "-o", "P"],
+         "name at least one device id"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", "l4,gpu9", "-o", "P"],
+         "gpu9 not in cluster"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "-o", "MODEL/plan"], "Not a directory"),
+        (["run", "P", "--stream", "0"], "--stream: '0': must be a positive integer"),
+        (["run", "P", "--rtol", "-1"], "--rtol: '-1': must be a non-negative number"),
+        (["run", "P", "--repeat", "x"], "--repeat: 'x' is not a positive integer"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_one_line(
+    model_path: Path, tmp_path: Path, argv: list[str], message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [a.replace("MODEL", str(model_path)).replace("P", str(tmp_path / "plan"))
+            if a in ("MODEL", "P", "MODEL/plan") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_compile_summary_reports_the_cost_bound_in_price_not_ms(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["compile", str(model_path), "--cluster", "cpu+l4", "--objective", "cost",
+            "--latency-target", "5", "--time-limit", "2", "-o", str(tmp_path / "plan")]
+    assert main(argv) == 0
+    bound_line = next(x for x in capsys.readouterr().out.splitlines() if "proven bound" in x)
+    assert "per 1k" in bound_line and "ms" not in bound_line
