@@ -92,6 +92,12 @@ def check_plan(plan: Plan, source: str) -> None:
                 f"{source}: partition {p.index} runs on {p.device} but placement puts "
                 f"{wrong[:5]} elsewhere"
             )
+        moved = [n for n in p.nodes if plan.placement[n].partition != p.index]
+        if moved:
+            raise PlanError(
+                f"{source}: partition {p.index} lists {moved[:5]}, which placement puts in "
+                f"partition {plan.placement[moved[0]].partition}"
+            )
     broken = [
         f"{n} pinned to {d} but placed on {plan.placement[n].device}"
         for n, d in plan.pins.items()

@@ -128,6 +128,10 @@ def _edit(root: Path, change) -> None:
     path.write_text(json.dumps(data))
 
 
+def _swap_nodes(a: dict, b: dict) -> None:
+    a["nodes"], b["nodes"] = b["nodes"], a["nodes"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -148,6 +152,10 @@ def _edit(root: Path, change) -> None:
         (lambda d: d.pop("solver"), "'solver' is a required property"),
         (lambda d: d.update(pins={"stem": "b"}), "stem pinned to b but placed on a"),
         (lambda d: d.update(forbidden={"head": ["b"]}), "head placed on forbidden b"),
+        (
+            lambda d: _swap_nodes(d["partitions"][0], d["partitions"][1]),
+            r"partition 0 lists \['a_mm', 'a_relu'\], which placement puts in partition 1",
+        ),
     ],
 )
 def test_load_refuses_broken_plans(branchy, tmp_path: Path, change, message: str) -> None:
