@@ -411,7 +411,14 @@ def _hand_off(value: Any) -> np.ndarray:
 
 
 def absent_reason(device: DeviceSpec) -> str | None:
-    """Why ``device`` cannot run here (runner, provider or plugin missing), or None."""
+    """Why ``device`` cannot run here (spec-sheet device, runner, provider or plugin missing).
+
+    A device described by a spec sheet (``local = false``: a preset's EPYC or H100) is not
+    this machine even when its runner is installed: timing it here would pass this CPU's
+    numbers off as that hardware's, so it too needs ``--emulate``.
+    """
+    if not device.local:
+        return "it is described by a spec sheet (local = false), not detected on this machine"
     try:
         get_runner(device.runner)
     except ClusterError as exc:

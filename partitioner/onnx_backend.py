@@ -45,6 +45,7 @@ def local_pair() -> Cluster:
             peak_flops={"float32": 1e10},
             memory_bandwidth=1e10,
             runner_options={"threads": 1},
+            local=True,
         )
         for d in DEVICE_IDS
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -159,6 +160,18 @@ def test_absent_device_needs_emulate(tmp_path: Path) -> None:
         assert set(executor.emulated) == {"gpu0"}
         out = executor.run({"x": X}).outputs
     np.testing.assert_allclose(out["y"], _whole(tmp_path, {"x": X})["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_spec_sheet_device_needs_emulate_even_with_its_runner_installed(tmp_path: Path) -> None:
+    """A preset's CPU (local = false) runs ONNX Runtime, but it is not this machine."""
+    epyc = dataclasses.replace(device("epyc"), local=False)
+    root = _plan_dir(tmp_path, branchy_model(), [device("a"), epyc],
+                     {k: ("epyc" if v == "b" else "a") for k, v in BRANCHY_SPLIT.items()})
+    plan = load_plan(root)
+    with pytest.raises(ClusterError, match="device 'epyc' is not available.*spec sheet"):
+        Executor(plan, root)
+    with Executor(plan, root, emulate=True) as executor:
+        assert set(executor.emulated) == {"epyc"}
 
 
 def test_runner_failure_names_partition_and_device(tmp_path: Path) -> None:

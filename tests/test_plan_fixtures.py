@@ -28,6 +28,7 @@ def device(device_id: str, runner: str = "onnxruntime", **options: object) -> De
         memory_bandwidth=1e10,
         call_overhead_s=1e-5,
         runner_options=dict(options),
+        local=True,
     )
 
 
