@@ -15,6 +15,12 @@ free, and at least one call overhead (the smallest) is paid.
   serial bound holds there.)
 * throughput: max(total min work / number of processors, largest single min cost) + min overhead
   / processors.
+* latency and throughput: a load-balancing LP. Nodes may be split fractionally between their
+  allowed devices; every processor's work is at most T and every device's weights fit in its
+  memory; the real busiest processor also pays at least one call overhead, so ``T* + min
+  overhead`` bounds both the makespan and the stage time. Unlike work / processors, it sees
+  that a fast device cannot shed its work onto a slow one for free, nor hold weights it has
+  no room for.
 * cost: sum over nodes of the cheapest price-weighted time.
 """
 
@@ -39,9 +45,46 @@ def lower_bound(problem: Problem) -> float:
         price = [d.price_per_hour / 3600.0 * 1000.0 for d in problem.cluster.devices]
         return sum(min((price[k] * (idx.cost[i][k] or 0.0) for k in idx.allowed[i]), default=0.0)
                    for i in range(n))
+    balanced = _load_balance(problem)
     if problem.objective == "throughput":
-        return max(work / processors, max(mins)) + oh / processors
-    return max(_critical_path(problem), work / processors + oh, _serial(problem, mins))
+        return max(max(work / processors, max(mins)) + oh / processors, balanced)
+    return max(_critical_path(problem), work / processors + oh, _serial(problem, mins), balanced)
+
+
+#: Above this many (node, device) pairs the LP is skipped (it would cost seconds).
+LP_PAIR_LIMIT = 60_000
+
+
+def _load_balance(problem: Problem) -> float:
+    """The load-balancing LP bound (see the module docstring); 0 when skipped or unsolved."""
+    from ortools.linear_solver import pywraplp
+
+    idx = index_of(problem)
+    if sum(len(a) for a in idx.allowed) > LP_PAIR_LIMIT or any(not a for a in idx.allowed):
+        return 0.0
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return 0.0
+    inf = solver.infinity()
+    t = solver.NumVar(0.0, inf, "T")
+    load = {g: solver.Constraint(-inf, 0.0) for g in set(idx.group)}
+    for c in load.values():
+        c.SetCoefficient(t, -1.0)
+    # Microseconds and MiB keep coefficients near 1, where GLOP's absolute tolerances are small.
+    memory = [solver.Constraint(-inf, d.memory_bytes / 2**20) for d in problem.cluster.devices]
+    for i in range(len(idx.names)):
+        one = solver.Constraint(1.0, 1.0)
+        for k in idx.allowed[i]:
+            x = solver.NumVar(0.0, 1.0, "")
+            one.SetCoefficient(x, 1.0)
+            load[idx.group[k]].SetCoefficient(x, (idx.cost[i][k] or 0.0) * 1e6)
+            if idx.weights[i]:
+                memory[k].SetCoefficient(x, idx.weights[i] / 2**20)
+    solver.Minimize(t)
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        return 0.0
+    # GLOP's tolerances may put T* a hair above the true LP optimum: shave a little.
+    return max(0.0, (t.solution_value() * (1 - 1e-6) - 1e-6) / 1e6 + min(idx.overhead))
 
 
 def _serial(problem: Problem, mins: list[float]) -> float:
