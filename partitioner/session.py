@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
-from partitioner.errors import PlanError, RunError
+from partitioner.errors import RunError
 from partitioner.executor import Executor, RunResult
 from partitioner.plan import Plan, TensorSpec
-from partitioner.plan_io import load_plan
+from partitioner.plan_io import check_model_hash, load_plan
 
 #: NumPy dtype name -> ONNX Runtime's type string, for ``get_inputs()[i].type``.
 _ORT_TYPES = {
@@ -43,8 +44,9 @@ class Session:
     """A plan prepared once on its devices; ``run`` executes it partition by partition.
 
     Args:
-        plan: A plan directory, or a loaded Plan together with ``plan_dir``.
-        plan_dir: The directory of a Plan passed as an object.
+        plan: A plan directory, or a Plan object (e.g. from ``partitioner.compile``).
+        plan_dir: The directory of a Plan passed as an object; without it, the partitions
+            are extracted in memory from the model the plan records (its hash is checked).
         emulate: Map devices absent here onto ONNX Runtime CPU (timings are emulated).
 
     Example:
@@ -55,15 +57,18 @@ class Session:
     def __init__(
         self, plan: str | Path | Plan, *, plan_dir: str | Path | None = None, emulate: bool = False
     ) -> None:
+        self.plan_dir: Path | None
         if isinstance(plan, Plan):
-            if plan_dir is None:
-                raise PlanError("Session(plan) with a Plan object needs plan_dir= (its files)")
             self.plan = plan
-            self.plan_dir = Path(plan_dir)
+            self.plan_dir = Path(plan_dir) if plan_dir is not None else None
         else:
             self.plan_dir = Path(plan)
             self.plan = load_plan(self.plan_dir)
-        self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
+        if self.plan_dir is None:
+            models = _extract_in_memory(self.plan)
+            self._executor = Executor(self.plan, models=models, emulate=emulate)
+        else:
+            self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
         self.last_result: RunResult | None = None
 
     @property
@@ -110,3 +115,16 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _extract_in_memory(plan: Plan) -> dict[int, onnx.ModelProto]:
+    """Partition models cut from the model the plan was compiled from (hash checked)."""
+    import onnx_ir as ir
+
+    from partitioner.analysis import analyse
+    from partitioner.extract import PartitionExtractor
+
+    check_model_hash(plan, plan.model.path)
+    shapes = {t.name: t.shape for t in plan.model.inputs}
+    extractor = PartitionExtractor(analyse(plan.model.path, shapes).model)
+    return {p.index: ir.serde.serialize_model(extractor.extract(p)) for p in plan.partitions}
