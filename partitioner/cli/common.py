@@ -23,8 +23,8 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
             raise ShapeError(
                 f"--input-shape {value!r}: dimensions must be integers, got {dims!r}"
             ) from None
-        if any(d <= 0 for d in parsed):
-            raise ShapeError(f"--input-shape {value!r}: dimensions must be positive")
+        if any(d < 0 for d in parsed):
+            raise ShapeError(f"--input-shape {value!r}: dimensions cannot be negative")
         shapes[name] = parsed
     return shapes
 
