@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 DEVICE_IDS = ("cpu0", "cpu1")
 
 
-def local_pair() -> Cluster:
-    """Two ONNX Runtime CPU devices with one thread each."""
+def local_pair(ids: tuple[str, ...] = DEVICE_IDS, name: str = "backend-pair") -> Cluster:
+    """Two (or more) ONNX Runtime CPU devices of this machine with one thread each."""
     devices = tuple(
         DeviceSpec(
             id=d,
@@ -47,9 +47,9 @@ def local_pair() -> Cluster:
             runner_options={"threads": 1},
             local=True,
         )
-        for d in DEVICE_IDS
+        for d in ids
     )
-    return Cluster("backend-pair", devices)
+    return Cluster(name, devices)
 
 
 class PartitionedRep(BackendRep):

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.devices import Cluster, DeviceSpec
+from partitioner.devices import Cluster
 from partitioner.executor import Executor
 from partitioner.extract import PartitionExtractor
+from partitioner.onnx_backend import local_pair
 from partitioner.plan_assign import plan_from_assignment
 from partitioner.run_support import random_inputs
 
@@ -32,19 +33,7 @@ OPTIONS = {"threads": 1}
 
 
 def _pair() -> Cluster:
-    devices = tuple(
-        DeviceSpec(
-            id=d,
-            device_class="cpu",
-            runner="onnxruntime",
-            memory_bytes=1 << 34,
-            peak_flops={"float32": 1e10},
-            memory_bandwidth=1e10,
-            runner_options=OPTIONS,
-        )
-        for d in ("ort-a", "ort-b")
-    )
-    return Cluster("overhead-pair", devices)
+    return local_pair(("ort-a", "ort-b"), "overhead-pair")
 
 
 def chunked_assignment(node_names: list[str], k: int) -> dict[str, str]:
