@@ -94,6 +94,7 @@ class ProfiledCostModel:
         self._fingerprints: dict[str, str] = {}
         self._builder_for: tuple[Any, SingleNodeBuilder] | None = None
         self._corrections: dict[tuple[str, str | None], Correction] = {}
+        self._model_scales: dict[tuple[str, str], float | None] = {}
         self._overheads: dict[str, float] = {}
 
     # -- identities ------------------------------------------------------------------------
@@ -209,6 +210,7 @@ class ProfiledCostModel:
                 if pair is not None:
                     stats.calibrated[device.id] = pair
         self._corrections.clear()
+        self._model_scales.clear()
         self.fitted.refresh()
         return stats
 
@@ -260,6 +262,7 @@ class ProfiledCostModel:
             return None
         row = (*sums, max(measured, 0.0), device.call_overhead_s, len(model.facts.nodes))
         self.cache.put_calibration(self.fingerprint(device), model.facts.model_sha256, row)
+        self._model_scales.pop((self.fingerprint(device), model.facts.model_sha256), None)
         return sum(sums), measured
 
     def correction(self, device: DeviceSpec, exclude: str | None = None) -> Correction:
@@ -296,10 +299,28 @@ class ProfiledCostModel:
         cost = self._raw(model, node, device)
         if not isinstance(cost, Supported) or cost.source == "roofline":
             return cost
+        scale = None if self.holdout else self.model_scale(model, device)
+        if scale is not None:
+            return Supported(cost.latency_s * scale, cost.memory_bytes, cost.source)
         exclude = model.facts.model_sha256 if self.holdout else None
         latency = self.correction(device, exclude).apply(cost.latency_s,
                                                          node.op_type in TENSOR_OPS)
         return Supported(latency, cost.memory_bytes, cost.source)
+
+    def model_scale(self, model: Any, device: DeviceSpec) -> float | None:
+        """Whole-model time of *this* model on ``device`` over its per-node sum, when it was
+        timed whole at profile time (``calibrate=True``); None otherwise.
+
+        This is the partition-level calibration: fusion and layout effects differ between
+        models far more than between the nodes of one model, so scaling this model's nodes
+        to its own measured whole time beats a correction fitted on other models.
+        """
+        key = (self.fingerprint(device), model.facts.model_sha256)
+        if key not in self._model_scales:
+            row = self.cache.calibrations(key[0]).get(key[1])
+            total = row[0] + row[1] if row is not None else 0.0
+            self._model_scales[key] = row[2] / total if row and total > 0 and row[2] > 0 else None
+        return self._model_scales[key]
 
 
 def create(**options: Any) -> ProfiledCostModel:

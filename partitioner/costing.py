@@ -24,13 +24,16 @@ def default_cost_model(cluster: Cluster, **options: Any) -> CostModel:
 
     Clusters with devices on this machine (``local``, ``local-cores``, ``local = true``) get
     the ``profiled`` model: measured per signature, a fitted regression for signatures not
-    measured, and the roofline for any non-local device. Spec-sheet clusters get ``roofline``.
+    measured, and the roofline for any non-local device; the model is also timed whole on
+    each local runner, and its node costs scaled to that time (fusion inside a runner makes
+    per-node sums miss by 2-4x). Spec-sheet clusters get ``roofline``.
 
     Args:
         cluster: The cluster to cost.
         **options: Passed to the profiled model (``cache``, ``repeats``, ``measure``...).
     """
     if any(d.local for d in cluster.devices):
+        options.setdefault("calibrate", True)
         return cost_models.create("profiled", **options)  # type: ignore[no-any-return]
     return cost_models.create("roofline")  # type: ignore[no-any-return]
 

@@ -232,6 +232,24 @@ def _plan_owned(root: Path) -> list[Path]:
     return owned
 
 
+def check_plan_target(root: Path, overwrite: bool) -> None:
+    """Refuse a plan directory that would lose user files; called before compiling too.
+
+    Raises:
+        PlanError: ``root`` is a file, a non-empty directory that is not a plan, or a plan
+            and ``overwrite`` is False.
+    """
+    if root.exists() and not root.is_dir():
+        raise PlanError(f"{root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / PLAN_FILE).is_file():
+            raise PlanError(
+                f"{root} is a non-empty directory that is not a plan; refusing to write into it"
+            )
+        if not overwrite:
+            raise PlanError(f"{root} already holds a plan; pass --force to replace it")
+
+
 def write_plan(
     plan: Plan,
     analysed: AnalysedModel,
@@ -264,15 +282,8 @@ def write_plan(
     )
 
     root = Path(plan_dir)
-    if root.exists() and not root.is_dir():
-        raise PlanError(f"{root} exists and is not a directory")
-    if root.is_dir() and any(root.iterdir()):
-        if not (root / PLAN_FILE).is_file():
-            raise PlanError(
-                f"{root} is a non-empty directory that is not a plan; refusing to write into it"
-            )
-        if not overwrite:
-            raise PlanError(f"{root} already holds a plan; pass --force to replace it")
+    check_plan_target(root, overwrite)
+    if root.is_dir():
         for old in _plan_owned(root):
             old.unlink()
     text = plan_json(plan)

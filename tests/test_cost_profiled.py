@@ -198,3 +198,26 @@ def test_unopenable_cache_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(CostModelError, match="cannot open the profile cache .*HETPART_CACHE"):
         ProfileCache(blocker / "profiles.sqlite")
+
+
+def test_model_timed_whole_scales_its_nodes_to_that_time(tmp_path: Path,
+                                                          ort_cluster: Cluster) -> None:
+    """Partition-level calibration: node costs of a model timed whole sum to its whole time."""
+    proto = tiny_mlp(64, 3)
+    del proto.graph.node[-1]  # drop the custom op: only models that run whole are timed whole
+    proto.graph.output[0].name = "r2"
+    del proto.graph.value_info[:]
+    model = analyse(proto)
+    device = ort_cluster.devices[0]
+    profiled = ProfiledCostModel(ProfileCache(tmp_path / "p.sqlite"), repeats=3, calibrate=True)
+    assert profiled.model_scale(model, device) is None  # not timed whole yet
+    stats = profiled.prepare(model, ort_cluster)
+    node_sum, measured = stats.calibrated[device.id]
+    scale = profiled.model_scale(model, device)
+    assert scale == pytest.approx(measured / node_sum)
+    total = sum(profiled.estimate(model, n, device).latency_s for n in model.facts.nodes)
+    assert total == pytest.approx(measured, rel=1e-9)
+    # With holdout (as the accuracy benchmark judges other models), the scale is not used.
+    held_out = ProfiledCostModel(ProfileCache(tmp_path / "p.sqlite"), holdout=True)
+    raw = sum(held_out.estimate(model, n, device).latency_s for n in model.facts.nodes)
+    assert raw == pytest.approx(node_sum, rel=1e-9)

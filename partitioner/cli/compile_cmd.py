@@ -18,6 +18,7 @@ from partitioner.cli.progress import ProgressLine
 from partitioner.compiler import Compilation, compile_model
 from partitioner.errors import SolverError
 from partitioner.plan import write_plan
+from partitioner.plan_io import check_plan_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.objective == "cost" and args.latency_target is None:
         raise SolverError("--objective cost needs --latency-target MS")
+    plan_dir = Path(args.output)
+    check_plan_target(plan_dir, overwrite=args.force)  # before minutes of profiling, not after
     costing = ProgressLine("profiling", args.quiet or args.json)
     solving = ProgressLine("solving", args.quiet or args.json)
     result = compile_model(
@@ -79,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     )
     costing.done()
     solving.done()
-    plan_dir = Path(args.output)
     write_plan(result.plan, result.analysed, plan_dir, overwrite=args.force, annotate=args.annotate)
     summary = summarise(result)
     if args.json:
