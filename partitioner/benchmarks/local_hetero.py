@@ -33,15 +33,22 @@ CLUSTERS = ("local", "local-cores")
 
 
 def _median_times(candidates: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Median seconds per candidate; rounds interleave candidates after one warm-up each."""
-    for fn in candidates.values():
-        fn()
+    """Median seconds per call per candidate, timed in warm blocks that alternate over rounds.
+
+    Blocks, not single calls: ONNX Runtime's intra-op threads spin for a while after a run,
+    so a call that follows another session's call shares its core with those spinning
+    threads; a pinned single-threaded plan suffered 5-10x from that when calls were
+    interleaved one by one (docs/pitfalls.md). Each block starts with an untimed call.
+    """
+    block = 8
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
+    for _ in range(max(1, rounds // block)):
         for name, fn in candidates.items():
-            started = time.perf_counter()
             fn()
-            samples[name].append(time.perf_counter() - started)
+            for _ in range(block):
+                started = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -120,8 +127,9 @@ def run(quick: bool = False) -> str:
             "## Local heterogeneous execution (measured)",
             "",
             f"Command: `{command}` (module `partitioner.benchmarks.local_hetero`). Median of "
-            f"{rounds} interleaved rounds after warm-up. `vs best session` > 1 means faster than "
-            "the best single-runner session of the whole model.",
+            f"{rounds} calls per candidate, timed in warm blocks of 8 that alternate between "
+            "candidates. `vs best session` > 1 means faster than the best single-runner "
+            "session of the whole model.",
             "",
             "| model | candidate | measured ms | predicted ms | vs best session |",
             "| --- | --- | ---: | ---: | ---: |",
