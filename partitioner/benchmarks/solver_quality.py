@@ -24,6 +24,17 @@ MODELS: dict[str, dict[str, Any]] = {
 QUICK_MODELS = ("mlp", "resnet", "gpt")
 
 
+def _against_baselines(report: Any) -> tuple[dict[str, Any], list[str], float | None]:
+    """Baseline evaluations, the baselines the plan is worse than, and the gain over the
+    best single device (None when no single device can run the model)."""
+    base = {b: report.baselines[b].evaluation for b in BASELINES}
+    worse = [b for b, ev in base.items()
+             if ev is not None and report.objective > ev.latency_s * (1 + 1e-9)]
+    single = base["best_single"]
+    gain = single.latency_s / report.objective if single is not None else None
+    return base, worse, gain
+
+
 def run(quick: bool = False) -> str:
     """Compile zoo models for every preset and compare the plan with baselines and bound.
 
@@ -55,11 +66,7 @@ def run(quick: bool = False) -> str:
             started = time.perf_counter()
             report = solve(problem, time_limit_s=time_limit)
             wall = time.perf_counter() - started
-            base = {b: report.baselines[b].evaluation for b in BASELINES}
-            worse = [b for b, ev in base.items()
-                     if ev is not None and report.objective > ev.latency_s * (1 + 1e-9)]
-            single = base["best_single"]
-            gain = single.latency_s / report.objective if single is not None else None
+            base, worse, gain = _against_baselines(report)
             if gain is not None:
                 gains.setdefault(cluster_name, []).append(gain)
             rows.append((name, len(analysed.facts.nodes), cluster_name, report, base, gain,
@@ -96,11 +103,7 @@ def _synthetic_section(quick: bool, time_limit: float) -> str:
         started = time.perf_counter()
         report = solve(problem, time_limit_s=time_limit)
         wall = time.perf_counter() - started
-        base = {b: report.baselines[b].evaluation for b in BASELINES}
-        worse = [b for b, ev in base.items()
-                 if ev is not None and report.objective > ev.latency_s * (1 + 1e-9)]
-        single = base["best_single"]
-        gain = single.latency_s / report.objective if single is not None else None
+        base, worse, gain = _against_baselines(report)
         if gain is not None:
             gains.append(gain)
         lines.append(
