@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from partitioner.errors import ShapeError
@@ -43,8 +44,10 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _number(kind: type, minimum: float, inclusive: bool, what: str):  # type: ignore[no-untyped-def]
-    def parse(text: str):  # type: ignore[no-untyped-def]
+def _number(
+    kind: Callable[[str], float], minimum: float, inclusive: bool, what: str
+) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
