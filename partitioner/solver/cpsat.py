@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
@@ -104,6 +104,30 @@ class AssignmentModel:
     def ticks(self, seconds: float) -> int:
         """Seconds to ticks, rounded to nearest."""
         return int(round(seconds / self.tick_s))
+
+    def entry_overhead(self, i: int, k: int, oh: int) -> cp_model.LinearExprT:
+        """``oh`` ticks when node ``i`` sits on device ``k`` and enters a call there."""
+        xv, entry = self.x[i][k], self.entry[i]
+        if isinstance(entry, int):
+            return oh * xv
+        both = self.model.new_bool_var(f"oh{i},{k}")
+        self.model.add(both >= xv + entry - 1)
+        return oh * both
+
+    def cut_transfers(self) -> Iterator[tuple[int, int, int, cp_model.IntVar]]:
+        """``(src device, dst device, transfer ticks, cut)`` for every edge whose ends may sit
+        on different devices at a non-zero transfer cost; ``cut`` is 1 when they do."""
+        for (u, v), nbytes in self.pairs.items():
+            for a, xa in self.x[u].items():
+                for b, xb in self.x[v].items():
+                    if a == b:
+                        continue
+                    t = self.ticks(self.idx.transfer(a, b, nbytes))
+                    if t <= 0:
+                        continue
+                    cut = self.model.new_bool_var(f"cut{u},{v},{a},{b}")
+                    self.model.add(cut >= xa + xb - 1)
+                    yield a, b, t, cut
 
     def _memory(self, mode: str) -> None:
         idx, m = self.idx, self.model
@@ -193,12 +217,7 @@ class ScheduleModel(AssignmentModel):
                 per_group.setdefault(idx.group[k], []).append(iv)
                 self.busy_terms.setdefault(k, []).append(d * xv)
                 if oh:
-                    if isinstance(self.entry[i], int):
-                        self.busy_terms[k].append(oh * xv)
-                    else:
-                        both = m.new_bool_var(f"oh{i},{k}")
-                        m.add(both >= xv + self.entry[i] - 1)
-                        self.busy_terms[k].append(oh * both)
+                    self.busy_terms[k].append(self.entry_overhead(i, k, oh))
             self.dur.append(durs)
         for ivs in per_group.values():
             m.add_no_overlap(ivs)

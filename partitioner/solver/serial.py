@@ -34,23 +34,7 @@ class SerialModel(AssignmentModel):
                 oh = self.ticks(idx.overhead[k])
                 if d:
                     terms.append(d * xv)
-                if not oh:
-                    continue
-                entry = self.entry[i]
-                if isinstance(entry, int):
-                    terms.append(oh * xv)
-                else:
-                    both = m.new_bool_var(f"oh{i},{k}")
-                    m.add(both >= xv + entry - 1)
-                    terms.append(oh * both)
-        for (u, v), nbytes in self.pairs.items():
-            for a, xa in self.x[u].items():
-                for b, xb in self.x[v].items():
-                    if a == b:
-                        continue
-                    t = self.ticks(idx.transfer(a, b, nbytes))
-                    if t > 0:
-                        cut = m.new_bool_var(f"cut{u},{v},{a},{b}")
-                        m.add(cut >= xa + xb - 1)
-                        terms.append(t * cut)
+                if oh:
+                    terms.append(self.entry_overhead(i, k, oh))
+        terms += [t * cut for _, _, t, cut in self.cut_transfers()]
         m.minimize(sum(terms))

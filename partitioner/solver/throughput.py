@@ -35,27 +35,13 @@ class ThroughputModel(AssignmentModel):
                 g = idx.group[k]
                 loads.setdefault(g, []).append(d * xv)
                 if oh:
-                    if isinstance(self.entry[i], int):
-                        loads[g].append(oh * xv)
-                    else:
-                        both = m.new_bool_var(f"oh{i},{k}")
-                        m.add(both >= xv + self.entry[i] - 1)
-                        loads[g].append(oh * both)
+                    loads[g].append(self.entry_overhead(i, k, oh))
                 worst = max(worst, d + oh)
             upper += worst
         links: dict[tuple[int, int], list[cp_model.LinearExprT]] = {}
-        for (u, v), nbytes in self.pairs.items():
-            for a, xa in self.x[u].items():
-                for b, xb in self.x[v].items():
-                    if a == b:
-                        continue
-                    t = self.ticks(idx.transfer(a, b, nbytes))
-                    if t <= 0:
-                        continue
-                    cut = m.new_bool_var(f"cut{u},{v},{a},{b}")
-                    m.add(cut >= xa + xb - 1)
-                    links.setdefault((a, b), []).append(t * cut)
-                    upper += t
+        for a, b, t, cut in self.cut_transfers():
+            links.setdefault((a, b), []).append(t * cut)
+            upper += t
         self.stage = m.new_int_var(0, upper + 1, "stage")
         for terms in [*loads.values(), *links.values()]:
             m.add(self.stage >= sum(terms))
