@@ -33,6 +33,38 @@ logger = logging.getLogger(__name__)
 #: The two-device local cluster every backend model is compiled onto.
 DEVICE_IDS = ("cpu0", "cpu1")
 
+#: A representative subset of node-test modules: elementwise, matmul/gemm, pooling, shape ops,
+#: multi-node function expansions (softmax, layer norm, gelu, mish) and control flow (If, Loop,
+#: Range's Loop expansion) and sequence/optional-typed values crossing partitions. The full run
+#: is in the execution benchmark; the test suite and `make bench --quick` run this subset.
+REPRESENTATIVE_MODULES = (
+    "abs",
+    "relu",
+    "add",
+    "matmul",
+    "gemm",
+    "softmax",
+    "layernormalization",
+    "gelu",
+    "concat",
+    "gather",
+    "transpose",
+    "clip",
+    "rangeop",
+    "if_",
+    "loop",
+    "where",
+    "maxpool",
+    "mish",
+    "hardswish",
+    "batch_normalization",
+    "identity",
+    "sequenceinsert",
+    "splittosequence",
+    "optionalgetelement",
+    "optionalhaselement",
+)
+
 
 def local_pair(ids: tuple[str, ...] = DEVICE_IDS, name: str = "backend-pair") -> Cluster:
     """Two (or more) ONNX Runtime CPU devices of this machine with one thread each."""
@@ -290,5 +322,6 @@ __all__ = [
     "PassRate",
     "failure_kinds",
     "local_pair",
+    "REPRESENTATIVE_MODULES",
     "node_test_pass_rate",
 ]

@@ -9,45 +9,18 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from partitioner.onnx_backend import PartitionedBackend, failure_kinds, node_test_pass_rate
-
-#: A representative subset of node-test modules: elementwise, matmul/gemm, pooling, shape ops,
-#: multi-node function expansions (softmax, layer norm, gelu, mish) and control flow (If, Loop,
-#: Range's Loop expansion) and sequence/optional-typed values crossing partitions. The full
-#: run is in the execution benchmark.
-MODULES = (
-    "abs",
-    "relu",
-    "add",
-    "matmul",
-    "gemm",
-    "softmax",
-    "layernormalization",
-    "gelu",
-    "concat",
-    "gather",
-    "transpose",
-    "clip",
-    "rangeop",
-    "if_",
-    "loop",
-    "where",
-    "maxpool",
-    "mish",
-    "hardswish",
-    "batch_normalization",
-    "identity",
-    "sequenceinsert",
-    "splittosequence",
-    "optionalgetelement",
-    "optionalhaselement",
+from partitioner.onnx_backend import (
+    REPRESENTATIVE_MODULES,
+    PartitionedBackend,
+    failure_kinds,
+    node_test_pass_rate,
 )
 
 
 def test_node_test_subset_passes_partitioned() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = node_test_pass_rate([r"^test_"], modules=MODULES)
+        result = node_test_pass_rate([r"^test_"], modules=REPRESENTATIVE_MODULES)
     assert result.selected >= 150
     assert result.ort_passed >= 150
     assert result.failures == {}, failure_kinds(result.failures)

@@ -198,26 +198,13 @@ def _overhead_section(quick: bool) -> list[str]:
 
 
 def _node_test_section(quick: bool) -> list[str]:
-    from partitioner.onnx_backend import failure_kinds, node_test_pass_rate
+    from partitioner.onnx_backend import (
+        REPRESENTATIVE_MODULES,
+        failure_kinds,
+        node_test_pass_rate,
+    )
 
-    modules = None
-    if quick:
-        modules = (
-            "abs",
-            "relu",
-            "add",
-            "matmul",
-            "gemm",
-            "softmax",
-            "layernormalization",
-            "gelu",
-            "concat",
-            "gather",
-            "transpose",
-            "if_",
-            "loop",
-            "rangeop",
-        )
+    modules = REPRESENTATIVE_MODULES if quick else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = node_test_pass_rate(modules=modules)
