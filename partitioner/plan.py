@@ -196,6 +196,12 @@ class Plan:
     def partition_devices(self) -> dict[int, str]:
         return {p.index: p.device for p in self.partitions}
 
+    def predicted_call_s(self, partition: PlanPartition) -> float:
+        """Predicted duration of ``partition``'s runner call: the device's per-call overhead
+        (paid before ``predicted_start_s``, the first node's start) plus its nodes."""
+        overhead = self.cluster.device(partition.device).call_overhead_s
+        return partition.predicted_end_s - partition.predicted_start_s + overhead
+
 
 def partition_file_name(index: int, device: str) -> str:
     """``partitions/p<index>_<device>.onnx`` with the device id made filename-safe."""

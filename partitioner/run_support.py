@@ -192,7 +192,7 @@ def measure(
                 "device": p.device,
                 "measured_s": _median([r.partition_s[p.index] for r in runs]),
                 "start_s": _median([_offset(r, p.index) for r in runs]),
-                "predicted_s": p.predicted_end_s - p.predicted_start_s,
+                "predicted_s": plan.predicted_call_s(p),
                 "prepare_s": executor.prepare_s.get(p.index, 0.0),
             }
             for p in plan.partitions

@@ -16,8 +16,10 @@ from partitioner.problem import Problem
 from partitioner.solver import solve
 from partitioner.solver.baselines import best_baseline
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.bounds import lower_bound
 from partitioner.solver.index import index_of
 from partitioner.solver.random_problem import toy_device, toy_problem
+from partitioner.solver.relaxation import run_relaxation
 
 MS = 1e-3
 
@@ -114,3 +116,22 @@ def test_solve_properties(problem: Problem) -> None:
     if math.prod(len(a) for a in idx.allowed) <= 800:
         assert report.bound <= _brute_force(problem) * (1 + 1e-9)  # the bound is proven
     assert solve(problem, time_limit_s=0.5).assignment == report.assignment
+
+
+def test_bounds_never_exceed_the_brute_force_optimum() -> None:
+    """Unclamped: the LP bounds and the CP-SAT relaxation are proven, never just estimates."""
+    checked = tight = 0
+    for seed in range(40):
+        p = _random_problem(seed, n=3 + seed % 6, ndev=2 + seed % 2, shared=seed % 3 == 0,
+                            memory=(2**40, 900, 1500)[seed % 3])
+        optimum = _brute_force(p)
+        if optimum == float("inf"):
+            continue
+        relaxed = run_relaxation(p, optimum / 1e5, None, time_limit_s=2.0, seed=0, workers=1)
+        assert relaxed.bound_s is not None
+        assert lower_bound(p) <= optimum * (1 + 1e-9), seed
+        assert relaxed.bound_s <= optimum * (1 + 1e-9), seed
+        checked += 1
+        tight += relaxed.bound_s >= 0.9 * optimum
+    assert checked >= 25
+    assert tight >= checked // 2, f"relaxation within 10% of the optimum on {tight}/{checked}"

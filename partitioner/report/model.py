@@ -87,14 +87,9 @@ class PartitionRow:
     output_bytes: int
     predicted_start_s: float
     predicted_end_s: float
-    call_overhead_s: float
+    predicted_s: float  # the whole call: its nodes plus the device's per-call overhead
     measured_s: float | None
     error: float | None
-
-    @property
-    def predicted_s(self) -> float:
-        """Predicted duration of the call: its nodes plus the device's per-call overhead."""
-        return self.predicted_end_s - self.predicted_start_s + self.call_overhead_s
 
 
 @dataclass(frozen=True)
@@ -226,8 +221,7 @@ def _partitions(plan: Plan, measurements: Measurements | None) -> tuple[Partitio
     rows = []
     for p in plan.partitions:
         measured = measurements.partition_s.get(p.index) if measurements else None
-        overhead = plan.cluster.device(p.device).call_overhead_s
-        predicted = p.predicted_end_s - p.predicted_start_s + overhead
+        predicted = plan.predicted_call_s(p)
         error = measured / predicted - 1.0 if measured is not None and predicted > 0 else None
         rows.append(
             PartitionRow(
@@ -251,7 +245,7 @@ def _partitions(plan: Plan, measurements: Measurements | None) -> tuple[Partitio
                 output_bytes=sum(o.nbytes for o in p.outputs),
                 predicted_start_s=p.predicted_start_s,
                 predicted_end_s=p.predicted_end_s,
-                call_overhead_s=overhead,
+                predicted_s=predicted,
                 measured_s=measured,
                 error=error,
             )

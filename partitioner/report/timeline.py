@@ -40,7 +40,7 @@ def predicted_timeline(plan: Plan) -> tuple[Bar, ...]:
             p.device,
             "partition",
             f"p{p.index}",
-            max(0.0, p.predicted_start_s - plan.cluster.device(p.device).call_overhead_s),
+            max(0.0, p.predicted_end_s - plan.predicted_call_s(p)),
             p.predicted_end_s,
             p.index,
         )

@@ -26,8 +26,10 @@ free, and at least one call overhead (the smallest) is paid.
 
 from __future__ import annotations
 
+from typing import Any
+
 from partitioner.problem import Problem
-from partitioner.solver.index import index_of
+from partitioner.solver.index import ProblemIndex, index_of
 
 
 def lower_bound(problem: Problem) -> float:
@@ -45,18 +47,28 @@ def lower_bound(problem: Problem) -> float:
         price = [d.price_per_hour / 3600.0 * 1000.0 for d in problem.cluster.devices]
         return sum(min((price[k] * (idx.cost[i][k] or 0.0) for k in idx.allowed[i]), default=0.0)
                    for i in range(n))
-    balanced = _load_balance(problem)
     if problem.objective == "throughput":
-        return max(max(work / processors, max(mins)) + oh / processors, balanced)
-    return max(_critical_path(problem), work / processors + oh, _serial(problem, mins), balanced)
+        return max(max(work / processors, max(mins)) + oh / processors, _load_balance(problem))
+    return max(_critical_path(problem), work / processors + oh, _serial(problem, mins),
+               _load_balance(problem, precedence=True))
 
 
-#: Above this many (node, device) pairs the LP is skipped (it would cost seconds).
+#: Above this many (node, device) pairs the LPs are skipped (they would cost seconds).
 LP_PAIR_LIMIT = 60_000
 
 
-def _load_balance(problem: Problem) -> float:
-    """The load-balancing LP bound (see the module docstring); 0 when skipped or unsolved."""
+def _load_balance(problem: Problem, precedence: bool = False) -> float:
+    """An LP relaxation bound (see the module docstring); 0 when skipped or unsolved.
+
+    Always: nodes split fractionally between their allowed devices, every processor's work
+    plus one call overhead per device it uses (``used[k] >= x[i,k]``) is at most T, every
+    device's weights fit in its memory. With ``precedence`` (latency) also a schedule:
+    ``start[v] >= start[u] + dur[u] + cut[u,v] * (cheapest transfer + overhead)`` on every
+    edge, where ``cut[u,v] >= x[u,k] - x[v,k]``; every node starts after its device's call
+    overhead and ends by T. For the real assignment and the evaluator's schedule every row
+    holds (a consumer on another device waits for the copy and its own call's overhead), so
+    the optimum bounds the makespan.
+    """
     from ortools.linear_solver import pywraplp
 
     idx = index_of(problem)
@@ -66,25 +78,66 @@ def _load_balance(problem: Problem) -> float:
     if solver is None:
         return 0.0
     inf = solver.infinity()
+    # Microseconds and MiB keep coefficients near 1, where GLOP's absolute tolerances are small.
+    us = 1e6
     t = solver.NumVar(0.0, inf, "T")
     load = {g: solver.Constraint(-inf, 0.0) for g in set(idx.group)}
     for c in load.values():
         c.SetCoefficient(t, -1.0)
-    # Microseconds and MiB keep coefficients near 1, where GLOP's absolute tolerances are small.
+    used = [solver.NumVar(0.0, 1.0, "") for _ in idx.devices]
+    for k, y in enumerate(used):
+        load[idx.group[k]].SetCoefficient(y, idx.overhead[k] * us)
     memory = [solver.Constraint(-inf, d.memory_bytes / 2**20) for d in problem.cluster.devices]
+    x: list[dict[int, Any]] = []
     for i in range(len(idx.names)):
         one = solver.Constraint(1.0, 1.0)
+        row = {}
         for k in idx.allowed[i]:
-            x = solver.NumVar(0.0, 1.0, "")
-            one.SetCoefficient(x, 1.0)
-            load[idx.group[k]].SetCoefficient(x, (idx.cost[i][k] or 0.0) * 1e6)
+            row[k] = xv = solver.NumVar(0.0, 1.0, "")
+            one.SetCoefficient(xv, 1.0)
+            load[idx.group[k]].SetCoefficient(xv, (idx.cost[i][k] or 0.0) * us)
+            solver.Add(used[k] >= xv)
             if idx.weights[i]:
-                memory[k].SetCoefficient(x, idx.weights[i] / 2**20)
+                memory[k].SetCoefficient(xv, idx.weights[i] / 2**20)
+        x.append(row)
+    if precedence:
+        _add_schedule(solver, idx, x, t, us)
     solver.Minimize(t)
     if solver.Solve() != pywraplp.Solver.OPTIMAL:
         return 0.0
     # GLOP's tolerances may put T* a hair above the true LP optimum: shave a little.
-    return max(0.0, (t.solution_value() * (1 - 1e-6) - 1e-6) / 1e6 + min(idx.overhead))
+    return max(0.0, (t.solution_value() * (1 - 1e-6) - 1e-6) / us)
+
+
+def _add_schedule(solver: Any, idx: ProblemIndex, x: list[dict[int, Any]], t: Any,
+                  us: float) -> None:
+    """Precedence rows of the latency LP (see ``_load_balance``)."""
+    inf = solver.infinity()
+    start = []
+    for i, row in enumerate(x):
+        s = solver.NumVar(0.0, inf, "")
+        start.append(s)
+        solver.Add(s >= sum(idx.overhead[k] * us * xv for k, xv in row.items()))
+        solver.Add(t >= s + _duration(idx, i, row, us))
+    seen: set[tuple[int, int]] = set()
+    for v, preds in enumerate(idx.preds):
+        for u, nbytes, _ in preds:
+            if (u, v) in seen:
+                continue
+            seen.add((u, v))
+            switch = min((idx.transfer(a, b, nbytes) + idx.overhead[b]
+                          for a in x[u] for b in x[v] if a != b), default=None)
+            delay = 0
+            if switch:
+                cut = solver.NumVar(0.0, 1.0, "")
+                for k, xu in x[u].items():
+                    solver.Add(cut >= xu - x[v][k] if k in x[v] else cut >= xu)
+                delay = switch * us * cut
+            solver.Add(start[v] >= start[u] + _duration(idx, u, x[u], us) + delay)
+
+
+def _duration(idx: ProblemIndex, i: int, row: dict[int, Any], us: float) -> Any:
+    return sum((idx.cost[i][k] or 0.0) * us * xv for k, xv in row.items())
 
 
 def _serial(problem: Problem, mins: list[float]) -> float:
