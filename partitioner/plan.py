@@ -22,7 +22,7 @@ from partitioner.costs import CostTable, Supported
 from partitioner.devices import Cluster
 from partitioner.errors import PlanError
 from partitioner.partitioning import split_into_partitions
-from partitioner.problem import Problem, SolveReport
+from partitioner.problem import BaselineResult, Problem, SolveReport
 
 if TYPE_CHECKING:
     from partitioner.analysis import AnalysedModel
@@ -133,11 +133,16 @@ class SolverStats:
 
 @dataclass(frozen=True)
 class BaselineSummary:
-    """A baseline's predicted latency and stage time (None when it found no feasible plan)."""
+    """A baseline's predicted latency, stage time and price per 1,000 inferences.
+
+    All three are None when the baseline found no feasible placement; ``cost_per_1k`` is also
+    None in plans written before it was recorded.
+    """
 
     latency_s: float | None
     stage_s: float | None
     note: str = ""
+    cost_per_1k: float | None = None
 
 
 @dataclass(frozen=True)
@@ -392,14 +397,7 @@ def build_plan(
         logger.warning(
             "evaluator counted %d partitions, the plan has %d", ev.num_partitions, len(partitions)
         )
-    baselines = {
-        name: BaselineSummary(
-            b.evaluation.latency_s if b.evaluation else None,
-            b.evaluation.stage_s if b.evaluation else None,
-            b.note,
-        )
-        for name, b in sorted(report.baselines.items())
-    }
+    baselines = {name: _baseline_summary(b) for name, b in sorted(report.baselines.items())}
     return Plan(
         format_version=FORMAT_VERSION,
         model=ModelRef(
@@ -421,6 +419,15 @@ def build_plan(
         groups={k: tuple(v) for k, v in sorted(report.groups.items())},
         pins={n: problem.pins[n] for n in sorted(problem.pins)},
         forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
+    )
+
+
+def _baseline_summary(baseline: BaselineResult) -> BaselineSummary:
+    ev = baseline.evaluation
+    if ev is None:
+        return BaselineSummary(None, None, baseline.note)
+    return BaselineSummary(
+        float(ev.latency_s), float(ev.stage_s), baseline.note, float(ev.cost_per_1k)
     )
 
 

@@ -84,7 +84,12 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "peak_memory": dict(plan.solver.peak_memory),
         },
         "baselines": {
-            name: {"latency_s": b.latency_s, "stage_s": b.stage_s, "note": b.note}
+            name: {
+                "latency_s": b.latency_s,
+                "stage_s": b.stage_s,
+                "cost_per_1k": b.cost_per_1k,
+                "note": b.note,
+            }
             for name, b in plan.baselines.items()
         },
         "placement": {
@@ -159,7 +164,9 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
             **{**data["solver"], "devices_used": tuple(data["solver"]["devices_used"])}
         ),
         baselines={
-            k: BaselineSummary(v["latency_s"], v["stage_s"], v.get("note", ""))
+            k: BaselineSummary(
+                v["latency_s"], v["stage_s"], v.get("note", ""), v.get("cost_per_1k")
+            )
             for k, v in data["baselines"].items()
         },
         placement={

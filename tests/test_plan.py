@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -254,10 +255,8 @@ def test_annotated_whole_model(branchy, tmp_path: Path) -> None:
     assert not (root / "annotated.onnx").exists()
 
 
-def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None:
-    from partitioner.plan import build_plan
-    from partitioner.problem import SolveReport
-    from partitioner.solver.evaluate import evaluate
+def _branchy_problem(tmp_path: Path, clu, **constraints):
+    """The branchy model on ``clu``'s devices a (100 µs a node) and b (200 µs), as a Problem."""
     from partitioner.solver.problem_builder import build_problem
 
     analysed = save_and_analyse(branchy_model(), tmp_path, "branchy")
@@ -265,9 +264,17 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
     for node in analysed.facts.nodes:
         costs.set(node.name, "a", Supported(1e-4, 256, "test"))
         costs.set(node.name, "b", Supported(2e-4, 512, "test"))
+    return analysed, costs, build_problem(analysed.facts, clu, costs, **constraints)
+
+
+def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None:
+    from partitioner.plan import build_plan
+    from partitioner.problem import SolveReport
+    from partitioner.solver.evaluate import evaluate
+
     clu = cluster(device("a"), device("b"))
-    problem = build_problem(
-        analysed.facts, clu, costs, pins=["head=b", "Tanh=b"], forbidden=["join=b"]
+    analysed, costs, problem = _branchy_problem(
+        tmp_path, clu, pins=["head=b", "Tanh=b"], forbidden=["join=b"]
     )
     assignment = dict(BRANCHY_SPLIT)
     ev = evaluate(problem, assignment)
@@ -288,6 +295,40 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
     assert plan_to_dict(loaded) == plan_to_dict(plan)
     assert loaded.pins == plan.pins and loaded.forbidden == plan.forbidden
     assert loaded.solver.peak_memory == plan.solver.peak_memory
+
+
+def test_baseline_prices_are_recorded_and_survive_write_and_load(tmp_path: Path) -> None:
+    from partitioner.plan import BaselineSummary, build_plan
+    from partitioner.problem import BaselineResult, SolveReport
+    from partitioner.solver.evaluate import evaluate
+
+    priced = [dataclasses.replace(device(d), price_per_hour=p) for d, p in (("a", 3.6), ("b", 36))]
+    clu = cluster(*priced)
+    analysed, costs, problem = _branchy_problem(tmp_path, clu)
+    on_a = dict.fromkeys(BRANCHY_SPLIT, "a")
+    ev = evaluate(problem, BRANCHY_SPLIT)
+    baselines = {
+        "single:a": BaselineResult("single:a", on_a, evaluate(problem, on_a)),
+        "single:c": BaselineResult("single:c", {}, None, "c cannot run Tanh"),
+    }
+    report = SolveReport(
+        BRANCHY_SPLIT, ev, "GIVEN", ev.cost_per_1k, 0.0, 1.0, 0.0, 0, 0, 0.0, baselines
+    )
+    plan = build_plan(analysed, clu, problem, report, costs)
+    # All on a: one call, busy 7 nodes x 100 µs + 10 µs overhead, at 3.6 per hour = 1e-3 per s.
+    assert plan.baselines["single:a"].cost_per_1k == pytest.approx(710e-6 * 1e-3 * 1000)
+    assert plan.baselines["single:c"] == BaselineSummary(None, None, "c cannot run Tanh", None)
+    root = tmp_path / "plan"
+    write_plan(plan, analysed, root)
+    assert load_plan(root).baselines == plan.baselines
+
+    def forget_prices(data: dict) -> None:  # a plan.json written before prices were recorded
+        for b in data["baselines"].values():
+            del b["cost_per_1k"]
+
+    _edit(root, forget_prices)
+    older = load_plan(root).baselines
+    assert older["single:a"] == dataclasses.replace(plan.baselines["single:a"], cost_per_1k=None)
 
 
 def test_compile_cli_annotate_writes_annotated_model_and_pins(tmp_path: Path, capsys) -> None:

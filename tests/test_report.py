@@ -6,7 +6,14 @@ import dataclasses
 import re
 
 import pytest
-from test_report_fixtures import MIB, US, small_detail, small_measurements, small_plan
+from test_report_fixtures import (
+    MIB,
+    US,
+    price_per_1k,
+    small_detail,
+    small_measurements,
+    small_plan,
+)
 
 from partitioner.errors import ReportError
 from partitioner.report import build_report, render_text
@@ -161,5 +168,49 @@ def test_report_without_detail_still_renders() -> None:
 
 def test_cost_objective_shows_target_and_price_bound() -> None:
     text = render_text(build_report(small_plan("cost"), None, small_detail()))
-    assert "objective  cost (latency target 50 µs)" in text
-    assert "bound      7e-05 proven lower bound on 7.52e-05" in text
+    assert "objective  cost (latency target 100 µs)" in text
+    assert "bound      1.8e-05 proven lower bound on 1.9e-05 (gap 5.1%)" in text
+
+
+def test_cost_objective_compares_baselines_on_price() -> None:
+    report = build_report(small_plan("cost"), None, small_detail())
+    rows = {b.name: b for b in report.baselines}
+    # Plan: cpu busy 38.5 µs at 0.5 per hour, gpu 24.5 µs at 2 per hour.
+    mine = (0.5 * 38.5 + 2.0 * 24.5) * US / 3600 * 1000
+    assert rows["hetpart plan"].cost_per_1k == pytest.approx(mine) == price_per_1k(38.5, 24.5)
+    assert rows["single:gpu"].cost_per_1k == pytest.approx(2.0 * 90 * US / 3600 * 1000)
+    assert rows["single:gpu"].speedup == pytest.approx(180 / 68.25)  # price ratio, not 90/75.2
+    assert rows["single:cpu"].speedup == pytest.approx(60 / 68.25)  # cheaper than the plan...
+    assert rows["single:cpu"].over_target and rows["memory_greedy"].over_target  # ...but slow
+    assert not rows["heft"].over_target and not rows["priority_greedy"].over_target  # 100 µs
+    assert rows["single:cpu"].note == "over the 100 µs latency target"
+    assert rows["single:npu"].speedup is None and not rows["single:npu"].over_target
+    text = render_text(report)
+    assert "Baselines (plan saving in predicted price per 1k inferences)" in text
+    assert "  placement           latency   stage  price / 1k  plan saving  note" in text
+    assert "  single:gpu            90 µs   60 µs       5e-05        2.64x" in text
+    assert "  hetpart plan        75.2 µs   45 µs     1.9e-05            -  FEASIBLE" in text
+    assert (
+        "  single:cpu           120 µs  120 µs    1.67e-05        0.88x  "
+        "over the 100 µs latency target" in text
+    )
+
+
+def test_cost_report_golden(golden) -> None:
+    report = build_report(small_plan("cost"), None, small_detail())
+    golden("report_small_cost.txt", render_text(report, color=False, top=3))
+
+
+def test_latency_objective_marks_no_baseline_over_target() -> None:
+    rows = build_report(small_plan(), None, small_detail()).baselines
+    assert not any(b.over_target for b in rows)
+    assert "price / 1k" not in render_text(build_report(small_plan()))
+
+
+def test_cost_report_of_a_plan_without_baseline_prices() -> None:
+    plan = small_plan("cost")
+    older = {k: dataclasses.replace(b, cost_per_1k=None) for k, b in plan.baselines.items()}
+    report = build_report(dataclasses.replace(plan, baselines=older), None, small_detail())
+    rows = {b.name: b for b in report.baselines}
+    assert rows["single:gpu"].speedup is None and rows["single:cpu"].over_target
+    assert "  single:gpu            90 µs   60 µs           -            -" in render_text(report)

@@ -51,6 +51,24 @@ def test_html_shows_devices_partitions_nodes_and_numbers() -> None:
     assert "Softmax not in npu table" in html  # why softmax cannot run on the npu
 
 
+def test_html_cost_objective_compares_prices() -> None:
+    html = _html(measured=False, plan=small_plan("cost"))
+    assert "Predicted price per 1k inferences of each placement" in html
+    assert "Saving &gt; 1 means the plan is cheaper" in html
+    assert '<th class="n">price / 1k</th><th class="n">plan saving</th>' in html
+    assert '<td class="n" data-v="5e-05">5e-05</td>' in html  # single:gpu's price
+    assert '<td class="n good" data-v="2.63736">2.64x</td>' in html  # its price / the plan's
+    assert '<td class="warn">over the 100 µs latency target</td>' in html
+    assert 'aria-label="predicted price of the plan and each baseline"' in html
+    assert "<title>single:cpu: 1.67e-05; over the latency target</title>" in html
+    assert "proven bound 1.8e-05" in html  # the price bound, on the price axis
+    # The card compares with the cheapest baseline that meets the target: heft, not single:cpu.
+    assert 'Saving vs best baseline</div><div class="v">1.00x</div>' in html
+    assert "over heft (predicted)" in html
+    latency = _html(measured=False)
+    assert "price / 1k" not in latency and "Speedup &gt; 1 means the plan is faster" in latency
+
+
 def test_html_timeline_has_measured_rows_only_with_a_run() -> None:
     assert ">measured</text>" in _html(measured=True)
     assert ">measured</text>" not in _html(measured=False)

@@ -15,7 +15,7 @@ from partitioner.report.fmt import (
     fmt_signed_pct,
     fmt_time,
 )
-from partitioner.report.model import Report
+from partitioner.report.model import Report, comparison
 from partitioner.report.style import CSS, SCRIPT
 from partitioner.report.svg import baseline_chart, device_colors, gantt, graph
 from partitioner.report.tables import (
@@ -43,7 +43,10 @@ def _objective_value(objective: str, value: float) -> str:
 
 def _cards(report: Report) -> str:
     s = report.summary
-    rivals = [b for b in report.baselines if not b.is_plan and b.speedup is not None]
+    compare = comparison(s.objective)
+    rivals = [
+        b for b in report.baselines if not b.is_plan and b.speedup is not None and not b.over_target
+    ]
     rival = min(rivals, key=lambda b: b.speedup or 0.0) if rivals else None
     cards = [
         (
@@ -64,7 +67,7 @@ def _cards(report: Report) -> str:
             else "hetpart run PLAN_DIR --save",
         ),
         (
-            "Speedup vs best baseline",
+            f"{compare.ratio.capitalize()} vs best baseline",
             fmt_ratio(rival.speedup) if rival else "-",
             f"over {rival.name} (predicted)" if rival else "no feasible baseline",
         ),
@@ -139,7 +142,7 @@ def render_html(report: Report) -> str:
     )
     graph_svg, graph_caption = graph(report, colors)
     nodes_html, nodes_note = nodes_table(report, colors)
-    metric = "stage time" if s.objective == "throughput" else "latency"
+    compare = comparison(s.objective)
     timeline_note = (
         "Predicted schedule per device (partitions) and link (transfers)"
         + (
@@ -174,9 +177,15 @@ def render_html(report: Report) -> str:
         legend,
         _cards(report),
         _story(report, colors),
-        f"<h2>Plan against the baselines</h2><p class='note'>Predicted {metric} of each "
-        "placement under the same cost model; the dashed line is the solver's proven lower "
-        "bound. Speedup &gt; 1 means the plan is faster.</p>",
+        f"<h2>Plan against the baselines</h2><p class='note'>Predicted {compare.metric} of "
+        "each placement under the same cost model; the dashed line is the solver's proven lower "
+        f"bound. {compare.ratio.capitalize()} &gt; 1 means the plan is {compare.better}."
+        + (
+            " Baselines over the latency target are marked: they do not meet it."
+            if s.objective == "cost"
+            else ""
+        )
+        + "</p>",
         baseline_chart(report, colors),
         baselines_table(report),
         "<h2>Devices</h2><p class='note'>Memory = weights + largest workspace + peak live "

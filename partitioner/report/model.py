@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from partitioner.plan import NodeCost, Plan
+from partitioner.plan import BaselineSummary, NodeCost, Plan
+from partitioner.report.fmt import fmt_money, fmt_time
 from partitioner.report.inputs import GraphDetail, Measurements, NodeEdge
 from partitioner.report.moves import MoveEstimate, NodeContext, analyse_node
 from partitioner.report.resources import DeviceRow, device_usage
@@ -53,7 +55,12 @@ class Summary:
 
 @dataclass(frozen=True)
 class BaselineRow:
-    """A baseline (or the plan itself, ``is_plan``) and the plan's speedup over it."""
+    """A baseline (or the plan itself, ``is_plan``) and the plan's speedup over it.
+
+    ``speedup`` is the baseline's value over the plan's in the objective's
+    :class:`Comparison` (for ``cost``: the plan's saving in price). ``over_target``: its
+    latency exceeds the cost objective's latency target, so it is no feasible answer to it.
+    """
 
     name: str
     latency_s: float | None
@@ -61,6 +68,41 @@ class BaselineRow:
     note: str
     speedup: float | None
     is_plan: bool = False
+    cost_per_1k: float | None = None
+    over_target: bool = False
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the plan and its baselines are compared on, and the words the renderers use."""
+
+    metric: str  # "latency", "stage time", "price per 1k inferences"
+    field: str  # the BaselineRow attribute compared: latency_s, stage_s or cost_per_1k
+    ratio: str  # "speedup" or "saving": baseline value / plan value
+    better: str  # what a ratio above 1 means the plan is: "faster" or "cheaper"
+    fmt: Callable[[float | None], str]
+
+    @property
+    def priced(self) -> bool:
+        """Compared on price per 1k inferences (the reports then show a price column)."""
+        return self.field == "cost_per_1k"
+
+    def value(self, row: BaselineRow | BaselineSummary) -> float | None:
+        """The compared value of a baseline (None: infeasible, or not recorded)."""
+        value: float | None = getattr(row, self.field)
+        return value
+
+
+_COMPARISONS = {
+    "latency": Comparison("latency", "latency_s", "speedup", "faster", fmt_time),
+    "throughput": Comparison("stage time", "stage_s", "speedup", "faster", fmt_time),
+    "cost": Comparison("price per 1k inferences", "cost_per_1k", "saving", "cheaper", fmt_money),
+}
+
+
+def comparison(objective: str) -> Comparison:
+    """How baselines are compared for ``objective`` (unknown ones: on latency)."""
+    return _COMPARISONS.get(objective, _COMPARISONS["latency"])
 
 
 @dataclass(frozen=True)
@@ -141,10 +183,6 @@ class Report:
     device_order: tuple[str, ...]
 
 
-def _metric(plan: Plan) -> str:
-    return "stage" if plan.objective == "throughput" else "latency"
-
-
 def _speedup(base: float | None, mine: float) -> float | None:
     if base is None:
         return None
@@ -153,28 +191,43 @@ def _speedup(base: float | None, mine: float) -> float | None:
     return base / mine
 
 
+def _over_target(plan: Plan, latency_s: float | None) -> bool:
+    """A baseline too slow for the cost objective's latency target (none: it cannot be)."""
+    target = plan.latency_target_s
+    if plan.objective != "cost" or target is None or latency_s is None:
+        return False
+    return latency_s > target
+
+
 def _baselines(plan: Plan) -> tuple[BaselineRow, ...]:
-    stage = _metric(plan) == "stage"
-    mine = plan.solver.predicted_stage_s if stage else plan.solver.predicted_latency_s
-    rows = [
-        BaselineRow(
-            name,
-            b.latency_s,
-            b.stage_s,
-            b.note,
-            _speedup(b.stage_s if stage else b.latency_s, mine),
-        )
-        for name, b in sorted(plan.baselines.items())
-    ]
-    rows.sort(key=lambda r: (r.latency_s is None, -(r.speedup or 0.0), r.name))
+    compare = comparison(plan.objective)
+    s = plan.solver
     plan_row = BaselineRow(
         "hetpart plan",
-        plan.solver.predicted_latency_s,
-        plan.solver.predicted_stage_s,
-        plan.solver.status,
+        s.predicted_latency_s,
+        s.predicted_stage_s,
+        s.status,
         1.0,
         is_plan=True,
+        cost_per_1k=s.cost_per_1k,
     )
+    mine = compare.value(plan_row) or 0.0
+    rows = []
+    for name, b in sorted(plan.baselines.items()):
+        late = _over_target(plan, b.latency_s)
+        late_note = f"over the {fmt_time(plan.latency_target_s)} latency target" if late else ""
+        rows.append(
+            BaselineRow(
+                name,
+                b.latency_s,
+                b.stage_s,
+                "; ".join(n for n in (b.note, late_note) if n),
+                _speedup(compare.value(b), mine),
+                cost_per_1k=b.cost_per_1k,
+                over_target=late,
+            )
+        )
+    rows.sort(key=lambda r: (r.latency_s is None, -(r.speedup or 0.0), r.name))
     return (plan_row, *rows)
 
 

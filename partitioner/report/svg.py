@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 from partitioner.report.fmt import fmt_bytes, fmt_time
-from partitioner.report.model import Report
+from partitioner.report.model import Report, comparison
 from partitioner.report.timeline import Bar, lanes
 
 #: Graphs with at most this many nodes are drawn node by node; larger ones by partition.
@@ -46,37 +46,45 @@ def _nice_ticks(top: float, count: int = 5) -> list[float]:
 
 
 def baseline_chart(report: Report, colors: dict[str, str]) -> str:
-    """Horizontal bars: predicted latency (or stage time) of the plan and every baseline."""
-    stage = report.summary.objective == "throughput"
-    rows = [(b.name, b.stage_s if stage else b.latency_s, b.is_plan) for b in report.baselines]
-    bound = report.summary.bound if report.summary.objective != "cost" else None
-    values = [v for _, v, _ in rows if v is not None] + ([bound] if bound else [])
+    """Horizontal bars: what the objective compares (latency, stage time or price per 1k) of
+    the plan and every baseline, with the solver's proven bound on the plan's value."""
+    compare = comparison(report.summary.objective)
+    rows = report.baselines
+    bound = report.summary.bound
+    values = [v for v in map(compare.value, rows) if v is not None] + ([bound] if bound else [])
     top = max(values, default=0.0) or 1.0
     left, width, row_h = 170, 520, 26
     height = 30 + row_h * len(rows) + 24
     out = [
         f'<svg class="chart" viewBox="0 0 {left + width + 110} {height}" '
         f'width="{left + width + 110}" height="{height}" role="img" '
-        'aria-label="predicted time of the plan and each baseline">'
+        f'aria-label="predicted {"price" if compare.priced else "time"} of the plan and each '
+        'baseline">'
     ]
-    for i, (name, value, is_plan) in enumerate(rows):
+    for i, b in enumerate(rows):
         y = 20 + i * row_h
-        out.append(_text(left - 8, y + 15, name, "lbl" + (" strong" if is_plan else ""), "end"))
-        if value is None:
-            out.append(_text(left + 4, y + 15, "infeasible", "muted"))
+        out.append(_text(left - 8, y + 15, b.name, "lbl" + (" strong" if b.is_plan else ""), "end"))
+        value = compare.value(b)
+        if value is None:  # no placement, or a price an older plan did not record
+            out.append(
+                _text(left + 4, y + 15, "infeasible" if b.latency_s is None else "-", "muted")
+            )
             continue
         w = max(1.0, width * value / top)
-        fill = "#1b5e20" if is_plan else "#9aa5b1"
+        fill = "#1b5e20" if b.is_plan else ("#d8a39d" if b.over_target else "#9aa5b1")
+        title = f"{b.name}: {compare.fmt(value)}"
+        if b.over_target:
+            title += "; over the latency target"
         out.append(
             f'<rect x="{left}" y="{y + 3}" width="{_f(w)}" height="{row_h - 8}" '
-            f'rx="3" fill="{fill}"><title>{escape(name)}: {fmt_time(value)}</title></rect>'
+            f'rx="3" fill="{fill}"><title>{escape(title)}</title></rect>'
         )
-        out.append(_text(left + w + 6, y + 15, fmt_time(value), "val"))
+        out.append(_text(left + w + 6, y + 15, compare.fmt(value), "val"))
     if bound:
         x = left + width * bound / top
         y1 = 14 + row_h * len(rows)
         out.append(f'<line x1="{_f(x)}" y1="12" x2="{_f(x)}" y2="{_f(y1)}" class="bound"/>')
-        out.append(_text(x, y1 + 16, f"proven bound {fmt_time(bound)}", "muted", "middle"))
+        out.append(_text(x, y1 + 16, f"proven bound {compare.fmt(bound)}", "muted", "middle"))
     out.append("</svg>")
     return "\n".join(out)
 

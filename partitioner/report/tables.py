@@ -8,12 +8,13 @@ from html import escape
 from partitioner.report.fmt import (
     fmt_bytes,
     fmt_delta_time,
+    fmt_money,
     fmt_pct,
     fmt_ratio,
     fmt_signed_pct,
     fmt_time,
 )
-from partitioner.report.model import Report
+from partitioner.report.model import Report, comparison
 
 #: The per-node table lists at most this many nodes (the most expensive first beyond it).
 MAX_NODE_ROWS = 20000
@@ -54,6 +55,7 @@ def error_cls(error: float | None) -> str:
 
 
 def baselines_table(report: Report) -> str:
+    compare = comparison(report.summary.objective)
     rows = []
     for b in report.baselines:
         cls = "" if b.speedup is None else ("good" if b.speedup >= 1 - 1e-9 else "bad")
@@ -64,15 +66,17 @@ def baselines_table(report: Report) -> str:
                 fmt_time(b.latency_s) if b.latency_s is not None else "infeasible", "n", b.latency_s
             )
             + _cell(fmt_time(b.stage_s), "n", b.stage_s)
+            + (_cell(fmt_money(b.cost_per_1k), "n", b.cost_per_1k) if compare.priced else "")
             + _cell("-" if b.is_plan else fmt_ratio(b.speedup), f"n {cls}", b.speedup)
-            + _cell(b.note, "muted")
+            + _cell(b.note, "warn" if b.over_target else "muted")
         )
     return _table(
         [
             ("placement", False),
             ("latency", True),
             ("stage", True),
-            ("plan speedup", True),
+            *([("price / 1k", True)] if compare.priced else []),
+            (f"plan {compare.ratio}", True),
             ("note", False),
         ],
         rows,

@@ -12,7 +12,7 @@ from partitioner.report.fmt import (
     fmt_signed_pct,
     fmt_time,
 )
-from partitioner.report.model import NodeRow, Report
+from partitioner.report.model import NodeRow, Report, comparison
 
 #: Default number of nodes the text report lists (the most expensive ones).
 DEFAULT_TOP = 20
@@ -119,6 +119,7 @@ def _summary(report: Report, paint: _Painter) -> list[str]:
 
 
 def _baselines(report: Report, paint: _Painter) -> list[str]:
+    compare = comparison(report.summary.objective)
     rows = []
     for b in report.baselines:
         style = "bold" if b.is_plan else ""
@@ -128,15 +129,23 @@ def _baselines(report: Report, paint: _Painter) -> list[str]:
                 (b.name, style),
                 (fmt_time(b.latency_s) if b.latency_s is not None else "infeasible", style),
                 (fmt_time(b.stage_s), style),
+                *([(fmt_money(b.cost_per_1k), style)] if compare.priced else []),
                 ("-" if b.is_plan else fmt_ratio(b.speedup), speed_style),
-                (b.note, "dim"),
+                (b.note, "warn" if b.over_target else "dim"),
             ]
         )
     return _table(
         paint,
-        ["placement", "latency", "stage", "plan speedup", "note"],
+        [
+            "placement",
+            "latency",
+            "stage",
+            *(["price / 1k"] if compare.priced else []),
+            f"plan {compare.ratio}",
+            "note",
+        ],
         rows,
-        [False, True, True, True, False],
+        [False, True, True, *([True] if compare.priced else []), True, False],
     )
 
 
@@ -294,8 +303,11 @@ def render_text(report: Report, color: bool = False, top: int = DEFAULT_TOP) -> 
         out.extend([paint(name, "bold"), *body, ""])
 
     section("Summary", _summary(report, paint))
-    metric = "stage time" if s.objective == "throughput" else "latency"
-    section(f"Baselines (plan speedup in predicted {metric})", _baselines(report, paint))
+    compare = comparison(s.objective)
+    section(
+        f"Baselines (plan {compare.ratio} in predicted {compare.metric})",
+        _baselines(report, paint),
+    )
     section(
         "Devices (memory: weights + largest workspace + peak live activations)",
         _devices(report, paint),
