@@ -15,8 +15,8 @@ from partitioner.partitioning import split_into_partitions
 from partitioner.problem import Problem
 from partitioner.solver import solve
 from partitioner.solver.baselines import best_baseline
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.bounds import lower_bound
+from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import index_of
 from partitioner.solver.random_problem import toy_device, toy_problem
 from partitioner.solver.relaxation import run_relaxation

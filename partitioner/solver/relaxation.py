@@ -50,11 +50,11 @@ class RelaxationModel(AssignmentModel):
         end = [m.new_int_var(0, horizon, f"e[{i}]") for i in range(n)]
         used = [m.new_bool_var(f"used[{k}]") for k in range(len(idx.devices))]
         per_group: dict[int, list] = {}
-        for k, u in enumerate(used):
+        for k, flag in enumerate(used):
             if overhead[k]:
-                s = m.new_int_var(0, horizon, f"oh[{k}]")
+                at = m.new_int_var(0, horizon, f"oh[{k}]")
                 per_group.setdefault(idx.group[k], []).append(
-                    m.new_optional_fixed_size_interval_var(s, overhead[k], u, f"ohv[{k}]"))
+                    m.new_optional_fixed_size_interval_var(at, overhead[k], flag, f"ohv[{k}]"))
         for i in range(n):
             for k, xv in self.x[i].items():
                 m.add_implication(xv, used[k])
