@@ -81,6 +81,12 @@ def parse_cpu_list(spec: Any, key: str = "affinity") -> tuple[int, ...]:
     return tuple(sorted(cpus))
 
 
+def pin_thread(cpus: tuple[int, ...] | None) -> None:
+    """Pin the calling thread to ``cpus`` for good (no-op for None or off Linux)."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
 @contextmanager
 def thread_affinity(cpus: tuple[int, ...] | None) -> Iterator[None]:
     """Pin the calling thread (Linux: ``sched_setaffinity(0)`` is per thread) while inside."""

@@ -66,6 +66,8 @@ class OrtPartition:
         self.input_names = tuple(i.name for i in session.get_inputs())
         self.output_names = tuple(o.name for o in session.get_outputs())
         self._pin = cpus if main_thread_pinned else None
+        #: CPUs this partition's calls run on; the executor pins the device's thread to them.
+        self.pinned_cpus = self._pin
         self._device_type = DEVICE_TYPES.get(provider)
         self.device_resident = self._device_type is not None
         self.device_id = int(session.get_provider_options().get(provider, {}).get("device_id", 0))

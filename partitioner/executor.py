@@ -5,9 +5,11 @@ depends on have finished for that input; each device runs one task at a time (lo
 then lowest partition first), so independent partitions on different devices overlap (ONNX
 Runtime and OpenVINO release the GIL) and, with several inputs, devices form a pipeline. When
 exactly one task can start and nothing else runs, it runs inline on the calling thread, so a
-chain of partitions pays no thread hand-off. Tensors change hands only between different
-devices (a device value comes to the host; host arrays pass without a copy); each partition
-run and each hand-off is timed with ``perf_counter``.
+chain of partitions pays no thread hand-off, unless its device is pinned to cores: each
+device has its own worker thread, pinned once, because moving a thread between cores for
+every call costs more than the hand-off (docs/pitfalls.md). Tensors change hands only
+between different devices (a device value comes to the host; host arrays pass without a
+copy); each partition run and each hand-off is timed with ``perf_counter``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from backends._common import pin_thread
 from partitioner.devices import DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError, RunError
 from partitioner.plan import Plan, PlanPartition
@@ -158,9 +161,23 @@ class Executor:
             ]
             for p in plan.partitions
         }
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, len(resolved)), thread_name_prefix="hetpart-device"
-        )
+        # One worker thread per device, never a shared pool: ThreadPoolExecutor reuses an idle
+        # worker for a second task submitted at once, so two devices' calls ran one after the
+        # other (docs/pitfalls.md); a device's thread also stays on its pinned core.
+        self._pinned = self._device_cpus()
+        self._workers = {
+            device: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hetpart-{device}",
+                                       initializer=pin_thread, initargs=(cpus,))
+            for device, cpus in sorted(self._pinned.items())
+        }
+
+    def _device_cpus(self) -> dict[str, tuple[int, ...] | None]:
+        """Device -> the CPUs its runner pins calls to (None: not pinned)."""
+        cpus: dict[str, tuple[int, ...] | None] = {}
+        for index, part in self._parts.items():
+            pinned = getattr(self._prepared[index], "pinned_cpus", None)
+            cpus[part.device] = cpus.get(part.device) or pinned
+        return cpus
 
     def _resolve(self, device: DeviceSpec, emulate: bool) -> tuple[Any, dict[str, Any]]:
         reason = absent_reason(device)
@@ -182,7 +199,8 @@ class Executor:
 
     def close(self) -> None:
         """Stop the device worker threads."""
-        self._pool.shutdown(wait=True)
+        for worker in self._workers.values():
+            worker.shutdown(wait=True)
 
     def __enter__(self) -> Executor:
         return self
@@ -291,13 +309,15 @@ class Executor:
             for key in launch:
                 ready.remove(key)
             assert launch or running, "no runnable partition: the plan has a cycle"
-            if len(launch) == 1 and not running:
+            inline = len(launch) == 1 and not running
+            if inline and not self._pinned[self._parts[launch[0][1]].device]:
                 k, i = launch[0]
                 outcome = self._task(i, batch[k], values[k])
                 done_keys = [(launch[0], outcome)]
             else:
                 for k, i in launch:
-                    running[self._pool.submit(self._task, i, batch[k], values[k])] = (k, i)
+                    worker = self._workers[self._parts[i].device]
+                    running[worker.submit(self._task, i, batch[k], values[k])] = (k, i)
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 done_keys = [(running.pop(f), f.result()) for f in finished]
             for (k, i), (outputs, transfers, t0, r0, t1) in done_keys:
