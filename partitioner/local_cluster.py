@@ -2,8 +2,10 @@
 
 Per runner configuration we measure, once, the per-call overhead (best of many calls of a
 tiny model), the peak FLOP/s (a 1024^3 MatMul, best of a few) and the streaming bandwidth (a
-large Add), and the host copy bandwidth (NumPy copy of 64 MiB). Results are cached in the
-profile cache (keyed by runner fingerprint), so the second ``--cluster local`` is fast.
+large Add), and the host copy bandwidth (NumPy copy of 64 MiB); for ``local-cores`` also the
+round trip to a pinned worker thread, which every call on a core pays on top. Results are
+cached in the profile cache (keyed by runner fingerprint), so the second ``--cluster local``
+is fast.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import numpy as np
 
 from partitioner.devices import Cluster, DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError
-from partitioner.measure import add_probe, host_copy_bandwidth, matmul_probe, time_calls
+from partitioner.measure import (
+    add_probe,
+    host_copy_bandwidth,
+    matmul_probe,
+    thread_handoff_s,
+    time_calls,
+)
 from partitioner.profile_cache import ProfileCache, runner_fingerprint
 
 log = logging.getLogger(__name__)
@@ -117,6 +125,16 @@ def measured_host_copy_bandwidth(cache: ProfileCache) -> float:
     return value
 
 
+def measured_thread_handoff(cpu: int, cache: ProfileCache) -> float:
+    """Round trip to a worker thread pinned to ``cpu`` (cached; ``measure.thread_handoff_s``)."""
+    fingerprint = runner_fingerprint("thread-handoff", str(os.cpu_count()), {"cpu": cpu})
+    value = cache.get_fact(fingerprint, "thread_handoff_s")
+    if value is None:
+        value = thread_handoff_s(cpu)
+        cache.put_fact(fingerprint, "thread_handoff_s", value)
+    return value
+
+
 def _device(device_id: str, device_class: str, runner: str, options: dict[str, Any],
             facts: dict[str, float], memory: int, processor: str, what: str) -> DeviceSpec:
     return DeviceSpec(
@@ -178,7 +196,9 @@ def detect_local_cluster(cores: bool = False, cache: ProfileCache | None = None)
         cpus = usable_cpus()
         # Cores are identical: measure core 0's configuration once and reuse it.
         base = {"provider": "CPUExecutionProvider", "threads": 1}
-        facts = measure_runner("onnxruntime", dict(base, affinity=str(cpus[0])), cache)
+        facts = dict(measure_runner("onnxruntime", dict(base, affinity=str(cpus[0])), cache))
+        # Every call on a pinned core goes through that core's worker thread (executor).
+        facts["call_overhead_s"] += measured_thread_handoff(cpus[-1], cache)
         for cpu in cpus:
             what = f"ONNX Runtime CPU, 1 thread pinned to core {cpu}"
             devices.append(_device(f"core{cpu}", "cpu", "onnxruntime",

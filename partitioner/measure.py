@@ -101,6 +101,28 @@ def matmul_probe(n: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     return model, feeds
 
 
+def thread_handoff_s(cpu: int, idle_s: float = 1e-3, repeats: int = 100) -> float:
+    """Median round trip of a no-op handed to a worker thread pinned to ``cpu`` and back.
+
+    This is what the executor pays per call on a pinned device (its worker thread wakes up,
+    then the dispatcher does). Each call follows ``idle_s`` of idleness, as between calls of
+    a real plan; on a virtual machine waking an idle vCPU dominates (~0.1-0.35 ms here).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backends._common import pin_thread
+
+    with ThreadPoolExecutor(max_workers=1, initializer=pin_thread, initargs=((cpu,),)) as pool:
+        pool.submit(int).result()
+        samples = []
+        for _ in range(repeats):
+            time.sleep(idle_s)
+            t0 = time.perf_counter()
+            pool.submit(int).result()
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
 def host_copy_bandwidth(nbytes: int = 64 << 20, repeats: int = 5) -> float:
     """Bytes per second of a NumPy copy of an ``nbytes`` array (best of ``repeats``)."""
     src = np.ones(nbytes // 4, dtype=np.float32)

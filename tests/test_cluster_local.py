@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from partitioner.cluster_file import load_cluster
-from partitioner.local_cluster import detect_local_cluster, usable_cpus
+from partitioner.local_cluster import (
+    detect_local_cluster,
+    measure_runner,
+    measured_thread_handoff,
+    usable_cpus,
+)
 from partitioner.profile_cache import ProfileCache
 
 
@@ -59,6 +64,12 @@ def test_local_cores_one_pinned_device_per_core(cache: ProfileCache) -> None:
                                          "affinity": str(cpu)}
     if len(cpus) > 1:
         assert not cluster.shares_processor(cluster.devices[0].id, cluster.devices[1].id)
+    # A core's call overhead includes the measured round trip to its pinned worker thread.
+    handoff = measured_thread_handoff(cpus[-1], cache)
+    assert 0 < handoff < 0.05
+    probe = measure_runner("onnxruntime", dict(cluster.devices[0].runner_options), cache)
+    assert cluster.devices[0].call_overhead_s == pytest.approx(
+        probe["call_overhead_s"] + handoff)
 
 
 def test_load_cluster_local_uses_hetpart_cache(cache: ProfileCache,

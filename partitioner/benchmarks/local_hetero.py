@@ -31,6 +31,9 @@ MODELS: dict[str, dict[str, Any] | None] = {
 QUICK_MODELS = ("mlp", "inception")
 CLUSTERS = ("local", "local-cores")
 
+#: Pause before each timed block (see ``_median_times``).
+SETTLE_S = 0.05
+
 
 def _median_times(candidates: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
     """Median seconds per call per candidate, timed in warm blocks that alternate over rounds.
@@ -38,12 +41,15 @@ def _median_times(candidates: Mapping[str, Callable[[], Any]], rounds: int) -> d
     Blocks, not single calls: ONNX Runtime's intra-op threads spin for a while after a run,
     so a call that follows another session's call shares its core with those spinning
     threads; a pinned single-threaded plan suffered 5-10x from that when calls were
-    interleaved one by one (docs/pitfalls.md). Each block starts with an untimed call.
+    interleaved one by one (docs/pitfalls.md). Each block starts after a pause long enough
+    for the previous candidate's spinning threads (ORT, OpenVINO's TBB) to park, then with
+    an untimed call.
     """
     block = 8
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(max(1, rounds // block)):
         for name, fn in candidates.items():
+            time.sleep(SETTLE_S)
             fn()
             for _ in range(block):
                 started = time.perf_counter()
