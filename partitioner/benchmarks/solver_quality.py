@@ -157,9 +157,13 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
     lines += ["", f"Never worse than any baseline: {'yes' if never_worse else 'NO'}. "
               f"Gap to the bound ≤ 2 %: {within}/{len(gaps)} cases. The bound is proven for "
               "the evaluator's model: the best of a device-aware critical path, work per "
-              "processor, a serial work bound for two-device clusters "
-              "(`partitioner/solver/bounds.py`) and CP-SAT's own bound where its model relaxes "
-              "the evaluator.", ""]
+              "processor, a serial work bound for one-processor clusters, a load-balancing LP "
+              "with precedence rows (`partitioner/solver/bounds.py`) and the proven bound of "
+              "a CP-SAT relaxation of the evaluator's schedule solved on the uncoarsened "
+              "problem with a quarter of the time limit (`partitioner/solver/relaxation.py`). "
+              "Where the gap stays large (branchy inception, memory-split gpt-large) it is "
+              "the bound that is weak: the relaxation lets nodes of one runner call start "
+              "before the call's other inputs arrive, which the executor cannot do.", ""]
     return "\n".join(lines)
 
 

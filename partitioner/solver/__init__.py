@@ -8,9 +8,12 @@ acceptable one, refined locally when the model was coarse (``refine``). The retu
 assignment is therefore never worse than the best baseline under the evaluator.
 
 ``bound`` is the best of the relaxation bounds in ``bounds`` (critical path with device
-choice, work per processor, serial work) and, when the latency schedule model was solved
-uncoarsened on a cluster without call overheads, CP-SAT's proven bound (less the tick
-rounding); it is clamped to the objective. ``gap = (objective - bound) / objective``. The
+choice, work per processor, serial work, the load-balancing / precedence LP), for latency on
+up to ``RELAXATION_NODE_LIMIT`` nodes the proven bound of the CP-SAT relaxation in
+``relaxation`` (given ``RELAXATION_SHARE`` of the time limit; its solution is also a
+candidate) and, when the latency schedule model was solved uncoarsened on a cluster without
+call overheads, that model's proven bound (less the tick rounding); it is clamped to the
+objective. ``gap = (objective - bound) / objective``. The
 other models' bounds are not used: they may over-count overheads or shared transfers, so
 they do not bound the evaluator.
 """
