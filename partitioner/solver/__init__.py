@@ -180,19 +180,22 @@ def solve(
     else:
         status = "FEASIBLE"
     bound = lower_bound(problem)
+    # Tick rounding along a path: at most one tick per node and edge.
+    path_ticks = tick * (len(idx.names) + len(problem.edges))
+    rounding_s = 0.0
     if relaxed is not None and relaxed.bound_s is not None:
-        bound = max(bound, relaxed.bound_s)
-    slack = 0.0
+        bound = max(bound, relaxed.bound_s)  # floored durations: valid as it is
+        rounding_s = path_ticks
     for result in results:
         if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
-            # Durations were rounded to ticks: remove the worst-case rounding along a path.
-            slack = 0.5 * tick * (len(idx.names) + len(problem.edges))
-            bound = max(bound, result.bound_s - slack)
+            # Durations were rounded to nearest: remove the worst-case rounding along a path.
+            bound = max(bound, result.bound_s - 0.5 * path_ticks)
+            rounding_s = path_ticks
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
     if status != "HINT":
         # Optimal when the bound meets the objective up to tick rounding.
-        rounding = 2 * slack / value if value else 0.0
+        rounding = rounding_s / value if value else 0.0
         status = "OPTIMAL" if gap <= rounding + 1e-6 else "FEASIBLE"
     return SolveReport(
         assignment=assignment,
