@@ -54,6 +54,10 @@ def resolve_cluster(cluster: Cluster | str, devices: Sequence[str] | None = None
     return resolved.restricted_to(list(devices))
 
 
+#: Default ``min_gain`` for clusters measured on this machine (``local``, ``local-cores``).
+MEASURED_MIN_GAIN = 0.05
+
+
 def compile_model(
     model: str | os.PathLike[str] | onnx.ModelProto | AnalysedModel,
     cluster: Cluster | str,
@@ -71,6 +75,7 @@ def compile_model(
     cost_model: CostModel | None = None,
     progress: Callable[[float, float], None] | None = None,
     cost_progress: Callable[[int, int], None] | None = None,
+    min_gain: float | None = None,
 ) -> Compilation:
     """Compile ``model`` for ``cluster`` and return every intermediate product.
 
@@ -90,6 +95,10 @@ def compile_model(
         cost_model: Cost model; defaults to the cluster's default one.
         progress: Called with (best objective, bound) as the solver improves.
         cost_progress: Called with (done, total) while costs are measured.
+        min_gain: Smallest predicted gain over the best single device that justifies a
+            plan on several devices (a fraction; see ``solver.solve``). Default: 0 on
+            spec-sheet clusters, ``MEASURED_MIN_GAIN`` when every device is measured here,
+            whose costs carry run-to-run noise of that order.
 
     Returns:
         The compilation; ``.plan`` is what gets written and run.
@@ -109,8 +118,11 @@ def compile_model(
         latency_target_s=latency_target_s,
         max_partitions=max_partitions,
     )
+    if min_gain is None:
+        min_gain = MEASURED_MIN_GAIN if all(d.local for d in resolved.devices) else 0.0
     report = solve(
-        problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress
+        problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress,
+        min_gain=min_gain,
     )
     log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective, report.bound)
     plan = build_plan(analysed, resolved, problem, report, costs)

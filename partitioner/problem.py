@@ -109,7 +109,8 @@ class SolveReport:
         assignment: node name -> device id (original node names, never group names).
         evaluation: The assignment costed by the common evaluator.
         status: ``OPTIMAL``, ``FEASIBLE``, ``HINT`` (solver found nothing better than the
-            hint), or ``SINGLE_DEVICE``.
+            hint), or ``SINGLE_DEVICE`` (one device could run everything, or the best
+            several-device plan gained less than ``min_gain`` over the best single device).
         objective: The minimised quantity's value in seconds (or price for ``cost``).
         bound: Proven lower bound on ``objective``.
         gap: ``(objective - bound) / objective``; 0 when optimal.

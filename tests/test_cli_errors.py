@@ -33,6 +33,8 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "--time-limit: '0': must be a positive number"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--workers", "-2", "-o", "P"],
          "--workers: '-2': must be a positive integer"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--min-gain", "-5", "-o", "P"],
+         "--min-gain: '-5': must be a non-negative number"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", ",", "-o", "P"],
          "name at least one device id"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", "l4,gpu9", "-o", "P"],

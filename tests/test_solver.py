@@ -27,6 +27,18 @@ def test_independent_branches_run_in_parallel_on_two_devices() -> None:
     assert report.gap == pytest.approx(0.0, abs=1e-4)
 
 
+def test_min_gain_keeps_a_small_predicted_gain_on_one_device() -> None:
+    # Splitting runs a (1.0 ms) and b (0.9 ms) in parallel: 2.0 ms vs 2.9 ms on one device.
+    p = toy_problem(_both(a=1.0, b=0.9, j=1.0), [("a", "j", 0), ("b", "j", 0)], TWO)
+    split = solve(p, time_limit_s=2, min_gain=0.30)
+    assert split.objective == pytest.approx(2.0 * MS)
+    assert len(set(split.assignment.values())) == 2 and split.status == "OPTIMAL"
+    kept = solve(p, time_limit_s=2, min_gain=0.50)  # a 45% gain is not enough for 50%
+    assert len(set(kept.assignment.values())) == 1
+    assert kept.status == "SINGLE_DEVICE" and kept.objective == pytest.approx(2.9 * MS)
+    assert kept.bound == pytest.approx(split.bound) and kept.gap > 0.3
+
+
 def test_transfer_cost_keeps_a_chain_on_one_device() -> None:
     costs = {"a": {"d0": 1 * MS, "d1": 1 * MS}, "b": {"d0": 2 * MS, "d1": 1.5 * MS},
              "c": {"d0": 1 * MS, "d1": 1 * MS}}

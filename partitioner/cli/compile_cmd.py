@@ -8,6 +8,7 @@ from typing import Any
 
 from partitioner.cli.common import (
     add_input_shape_arg,
+    non_negative_float,
     parse_device_list,
     parse_input_shapes,
     positive_float,
@@ -43,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--time-limit", type=positive_float, default=30.0, metavar="S", help="solver time limit"
     )
+    p.add_argument(
+        "--min-gain",
+        type=non_negative_float,
+        metavar="PCT",
+        help="split across devices only for at least this predicted gain over the best "
+        "single device (default: 5 for clusters measured here, 0 otherwise)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=positive_int, default=2, help="CP-SAT search workers")
     p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         latency_target_s=args.latency_target / 1e3 if args.latency_target else None,
         max_partitions=args.max_partitions,
         time_limit_s=args.time_limit,
+        min_gain=args.min_gain / 100 if args.min_gain is not None else None,
         seed=args.seed,
         workers=args.workers,
         progress=solving.solver(),

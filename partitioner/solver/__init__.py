@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from partitioner.errors import SolverError
-from partitioner.problem import Evaluation, Problem, SolveReport
+from partitioner.problem import BaselineResult, Evaluation, Problem, SolveReport
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.bounds import lower_bound
 from partitioner.solver.coarsen import coarsen
@@ -76,6 +76,7 @@ def solve(
     workers: int = 2,
     progress: Callable[[float, float], None] | None = None,
     group_target: int = DEFAULT_GROUP_TARGET,
+    min_gain: float = 0.0,
 ) -> SolveReport:
     """Find a placement for ``problem`` minimising its objective.
 
@@ -88,6 +89,10 @@ def solve(
         progress: Called as ``progress(best_objective, bound)`` on every improving CP-SAT
             solution, in the units of the model being solved.
         group_target: Coarsen to at most this many groups before CP-SAT.
+        min_gain: A plan spanning several devices must beat the best single device by this
+            fraction (0.05 = 5%), else the single-device plan is returned (status
+            ``SINGLE_DEVICE``): a smaller predicted gain is within the error of measured
+            costs, and every cut costs something the cost model does not see.
 
     Returns:
         The report; its assignment maps every original node to a device.
@@ -171,9 +176,15 @@ def solve(
     candidates.sort(key=lambda c: c[:3])
     value, _, _, assignment, ev, source = _refine_best(problem, candidates,
                                                        max(0.05, 0.2 * time_limit_s))
+    if min_gain > 0:
+        single = _single_within(problem, baselines, value, min_gain)
+        if single is not None and len(set(assignment.values())) > 1:
+            value, assignment, ev, source = single
     solve_time = time.perf_counter() - t_start
 
-    if source == "hint":
+    if source == "single":
+        status = "SINGLE_DEVICE"
+    elif source == "hint":
         status = "HINT"
     elif cp_status == "OPTIMAL" and coarse is None:
         status = "OPTIMAL"
@@ -193,7 +204,7 @@ def solve(
             rounding_s = path_ticks
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
-    if status != "HINT":
+    if status not in ("HINT", "SINGLE_DEVICE"):
         # Optimal when the bound meets the objective up to tick rounding.
         rounding = rounding_s / value if value else 0.0
         status = "OPTIMAL" if gap <= rounding + 1e-6 else "FEASIBLE"
@@ -211,6 +222,19 @@ def solve(
         baselines=baselines,
         groups=dict(coarse.groups) if coarse is not None else {},
     )
+
+
+def _single_within(problem: Problem, baselines: dict[str, BaselineResult], value: float,
+                   min_gain: float) -> tuple[float, dict[str, str], Evaluation, str] | None:
+    """The best single-device plan when it is within ``min_gain`` of ``value``, else None."""
+    single = baselines.get("best_single")
+    if single is None or single.evaluation is None or not is_acceptable(problem,
+                                                                          single.evaluation):
+        return None
+    single_value = round(objective_value(problem, single.evaluation), 15)
+    if single_value > value * (1 + min_gain):
+        return None
+    return single_value, dict(single.assignment), single.evaluation, "single"
 
 
 def _model_kinds(problem: Problem, idx: ProblemIndex) -> list[str]:
