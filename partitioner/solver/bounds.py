@@ -65,8 +65,9 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     """An LP relaxation bound (see the module docstring); 0 when skipped or unsolved.
 
     Always: nodes split fractionally between their allowed devices, every processor's work
-    plus one call overhead per device it uses (``used[k] >= x[i,k]``) is at most T, every
-    device's weights fit in its memory. With ``precedence`` (latency) also a schedule:
+    plus one call overhead per device it uses (``used[k] >= x[i,k]``; above
+    ``PRECEDENCE_PAIR_LIMIT`` pairs the smallest overhead once) is at most T, every device's
+    weights fit in its memory. With ``precedence`` (latency) also a schedule:
     ``start[v] >= start[u] + dur[u] + cut[u,v] * (cheapest transfer + overhead)`` on every
     edge, where ``cut[u,v] >= x[u,k] - x[v,k]``; every node starts after its device's call
     overhead and ends by T. For the real assignment and the evaluator's schedule every row
@@ -79,7 +80,10 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     pairs = sum(len(a) for a in idx.allowed)
     if pairs > LP_PAIR_LIMIT or any(not a for a in idx.allowed):
         return 0.0
-    precedence = precedence and pairs <= PRECEDENCE_PAIR_LIMIT
+    # Small LPs get the precise rows; on large ones the ``used`` rows alone made GLOP take
+    # 85 s (20k nodes), so those charge the smallest overhead once instead.
+    small = pairs <= PRECEDENCE_PAIR_LIMIT
+    precedence = precedence and small
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:
         return 0.0
@@ -90,7 +94,7 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     load = {g: solver.Constraint(-inf, 0.0) for g in set(idx.group)}
     for c in load.values():
         c.SetCoefficient(t, -1.0)
-    used = [solver.NumVar(0.0, 1.0, "") for _ in idx.devices]
+    used = [solver.NumVar(0.0, 1.0, "") for _ in idx.devices] if small else []
     for k, y in enumerate(used):
         load[idx.group[k]].SetCoefficient(y, idx.overhead[k] * us)
     memory = [solver.Constraint(-inf, d.memory_bytes / 2**20) for d in problem.cluster.devices]
@@ -102,7 +106,8 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
             row[k] = xv = solver.NumVar(0.0, 1.0, "")
             one.SetCoefficient(xv, 1.0)
             load[idx.group[k]].SetCoefficient(xv, (idx.cost[i][k] or 0.0) * us)
-            solver.Add(used[k] >= xv)
+            if used:
+                solver.Add(used[k] >= xv)
             if idx.weights[i]:
                 memory[k].SetCoefficient(xv, idx.weights[i] / 2**20)
         x.append(row)
@@ -112,7 +117,8 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     if solver.Solve() != pywraplp.Solver.OPTIMAL:
         return 0.0
     # GLOP's tolerances may put T* a hair above the true LP optimum: shave a little.
-    return max(0.0, (t.solution_value() * (1 - 1e-6) - 1e-6) / us)
+    extra = 0.0 if small else min(idx.overhead)
+    return max(0.0, (t.solution_value() * (1 - 1e-6) - 1e-6) / us + extra)
 
 
 def _add_schedule(solver: Any, idx: ProblemIndex, x: list[dict[int, Any]], t: Any,
