@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
 
 
 def lower_bound(problem: Problem) -> float:
@@ -131,21 +131,16 @@ def _add_schedule(solver: Any, idx: ProblemIndex, x: list[dict[int, Any]], t: An
         start.append(s)
         solver.Add(s >= sum(idx.overhead[k] * us * xv for k, xv in row.items()))
         solver.Add(t >= s + _duration(idx, i, row, us))
-    seen: set[tuple[int, int]] = set()
-    for v, preds in enumerate(idx.preds):
-        for u, nbytes, _ in preds:
-            if (u, v) in seen:
-                continue
-            seen.add((u, v))
-            switch = min((idx.transfer(a, b, nbytes) + idx.overhead[b]
-                          for a in x[u] for b in x[v] if a != b), default=None)
-            delay = 0
-            if switch:
-                cut = solver.NumVar(0.0, 1.0, "")
-                for k, xu in x[u].items():
-                    solver.Add(cut >= xu - x[v][k] if k in x[v] else cut >= xu)
-                delay = switch * us * cut
-            solver.Add(start[v] >= start[u] + _duration(idx, u, x[u], us) + delay)
+    for (u, v), nbytes in edge_pairs(idx).items():
+        switch = min((idx.transfer(a, b, nbytes) + idx.overhead[b]
+                      for a in x[u] for b in x[v] if a != b), default=None)
+        delay = 0
+        if switch:
+            cut = solver.NumVar(0.0, 1.0, "")
+            for k, xu in x[u].items():
+                solver.Add(cut >= xu - x[v][k] if k in x[v] else cut >= xu)
+            delay = switch * us * cut
+        solver.Add(start[v] >= start[u] + _duration(idx, u, x[u], us) + delay)
 
 
 def _duration(idx: ProblemIndex, i: int, row: dict[int, Any], us: float) -> Any:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class AssignmentModel:
             row = {k: m.new_bool_var(f"x[{name},{idx.devices[k]}]") for k in idx.allowed[i]}
             m.add_exactly_one(row.values())
             self.x.append(row)
-        self.pairs = _dedupe_edges(idx)
+        self.pairs = edge_pairs(idx)
         self.same: dict[tuple[int, int], cp_model.LinearExprT] = {}
         self.z: dict[tuple[int, int, int], cp_model.IntVar] = {}
         for (u, v) in self.pairs:
@@ -325,12 +325,3 @@ class _Collector(cp_model.CpSolverSolutionCallback):
         if self._progress is not None:
             self._progress(self.objective_value * self._unit,
                            self.best_objective_bound * self._unit)
-
-
-def _dedupe_edges(idx: ProblemIndex) -> dict[tuple[int, int], int]:
-    """(producer, consumer) -> largest tensor bytes between them."""
-    pairs: dict[tuple[int, int], int] = {}
-    for v, ps in enumerate(idx.preds):
-        for u, nbytes, _ in ps:
-            pairs[(u, v)] = max(pairs.get((u, v), 0), nbytes)
-    return pairs

@@ -145,3 +145,12 @@ def _build(problem: Problem) -> ProblemIndex:
         link_bandwidth=link_bandwidth,
         edge_names=[(e.src, e.dst) for e in problem.edges],
     )
+
+
+def edge_pairs(idx: ProblemIndex) -> dict[tuple[int, int], int]:
+    """(producer, consumer) -> largest tensor bytes between them (one entry per node pair)."""
+    pairs: dict[tuple[int, int], int] = {}
+    for v, ps in enumerate(idx.preds):
+        for u, nbytes, _ in ps:
+            pairs[(u, v)] = max(pairs.get((u, v), 0), nbytes)
+    return pairs
