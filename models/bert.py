@@ -8,7 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.transformer import Block, token_inputs
+from models.transformer import Block, example_token_inputs, seeded_transformer
+
+#: Deterministic ``input_ids`` of shape ``[batch, seq_len]``.
+example_inputs = example_token_inputs
 
 INPUT_NAMES = ("input_ids",)
 OUTPUT_NAMES = ("hidden", "pooled")
@@ -43,12 +46,4 @@ def make_module(params: Mapping[str, Any]) -> nn.Module:
     Returns:
         The module in eval mode with deterministic random weights.
     """
-    torch.manual_seed(int(params["seed"]))
-    keys = ("layers", "d_model", "heads", "seq_len", "vocab")
-    return Bert(*(int(params[k]) for k in keys)).eval()
-
-
-def example_inputs(params: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-    """Return deterministic ``input_ids`` of shape ``[batch, seq_len]``."""
-    keys = ("batch", "seq_len", "vocab", "seed")
-    return token_inputs(*(int(params[k]) for k in keys))
+    return seeded_transformer(Bert, params)

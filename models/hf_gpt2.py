@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from models.hf import TupleOutputs, config_kwargs
-from models.transformer import token_inputs
+from models.transformer import example_token_inputs
+
+#: Deterministic ``input_ids`` of shape ``[batch, seq_len]``.
+example_inputs = example_token_inputs
 
 INPUT_NAMES = ("input_ids",)
 OUTPUT_NAMES = ("logits",)
@@ -35,9 +37,3 @@ def make_module(params: Mapping[str, Any]) -> nn.Module:
         attn_implementation="eager",
     )
     return TupleOutputs(GPT2LMHeadModel(config), INPUT_NAMES, len(OUTPUT_NAMES)).eval()
-
-
-def example_inputs(params: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-    """Return deterministic ``input_ids`` of shape ``[batch, seq_len]``."""
-    keys = ("batch", "seq_len", "vocab", "seed")
-    return token_inputs(*(int(params[k]) for k in keys))

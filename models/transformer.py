@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,3 +75,16 @@ def token_inputs(batch: int, seq_len: int, vocab: int, seed: int) -> tuple[torch
     """Return deterministic int64 ``input_ids`` of shape ``[batch, seq_len]`` below ``vocab``."""
     gen = torch.Generator().manual_seed(seed + 1)
     return (torch.randint(0, vocab, (batch, seq_len), generator=gen, dtype=torch.int64),)
+
+
+def example_token_inputs(params: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
+    """``token_inputs`` from a family's params (``batch``, ``seq_len``, ``vocab``, ``seed``)."""
+    keys = ("batch", "seq_len", "vocab", "seed")
+    return token_inputs(*(int(params[k]) for k in keys))
+
+
+def seeded_transformer(cls: type[nn.Module], params: Mapping[str, Any]) -> nn.Module:
+    """``cls(layers, d_model, heads, seq_len, vocab)`` in eval mode, weights from ``seed``."""
+    torch.manual_seed(int(params["seed"]))
+    keys = ("layers", "d_model", "heads", "seq_len", "vocab")
+    return cls(*(int(params[k]) for k in keys)).eval()
