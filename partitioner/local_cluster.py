@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -118,20 +119,22 @@ def measure_runner(runner_name: str, options: dict[str, Any],
 def measured_host_copy_bandwidth(cache: ProfileCache) -> float:
     """NumPy copy bandwidth of this host (cached)."""
     fingerprint = runner_fingerprint("numpy", np.__version__, {})
-    value = cache.get_fact(fingerprint, "host_copy_bandwidth")
-    if value is None:
-        value = host_copy_bandwidth()
-        cache.put_fact(fingerprint, "host_copy_bandwidth", value)
-    return value
+    return _cached_fact(cache, fingerprint, "host_copy_bandwidth", host_copy_bandwidth)
 
 
 def measured_thread_handoff(cpu: int, cache: ProfileCache) -> float:
     """Round trip to a worker thread pinned to ``cpu`` (cached; ``measure.thread_handoff_s``)."""
     fingerprint = runner_fingerprint("thread-handoff", str(os.cpu_count()), {"cpu": cpu})
-    value = cache.get_fact(fingerprint, "thread_handoff_s")
+    return _cached_fact(cache, fingerprint, "thread_handoff_s", lambda: thread_handoff_s(cpu))
+
+
+def _cached_fact(cache: ProfileCache, fingerprint: str, key: str,
+                 measure: Callable[[], float]) -> float:
+    """The cached value of ``key``, measured and stored on first use."""
+    value = cache.get_fact(fingerprint, key)
     if value is None:
-        value = thread_handoff_s(cpu)
-        cache.put_fact(fingerprint, "thread_handoff_s", value)
+        value = measure()
+        cache.put_fact(fingerprint, key, value)
     return value
 
 
