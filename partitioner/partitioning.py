@@ -34,6 +34,7 @@ def split_into_partitions(
     edges: Iterable[tuple[str, str]],
     assignment: Mapping[str, str],
     concurrent: Concurrency | None = None,
+    priority: Mapping[str, float] | None = None,
 ) -> list[Partition]:
     """Group an assignment into few partitions whose dependency graph is acyclic.
 
@@ -53,6 +54,10 @@ def split_into_partitions(
         edges: Dependencies ``(src, dst)`` between node names.
         assignment: Device id of every node in ``order``.
         concurrent: Whether two devices can work at once; None means never (no extra cuts).
+        priority: Among ready nodes, higher runs first (ties by ``order``); None means
+            ``order`` alone. ``bottom_levels`` gives the usual choice: the critical path first,
+            so a node that feeds another device's branch is not queued behind work that can
+            wait.
 
     Returns:
         Partitions in execution order.
@@ -64,30 +69,36 @@ def split_into_partitions(
         successors[src].append(dst)
         indegree[dst] += 1
 
-    # One ready-heap per device, ordered by original position for determinism.
-    ready: dict[str, list[int]] = {}
+    # One ready-heap per device, by priority, then original position for determinism.
+    rank = {name: -priority[name] for name in order} if priority is not None else None
+    ready: dict[str, list[tuple[float, int]]] = {}
+
+    def push(name: str) -> None:
+        key = (rank[name] if rank is not None else 0.0, position[name])
+        heapq.heappush(ready.setdefault(assignment[name], []), key)
+
     for name in order:
         if indegree[name] == 0:
-            heapq.heappush(ready.setdefault(assignment[name], []), position[name])
+            push(name)
 
     partitions: list[Partition] = []
     current: list[str] = []
     device: str | None = None
     while any(ready.values()):
         if device is None or not ready.get(device):
-            # Switch to the device whose earliest ready node comes first in the original order.
+            # Switch to the device whose first ready node comes first (priority, then order).
             device = min((d for d, heap in ready.items() if heap), key=lambda d: ready[d][0])
             if current:
                 partitions.append(_make(len(partitions), assignment[current[0]], current))
                 current = []
-        name = order[heapq.heappop(ready[device])]
+        name = order[heapq.heappop(ready[device])[1]]
         current.append(name)
         releases_parallel_work = False
         for succ in successors[name]:
             indegree[succ] -= 1
             if indegree[succ] == 0:
                 other = assignment[succ]
-                heapq.heappush(ready.setdefault(other, []), position[succ])
+                push(succ)
                 if other != device and concurrent is not None and concurrent(device, other):
                     releases_parallel_work = True
         if releases_parallel_work and ready.get(device):
@@ -103,3 +114,38 @@ def split_into_partitions(
 
 def _make(index: int, device: str, nodes: list[str]) -> Partition:
     return Partition(index=index, device=device, nodes=tuple(nodes))
+
+
+def bottom_levels(
+    order: Sequence[str],
+    edges: Iterable[tuple[str, str, int]],
+    assignment: Mapping[str, str],
+    node_time: Callable[[str], float],
+    hop_time: Callable[[str, str, int], float],
+) -> dict[str, float]:
+    """Longest time from each node's start to the end of the graph under ``assignment``.
+
+    The classic list-scheduling priority (HEFT's upward rank): a node's own time plus the
+    costliest path after it, where an edge between two devices adds ``hop_time``.
+
+    Args:
+        order: Node names in a topological order.
+        edges: ``(src, dst, bytes)`` dependencies.
+        assignment: Device id of every node.
+        node_time: Seconds a node runs on its assigned device.
+        hop_time: ``hop_time(src_device, dst_device, bytes)``: seconds an edge between two
+            different devices adds (copy plus the consumer's call overhead).
+    """
+    successors: dict[str, list[tuple[str, int]]] = {name: [] for name in order}
+    for src, dst, nbytes in edges:
+        successors[src].append((dst, nbytes))
+    level: dict[str, float] = {}
+    for name in reversed(order):
+        here = assignment[name]
+        after = 0.0
+        for succ, nbytes in successors[name]:
+            there = assignment[succ]
+            hop = hop_time(here, there, nbytes) if there != here else 0.0
+            after = max(after, hop + level[succ])
+        level[name] = node_time(name) + after
+    return level

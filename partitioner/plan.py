@@ -1,10 +1,10 @@
 """The Plan artifact (frozen data) and ``build_plan``, which turns a solved problem into one.
 
-A plan is plain data: which nodes run where, cut into partitions (runner calls) by
-``partitioner.partitioning.split_into_partitions`` - the same cut the solver's evaluator
-prices - with the tensors crossing each boundary, the transfers between devices, the solver's
-statistics, the baselines and, per node, the cost on every device (or why it cannot run there).
-``partitioner.plan_io`` writes and loads it; ``partitioner.extract`` materialises partitions.
+A plan is plain data: which nodes run where, cut into partitions (runner calls) - exactly
+the cut the solver's evaluator priced (``Evaluation.partitions``) - with the tensors crossing
+each boundary, the transfers between devices, the solver's statistics, the baselines and, per
+node, the cost on every device (or why it cannot run there). ``partitioner.plan_io`` writes
+and loads it; ``partitioner.extract`` materialises partitions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from partitioner import __version__
 from partitioner.costs import CostTable, Supported
 from partitioner.devices import Cluster
 from partitioner.errors import PlanError
-from partitioner.partitioning import split_into_partitions
+from partitioner.partitioning import Partition
 from partitioner.problem import BaselineResult, Problem, SolveReport
 
 if TYPE_CHECKING:
@@ -258,14 +258,15 @@ def build_plan(
     report: SolveReport,
     costs: CostTable,
 ) -> Plan:
-    """Cut ``report.assignment`` into partitions and assemble the plan.
+    """Assemble the plan of ``report.assignment``, cut as ``report.evaluation`` was.
 
     Args:
         analysed: The analysed model (normalised ModelProto and its facts).
         cluster: The cluster the problem was solved for.
         problem: The problem (objective and targets are recorded).
-        report: The solver's (or a baseline's) report; ``evaluation.schedule`` gives the
-            predicted start and end of every node.
+        report: The solver's (or a baseline's) report; ``evaluation.partitions`` are the
+            runner calls and ``evaluation.schedule`` the predicted start and end of every
+            node.
         costs: Per (node, device) costs, recorded per node for reports.
 
     Returns:
@@ -286,9 +287,7 @@ def build_plan(
             + ("; " if missing and unknown else "")
             + (f"devices not in cluster {cluster.name!r}: {unknown}" if unknown else "")
         )
-    cut = split_into_partitions(
-        order, [(e.src, e.dst) for e in facts.edges], assignment, cluster.concurrent
-    )
+    cut = _evaluated_cut(report, assignment)
     part_of = {name: p.index for p in cut for name in p.nodes}
 
     protos = {n.name: n for n in analysed.model.graph.node}
@@ -420,6 +419,16 @@ def build_plan(
         pins={n: problem.pins[n] for n in sorted(problem.pins)},
         forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
     )
+
+
+def _evaluated_cut(report: SolveReport, assignment: Mapping[str, str]) -> list[Partition]:
+    """The runner calls the evaluation scheduled (its predicted times belong to this cut)."""
+    cut = list(report.evaluation.partitions)
+    placed = {name: p.device for p in cut for name in p.nodes}
+    if placed != dict(assignment):
+        raise PlanError("the report's evaluation does not cut its own assignment into "
+                        "partitions (evaluate the assignment with partitioner.solver.evaluate)")
+    return cut
 
 
 def _baseline_summary(baseline: BaselineResult) -> BaselineSummary:

@@ -83,6 +83,7 @@ def schedule_assignment(
         peak_memory={},
         schedule=schedule,
         num_partitions=len(cut),
+        partitions=tuple(cut),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from partitioner.costs import CostTable
 from partitioner.devices import Cluster
+from partitioner.partitioning import Partition
 
 OBJECTIVES = ("latency", "throughput", "cost")
 
@@ -79,6 +80,8 @@ class Evaluation:
         peak_memory: Peak bytes per device id (weights plus live activations).
         schedule: node -> (device, start_s, end_s).
         num_partitions: Connected same-device runs (runner calls per inference).
+        partitions: The runner calls that were scheduled, in execution order; a plan built
+            from this evaluation executes exactly these.
     """
 
     latency_s: float
@@ -89,6 +92,7 @@ class Evaluation:
     peak_memory: dict[str, int]
     schedule: dict[str, tuple[str, float, float]]
     num_partitions: int
+    partitions: tuple[Partition, ...] = field(default=(), hash=False, compare=False)
 
 
 @dataclass(frozen=True)

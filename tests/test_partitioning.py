@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from partitioner.partitioning import split_into_partitions
+from partitioner.partitioning import bottom_levels, split_into_partitions
 
 ORDER = ["a", "b1", "b2", "c1", "c2", "d"]
 EDGES = [("a", "b1"), ("b1", "b2"), ("a", "c1"), ("c1", "c2"), ("b2", "d"), ("c2", "d")]
@@ -49,3 +49,24 @@ def test_cuts_are_acyclic_and_cover_every_node_once_on_random_dags() -> None:
         assert sorted(placed) == sorted(order)
         assert all(assignment[name] == p.device for p in parts for name in p.nodes)
         assert all(src < dst for src, dst in _deps(parts, edges))  # execution order is topological
+
+
+def test_priority_takes_the_higher_ready_node_first_and_cuts_after_it() -> None:
+    # c1 feeds y's branch: with the higher priority it runs before b1 and ends the call.
+    priority = {"a": 5.0, "b1": 2.0, "b2": 1.0, "c1": 4.0, "c2": 3.0, "d": 0.0}
+    parts = split_into_partitions(["a", "b1", "b2", "c1", "c2", "d"],
+                                  [("a", "b1"), ("b1", "b2"), ("a", "c1"), ("c1", "c2"),
+                                   ("b2", "d"), ("c2", "d")],
+                                  {"a": "x", "b1": "x", "b2": "x", "c1": "x", "c2": "y",
+                                   "d": "x"},
+                                  concurrent=lambda a, b: a != b, priority=priority)
+    assert [(p.device, p.nodes) for p in parts] == [
+        ("x", ("a", "c1")), ("x", ("b1", "b2")), ("y", ("c2",)), ("x", ("d",))]
+
+
+def test_bottom_levels_add_node_times_and_hops_along_the_costliest_path() -> None:
+    levels = bottom_levels(ORDER, [(s, d, 8) for s, d in EDGES], FORK,
+                           node_time=lambda name: 1.0, hop_time=lambda a, b, nbytes: nbytes)
+    # c1 -> c2 -> d: 1 + 1 + (8 + 1) hops to x; a's longest path goes through the y branch.
+    assert levels["d"] == 1.0 and levels["c2"] == 10.0 and levels["c1"] == 11.0
+    assert levels["b1"] == 3.0 and levels["a"] == 1.0 + 8.0 + 11.0

@@ -280,6 +280,13 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
     ev = evaluate(problem, assignment)
     report = SolveReport(assignment, ev, "GIVEN", ev.latency_s, 0.0, 1.0, 0.0, 0, 0, 0.0)
     plan = build_plan(analysed, clu, problem, report, costs)
+    # The plan executes the very calls the evaluator priced.
+    assert [(p.device, tuple(p.nodes)) for p in plan.partitions] == [
+        (p.device, p.nodes) for p in ev.partitions]
+    other = evaluate(problem, dict.fromkeys(assignment, "a"))
+    mixed = SolveReport(assignment, other, "GIVEN", 0.0, 0.0, 1.0, 0.0, 0, 0, 0.0)
+    with pytest.raises(PlanError, match="does not cut its own assignment"):
+        build_plan(analysed, clu, problem, mixed, costs)
     assert plan.pins == {"b_tanh": "b", "head": "b"}
     assert plan.forbidden == {"join": ("b",)}
     assert plan.solver.busy_s == pytest.approx(ev.busy_s)

@@ -85,3 +85,18 @@ def test_bad_assignments_name_the_node() -> None:
         evaluate(p, {"a": "d0"})
     with pytest.raises(SolverError, match="a=d1"):
         evaluate(p, {"a": "d1", "b": "d0"})
+
+
+def test_the_node_feeding_another_device_runs_first_in_its_call() -> None:
+    # After a, both b1 and c1 are ready on d0. Taking them in model order would run the d0
+    # chain b1, b2 before c1 and keep d1 idle until then; the critical-path cut runs c1 first
+    # and ends the call there, so d1's branch overlaps the b chain.
+    costs = {"a": {"d0": 1 * MS}, "b1": {"d0": 10 * MS}, "b2": {"d0": 10 * MS},
+             "c1": {"d0": 1 * MS}, "c2": {"d1": 30 * MS}, "d": {"d0": 1 * MS}}
+    edges = [("a", "b1", 0), ("b1", "b2", 0), ("a", "c1", 0), ("c1", "c2", 0),
+             ("b2", "d", 0), ("c2", "d", 0)]
+    p = toy_problem(costs, edges, (toy_device("d0"), toy_device("d1")))
+    ev = evaluate(p, {"a": "d0", "b1": "d0", "b2": "d0", "c1": "d0", "c2": "d1", "d": "d0"})
+    assert [(part.device, part.nodes) for part in ev.partitions] == [
+        ("d0", ("a", "c1")), ("d0", ("b1", "b2")), ("d1", ("c2",)), ("d0", ("d",))]
+    assert ev.latency_s == pytest.approx(33 * MS)  # in model order: 22 + 30 + 1 = 53 ms

@@ -2,10 +2,13 @@
 
 Semantics (the source of truth; the CP-SAT models approximate it):
 
-* The assignment is cut into runner calls with ``partitioner.partitioning.split_into_partitions``,
-  the same function the plan builder uses, and scheduled the way the executor runs them
-  (``partitioner.executor``): a call is one task whose inputs must all be there before it
-  starts and whose outputs all appear when it returns.
+* The assignment is cut into runner calls with ``partitioner.partitioning.split_into_partitions``
+  twice: ready nodes taken in the model's order, and critical path first (``bottom_levels``,
+  which lets a node feeding another device's branch run before work that can wait). The cut
+  with the better objective is kept in ``Evaluation.partitions``; plans execute exactly it.
+  Calls are scheduled the way the executor runs them (``partitioner.executor``): a call is
+  one task whose inputs must all be there before it starts and whose outputs all appear
+  when it returns.
 * A partition on device ``d`` starts when ``d`` and every device sharing its processor is free
   and every partition it reads from has finished (plus ``Cluster.transfer_time`` for tensors
   coming from another device). It pays ``d.call_overhead_s`` once, then runs its nodes back to
@@ -23,7 +26,7 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   copy received from another device lives from its arrival until its last consumer on ``d``
   ends.
 
-Cost: O((nodes + edges) log nodes).
+Cost: O((nodes + edges) log nodes), twice when the assignment spans several devices.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from partitioner.errors import SolverError
-from partitioner.partitioning import Partition, split_into_partitions
+from partitioner.partitioning import Partition, bottom_levels, split_into_partitions
 from partitioner.problem import Evaluation, Problem
 from partitioner.solver.index import ProblemIndex, index_of
 
@@ -58,20 +61,23 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
         return cached
     if len(idx.cache) >= CACHE_SIZE:
         idx.cache.pop(next(iter(idx.cache)))
-    result = _evaluate(problem, idx, dev, assignment)
+    if len(set(dev)) == 1:
+        # One device: Kahn's order with position ties is the given (topological) order.
+        result = _evaluate(problem, idx, dev,
+                           [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else [])
+    else:
+        # Two orders of the ready nodes give two cuts; the better one is the plan's.
+        tried = [_evaluate(problem, idx, dev,
+                           split_into_partitions(idx.names, idx.edge_names, assignment,
+                                                 problem.cluster.concurrent, priority=priority))
+                 for priority in (None, _bottom_levels(idx, dev, assignment))]
+        result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
     idx.cache[key] = result
     return result
 
 
 def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
-              assignment: Mapping[str, str]) -> Evaluation:
-    if len(set(dev)) == 1:
-        # One device: Kahn's order with position ties is the given (topological) order.
-        partitions = [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else []
-    else:
-        partitions = split_into_partitions(
-            idx.names, idx.edge_names, assignment, problem.cluster.concurrent
-        )
+              partitions: list[Partition]) -> Evaluation:
     ndev = len(idx.devices)
     start = [0.0] * len(idx.names)
     end = [0.0] * len(idx.names)
@@ -132,6 +138,7 @@ def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
         peak_memory={d: peak[k] for k, d in enumerate(idx.devices)},
         schedule={n: (idx.devices[dev[i]], start[i], end[i]) for i, n in enumerate(idx.names)},
         num_partitions=len(partitions),
+        partitions=tuple(partitions),
     )
 
 
@@ -168,6 +175,20 @@ def is_acceptable(problem: Problem, evaluation: Evaluation) -> bool:
     if problem.max_partitions is not None and evaluation.num_partitions > problem.max_partitions:
         return False
     return True
+
+
+def _bottom_levels(idx: ProblemIndex, dev: list[int], assignment: Mapping[str, str]
+                   ) -> dict[str, float]:
+    """``bottom_levels`` of the assignment, a cross-device edge costing copy plus overhead."""
+    pos, devices = idx.pos, idx.dev_pos
+    return bottom_levels(
+        idx.names, ((idx.names[s], idx.names[t], nbytes)
+                    for t, ps in enumerate(idx.preds) for s, nbytes, _ in ps),
+        assignment,
+        node_time=lambda name: idx.cost[pos[name]][dev[pos[name]]] or 0.0,
+        hop_time=lambda a, b, nbytes: (idx.transfer(devices[a], devices[b], nbytes)
+                                       + idx.overhead[devices[b]]),
+    )
 
 
 def _device_vector(idx: ProblemIndex, assignment: Mapping[str, str]) -> list[int]:
