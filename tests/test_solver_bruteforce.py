@@ -20,6 +20,7 @@ from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import index_of
 from partitioner.solver.random_problem import toy_device, toy_problem
 from partitioner.solver.relaxation import run_relaxation
+from partitioner.solver.segments import segments
 
 MS = 1e-3
 
@@ -135,3 +136,21 @@ def test_bounds_never_exceed_the_brute_force_optimum() -> None:
         tight += relaxed.bound_s >= 0.9 * optimum
     assert checked >= 25
     assert tight >= checked // 2, f"relaxation within 10% of the optimum on {tight}/{checked}"
+
+
+def test_segmented_relaxation_bound_never_exceeds_the_brute_force_optimum() -> None:
+    """Cut at every cut node (segments of one node and up): still a proven bound."""
+    segmented = 0
+    for seed in range(30):
+        p = _random_problem(100 + seed, n=4 + seed % 5, ndev=2 + seed % 2,
+                            shared=seed % 4 == 0, memory=(2**40, 1500)[seed % 2])
+        optimum = _brute_force(p)
+        if optimum == float("inf"):
+            continue
+        segmented += len(segments(index_of(p), 1)) > 1
+        relaxed = run_relaxation(p, optimum / 1e5, None, time_limit_s=1.0, seed=0, workers=1,
+                                 segment_min_nodes=1)
+        assert relaxed.bound_s is not None and relaxed.bound_s <= optimum * (1 + 1e-9), seed
+        for dev in relaxed.solutions:  # the segments' joined optimum is a whole assignment
+            assert len(dev) == len(p.nodes)
+    assert segmented >= 15

@@ -14,33 +14,51 @@ choices:
 * the makespan covers every node's end.
 
 Durations are rounded down to ticks, so the rounded optimum never exceeds the real one and
-``best_objective_bound * tick`` is a bound. On the small zoo models CP-SAT closes this model
-in well under a second; on branchy graphs it is far stronger than the LP bounds in ``bounds``
-because a branch moved to another device pays its copies in and out in full.
+``best_objective_bound * tick`` is a bound. On branchy graphs it is far stronger than the LP
+bounds in ``bounds`` because a branch moved to another device pays its copies in and out in
+full.
+
+Where the graph has cut nodes (``segments``), the spans between them are solved first, each
+for every pair of devices of the cut nodes around it, and joined by a shortest path; that
+bound is valid too and is usually proven in a fraction of the time the whole graph needs.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 from partitioner.problem import Problem
 from partitioner.solver.cpsat import AssignmentModel, ModelResult, run
+from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.segments import Segment, segment_problem, segments
 
 #: Largest problem (nodes) the relaxation is solved for; beyond it the model is too big to
 #: prove anything within a share of the time limit.
 RELAXATION_NODE_LIMIT = 1_000
 
+#: Segments (``segments``) hold at least this many nodes: fewer, larger segments keep more
+#: edges (a stronger bound), more, smaller ones are closed faster.
+SEGMENT_MIN_NODES = 8
+
+#: Share of the relaxation's time the segments may take; the whole graph gets the rest.
+SEGMENT_SHARE = 0.5
+
 
 class RelaxationModel(AssignmentModel):
     """Makespan of the relaxed schedule described in the module docstring."""
 
-    def __init__(self, problem: Problem, tick_s: float) -> None:
+    def __init__(self, problem: Problem, tick_s: float, *, first_calls: bool = True) -> None:
+        """``first_calls``: the schedule starts at time 0 with no call made yet, so every
+        node waits for its device's overhead and each device used pays one. A segment after
+        a cut node (``segments``) sets it False: its devices may be mid-call already."""
         # Weights-only memory is implied by the evaluator's peak (weights + workspace + live).
         super().__init__(problem, tick_s, memory="weights")
         idx, m = self.idx, self.model
         n = len(idx.names)
         cost = [{k: self.floor(idx.cost[i][k] or 0.0) for k in self.x[i]} for i in range(n)]
         overhead = [self.floor(o) for o in idx.overhead]
+        first = overhead if first_calls else [0] * len(overhead)  # each used device's first call
         delay = {(u, v): {(a, b): self.floor(idx.transfer(a, b, nbytes)) + overhead[b]
                           for a in self.x[u] for b in self.x[v] if a != b}
                  for (u, v), nbytes in self.pairs.items()}
@@ -51,14 +69,14 @@ class RelaxationModel(AssignmentModel):
         used = [m.new_bool_var(f"used[{k}]") for k in range(len(idx.devices))]
         per_group: dict[int, list] = {}
         for k, flag in enumerate(used):
-            if overhead[k]:
+            if first[k]:
                 at = m.new_int_var(0, horizon, f"oh[{k}]")
                 per_group.setdefault(idx.group[k], []).append(
-                    m.new_optional_fixed_size_interval_var(at, overhead[k], flag, f"ohv[{k}]"))
+                    m.new_optional_fixed_size_interval_var(at, first[k], flag, f"ohv[{k}]"))
         for i in range(n):
             for k, xv in self.x[i].items():
                 m.add_implication(xv, used[k])
-                m.add(start[i] >= overhead[k]).only_enforce_if(xv)
+                m.add(start[i] >= first[k]).only_enforce_if(xv)
                 per_group.setdefault(idx.group[k], []).append(
                     m.new_optional_interval_var(start[i], cost[i][k], end[i], xv, f"iv{i},{k}"))
         for ivs in per_group.values():
@@ -77,7 +95,7 @@ class RelaxationModel(AssignmentModel):
         # (they give CP-SAT's linear relaxation the load-balancing bound from the start).
         for g in set(idx.group):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
-            m.add(makespan >= sum(overhead[k] * used[k] for k in ks)
+            m.add(makespan >= sum(first[k] * used[k] for k in ks)
                   + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i]))
         m.minimize(makespan)
 
@@ -91,10 +109,73 @@ class RelaxationModel(AssignmentModel):
 
 
 def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
-                   time_limit_s: float, seed: int, workers: int) -> ModelResult:
-    """Solve the relaxation on the uncoarsened ``problem``; ``bound_s`` is a valid bound."""
+                   time_limit_s: float, seed: int, workers: int,
+                   segment_min_nodes: int = SEGMENT_MIN_NODES) -> ModelResult:
+    """Bound ``problem``'s latency from below; ``bound_s`` is valid for the evaluator.
+
+    Where the graph has cut nodes (``segments``) the segments are solved first, then the
+    whole graph with the time left; the better bound is kept and both optima are returned
+    as solutions (the segments' joined along their bound's device path).
+    """
+    started = time.perf_counter()
+    idx = index_of(problem)
+    parts = segments(idx, segment_min_nodes)
+    solutions: list[list[int]] = []
+    bound = 0.0
+    if len(parts) > 1:
+        bound, joined = _segmented_bound(problem, idx, parts, tick_s, hint, time_limit_s,
+                                         seed, workers)
+        if joined is not None:
+            solutions.append(joined)
     model = RelaxationModel(problem, tick_s)
     if hint is not None:
         model.hint_assignment(hint)
-    return run(model, time_limit_s=time_limit_s, seed=seed, workers=workers, unit_s=tick_s,
-               keep=1)
+    rest = time_limit_s - (time.perf_counter() - started)
+    whole = run(model, time_limit_s=max(0.05, rest), seed=seed, workers=workers,
+                unit_s=tick_s, keep=1)
+    whole.bound_s = max(bound, whole.bound_s or 0.0)
+    whole.solutions = solutions + whole.solutions
+    whole.wall_s = time.perf_counter() - started
+    return whole
+
+
+def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], tick_s: float,
+                     hint: list[int] | None, budget_s: float, seed: int, workers: int
+                     ) -> tuple[float, list[int] | None]:
+    """Shortest path over the cut nodes' devices of the segments' proven bounds.
+
+    Returns:
+        (bound in seconds, the segments' optima joined along the path, or None when a
+        segment found no solution in time).
+    """
+    deadline = time.perf_counter() + SEGMENT_SHARE * budget_s
+    # Device of the last cut node -> (bound so far, devices of the nodes so far).
+    paths: dict[int | None, tuple[float, list[int] | None]] = {None: (0.0, [])}
+    solves_left = sum(len(_devices(idx, seg.sink)) for seg in parts) * len(idx.devices)
+    for seg in parts:
+        extended: dict[int | None, tuple[float, list[int] | None]] = {}
+        for a, (so_far, devs) in paths.items():
+            for b in _devices(idx, seg.sink):
+                sub = segment_problem(problem, idx, seg, a, b)
+                model = RelaxationModel(sub, tick_s, first_calls=seg.source is None)
+                if hint is not None:
+                    model.hint_assignment(([a] if a is not None else [])
+                                          + [hint[i] for i in seg.nodes])
+                share = (deadline - time.perf_counter()) / max(1, solves_left)
+                solves_left -= 1
+                result = run(model, time_limit_s=max(0.02, share), seed=seed,
+                             workers=workers, unit_s=tick_s, keep=1)
+                value = so_far + (result.bound_s or 0.0)
+                if b in extended and extended[b][0] <= value:
+                    continue
+                joined = None
+                if result.solutions and devs is not None:  # the source's device comes first
+                    joined = devs + result.solutions[-1][len(model.idx.names) - len(seg.nodes):]
+                extended[b] = (value, joined)
+        paths = extended
+    return min(paths.values(), key=lambda p: p[0])
+
+
+def _devices(idx: ProblemIndex, node: int | None) -> list[int | None]:
+    """Devices a cut node may take (one placeholder when the segment has no sink)."""
+    return list(idx.allowed[node]) if node is not None else [None]
