@@ -17,7 +17,7 @@ from partitioner.solver import solve
 from partitioner.solver.baselines import best_baseline
 from partitioner.solver.bounds import lower_bound
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
-from partitioner.solver.index import index_of
+from partitioner.solver.index import index_of, live_while_running
 from partitioner.solver.random_problem import toy_device, toy_problem
 from partitioner.solver.relaxation import run_relaxation
 from partitioner.solver.segments import segments
@@ -154,3 +154,21 @@ def test_segmented_relaxation_bound_never_exceeds_the_brute_force_optimum() -> N
         for dev in relaxed.solutions:  # the segments' joined optimum is a whole assignment
             assert len(dev) == len(p.nodes)
     assert segmented >= 15
+
+
+def test_live_while_running_is_a_floor_of_the_evaluated_peak_memory() -> None:
+    """The memory rows of the bounds rest on this: weights + largest workspace + any node's
+    live activations never exceed the evaluator's peak on that node's device."""
+    rng = random.Random(7)
+    for seed in range(60):
+        p = _random_problem(200 + seed, n=3 + seed % 7, ndev=2 + seed % 2, shared=seed % 3 == 0)
+        idx = index_of(p)
+        dev = [rng.choice(a) for a in idx.allowed]
+        ev = evaluate(p, {n: idx.devices[k] for n, k in zip(idx.names, dev, strict=True)})
+        for k, device in enumerate(idx.devices):
+            on_k = [i for i in range(len(dev)) if dev[i] == k]
+            weights = sum(idx.weights[i] for i in on_k)
+            workspace = max((idx.workspace[i][k] for i in on_k), default=0)
+            for i in on_k:
+                floor = weights + workspace + live_while_running(idx, i)
+                assert floor <= ev.peak_memory[device], (seed, idx.names[i])

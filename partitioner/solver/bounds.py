@@ -17,11 +17,13 @@ free, and at least one call overhead (the smallest) is paid.
   / processors.
 * latency and throughput: a load-balancing LP. Nodes may be split fractionally between their
   allowed devices; every processor's work plus one call overhead per device it uses is at
-  most T and every device's weights fit in its memory. Unlike work / processors, it sees
-  that a fast device cannot shed its work onto a slow one for free, nor hold weights it has
-  no room for. For latency (up to ``PRECEDENCE_PAIR_LIMIT`` pairs) the LP also schedules:
-  precedence rows where a fractional device change costs the cheapest copy plus overhead
-  (``_load_balance``), which sees that a memory-forced split of a chain runs in series.
+  most T and every device's weights, plus the largest workspace and the largest activations
+  live while one of its nodes runs (``index.live_while_running``), fit in its memory. Unlike
+  work / processors, it sees that a fast device cannot shed its work onto a slow one for
+  free, nor hold weights it has no room for. For latency (up to ``PRECEDENCE_PAIR_LIMIT``
+  pairs) the LP also schedules: precedence rows where a fractional device change costs the
+  cheapest copy plus overhead (``_load_balance``), which sees that a memory-forced split of
+  a chain runs in series.
 * cost: sum over nodes of the cheapest price-weighted time.
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of, live_while_running
 
 
 def lower_bound(problem: Problem) -> float:
@@ -67,7 +69,8 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     Always: nodes split fractionally between their allowed devices, every processor's work
     plus one call overhead per device it uses (``used[k] >= x[i,k]``; above
     ``PRECEDENCE_PAIR_LIMIT`` pairs the smallest overhead once) is at most T, every device's
-    weights fit in its memory. With ``precedence`` (latency) also a schedule:
+    weights plus its largest workspace and live activations fit in its memory. With
+    ``precedence`` (latency) also a schedule:
     ``start[v] >= start[u] + dur[u] + cut[u,v] * (cheapest transfer + overhead)`` on every
     edge, where ``cut[u,v] >= x[u,k] - x[v,k]``; every node starts after its device's call
     overhead and ends by T. For the real assignment and the evaluator's schedule every row
@@ -98,6 +101,19 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     for k, y in enumerate(used):
         load[idx.group[k]].SetCoefficient(y, idx.overhead[k] * us)
     memory = [solver.Constraint(-inf, d.memory_bytes / 2**20) for d in problem.cluster.devices]
+    # Besides weights, a device holds its largest workspace and the largest activations live
+    # while one of its nodes runs (MiB); rows only where memory can bind at all.
+    live = [live_while_running(idx, i) for i in range(len(idx.names))]
+    floors: dict[int, tuple[Any, Any]] = {}
+    for k, d in enumerate(problem.cluster.devices):
+        on_k = [i for i in range(len(idx.names)) if k in idx.allowed[i]]
+        most = sum(idx.weights[i] for i in on_k) + max(
+            (idx.workspace[i][k] for i in on_k), default=0) + max(
+            (live[i] for i in on_k), default=0)
+        if most > d.memory_bytes:
+            floors[k] = (solver.NumVar(0.0, inf, ""), solver.NumVar(0.0, inf, ""))
+            for var in floors[k]:
+                memory[k].SetCoefficient(var, 1.0)
     x: list[dict[int, Any]] = []
     for i in range(len(idx.names)):
         one = solver.Constraint(1.0, 1.0)
@@ -110,6 +126,10 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
                 solver.Add(used[k] >= xv)
             if idx.weights[i]:
                 memory[k].SetCoefficient(xv, idx.weights[i] / 2**20)
+            if k in floors and idx.cost[i][k]:
+                workspace, activations = floors[k]
+                solver.Add(workspace >= idx.workspace[i][k] / 2**20 * xv)
+                solver.Add(activations >= live[i] / 2**20 * xv)
         x.append(row)
     if precedence:
         _add_schedule(solver, idx, x, t, us)

@@ -14,8 +14,10 @@ Model (flexible job shop), on a possibly coarsened Problem, time in integer tick
 * ``max_partitions`` bounds ``sum(entry of non-sources) + devices used by sources``.
 * Memory (safe mode): weights + outputs of nodes placed on d + bytes received on d over cut
   edges + the largest workspace <= capacity: an upper bound on the evaluator's peak, so a
-  model solution always fits. ``weights`` mode drops activations (used when the safe model is
-  infeasible; candidates are then checked by the evaluator).
+  model solution always fits. ``weights`` mode keeps only what the evaluator's peak surely
+  holds: weights + the largest workspace + the largest ``index.live_while_running`` of a
+  node on d (used when the safe model is infeasible, and by the relaxation; candidates are
+  then checked by the evaluator).
 * Schedule: optional interval per (n,d) of size cost + overhead*entry, NoOverlap per processor
   (devices sharing a processor share one NoOverlap), ``end[u] <= start[v]`` and, for every
   device pair (a, b), ``start[v] >= end[u] + transfer(a, b)`` enforced by ``x[u,a] & x[v,b]``.
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of, live_while_running
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,9 @@ class AssignmentModel:
             ws = max((idx.workspace[i][k] for i in range(len(idx.names)) if k in self.x[i]),
                      default=0)
             ws_var = m.new_int_var(0, ws, f"ws[{dev.id}]")
+            # Safe mode counts every output already; ``weights`` mode the largest footprint.
+            live = m.new_int_var(0, dev.memory_bytes if mode == "weights" else 0,
+                                 f"live[{dev.id}]")
             for i in range(len(idx.names)):
                 xv = self.x[i].get(k)
                 if xv is None:
@@ -145,6 +150,8 @@ class AssignmentModel:
                     terms.append(size * xv)
                 if idx.workspace[i][k]:
                     m.add(ws_var >= idx.workspace[i][k] * xv)
+                if mode == "weights" and idx.cost[i][k]:
+                    m.add(live >= live_while_running(idx, i) * xv)
             if mode == "safe":
                 for (u, v), nbytes in self.pairs.items():
                     xv = self.x[v].get(k)
@@ -152,7 +159,7 @@ class AssignmentModel:
                         continue
                     zk = self.z.get((u, v, k))
                     terms.append(nbytes * (xv - zk) if zk is not None else nbytes * xv)
-            m.add(sum(terms) + ws_var <= dev.memory_bytes)
+            m.add(sum(terms) + ws_var + live <= dev.memory_bytes)
 
     def _max_partitions(self) -> None:
         limit = self.problem.max_partitions

@@ -154,3 +154,18 @@ def edge_pairs(idx: ProblemIndex) -> dict[tuple[int, int], int]:
         for u, nbytes, _ in ps:
             pairs[(u, v)] = max(pairs.get((u, v), 0), nbytes)
     return pairs
+
+
+def live_while_running(idx: ProblemIndex, i: int) -> int:
+    """Activation bytes the evaluator holds on node ``i``'s device when ``i`` starts.
+
+    Its output (live from its start) and each input tensor another node produced (local
+    outputs live until their last local consumer ends, received copies likewise), each
+    tensor once. When ``i`` runs for a positive time all of them overlap at its start, so
+    ``weights + largest workspace + this`` is a floor of the device's peak memory
+    (``evaluate._peak_memory``).
+    """
+    inputs: dict[str, int] = {}
+    for s, nbytes, key in idx.preds[i]:
+        inputs[key] = max(inputs.get(key, 0), min(nbytes, idx.out_bytes[s]))
+    return idx.out_bytes[i] + sum(inputs.values())
