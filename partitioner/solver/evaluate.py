@@ -231,6 +231,8 @@ def _peak_memory(idx: ProblemIndex, dev: list[int], start: list[float], end: lis
                 arrive = avail[i] + idx.transfer(k, kt, nbytes)
                 local_end = max(local_end, arrive)
                 prev = copies.get((key, kt))
+                if prev is not None:  # one copy per tensor and device: its latest consumer
+                    arrive, nbytes = max(arrive, prev[0]), max(nbytes, prev[2])
                 last = end[t] if prev is None else max(prev[1], end[t])
                 copies[(key, kt)] = (arrive, last, nbytes)
         if out > 0:
