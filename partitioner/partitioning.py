@@ -70,12 +70,11 @@ def split_into_partitions(
         indegree[dst] += 1
 
     # One ready-heap per device, by priority, then original position for determinism.
-    rank = {name: -priority[name] for name in order} if priority is not None else None
     ready: dict[str, list[tuple[float, int]]] = {}
 
     def push(name: str) -> None:
-        key = (rank[name] if rank is not None else 0.0, position[name])
-        heapq.heappush(ready.setdefault(assignment[name], []), key)
+        first = -priority[name] if priority is not None else 0.0
+        heapq.heappush(ready.setdefault(assignment[name], []), (first, position[name]))
 
     for name in order:
         if indegree[name] == 0:

@@ -158,14 +158,16 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               f"Gap to the bound ≤ 2 %: {within}/{len(gaps)} cases. The bound is proven for "
               "the evaluator's model: the best of a device-aware critical path, work per "
               "processor, a serial work bound for one-processor clusters, a load-balancing LP "
-              "with precedence rows (`partitioner/solver/bounds.py`) and the proven bound of "
-              "a CP-SAT relaxation of the evaluator's schedule solved on the uncoarsened "
-              "problem with a quarter of the time limit (`partitioner/solver/relaxation.py`). "
-              "Where the gap stays large (branchy inception, memory-split gpt-large) the "
-              "bound is the likely culprit: the relaxation lets a node start before the "
-              "other inputs of its runner call arrive, which the executor cannot do, so it "
-              "may lie well below the best plan that exists (given 5 s instead of 3.75 s it "
-              "proves the inception cpu+h100 plan optimal).", ""]
+              "with precedence rows and memory rows (`partitioner/solver/bounds.py`) and the "
+              "proven bound of a CP-SAT relaxation of the evaluator's schedule on the "
+              "uncoarsened problem with a quarter of the time limit, solved first per segment "
+              "between cut nodes and joined by a shortest path over their devices, then on "
+              "the whole graph (`partitioner/solver/relaxation.py`, `segments.py`). Where the "
+              "gap stays large (branchy inception) the bound is the likely culprit: brute "
+              "force over each inception block under the evaluator finds no better plan on "
+              "smallgpu+cpu, while the relaxation sends single ReLUs to the CPU and back, "
+              "because it does not charge the accelerator for ending its call early and "
+              "starting a new one, which the executor must pay.", ""]
     return "\n".join(lines)
 
 

@@ -180,14 +180,14 @@ def is_acceptable(problem: Problem, evaluation: Evaluation) -> bool:
 def _bottom_levels(idx: ProblemIndex, dev: list[int], assignment: Mapping[str, str]
                    ) -> dict[str, float]:
     """``bottom_levels`` of the assignment, a cross-device edge costing copy plus overhead."""
-    pos, devices = idx.pos, idx.dev_pos
+    pos, dev_pos = idx.pos, idx.dev_pos
     return bottom_levels(
         idx.names, ((idx.names[s], idx.names[t], nbytes)
                     for t, ps in enumerate(idx.preds) for s, nbytes, _ in ps),
         assignment,
         node_time=lambda name: idx.cost[pos[name]][dev[pos[name]]] or 0.0,
-        hop_time=lambda a, b, nbytes: (idx.transfer(devices[a], devices[b], nbytes)
-                                       + idx.overhead[devices[b]]),
+        hop_time=lambda a, b, nbytes: (idx.transfer(dev_pos[a], dev_pos[b], nbytes)
+                                       + idx.overhead[dev_pos[b]]),
     )
 
 

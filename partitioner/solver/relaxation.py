@@ -5,7 +5,8 @@ entry node, possibly more often than there are calls), so its bound proves nothi
 plans. This model keeps only what every evaluator schedule satisfies, with integer device
 choices:
 
-* one allowed device per node; weights fit in each device's memory;
+* one allowed device per node; weights, the largest workspace and the largest activations
+  live while a node runs fit in each device's memory;
 * a node starts after its device's call overhead; a consumer starts after its producer ends,
   and on another device also after the copy and its own call's overhead
   (``start[v] >= end[u] + transfer(a, b) + overhead(b)`` when ``u`` is on ``a``, ``v`` on ``b``);
@@ -52,7 +53,7 @@ class RelaxationModel(AssignmentModel):
         """``first_calls``: the schedule starts at time 0 with no call made yet, so every
         node waits for its device's overhead and each device used pays one. A segment after
         a cut node (``segments``) sets it False: its devices may be mid-call already."""
-        # Weights-only memory is implied by the evaluator's peak (weights + workspace + live).
+        # ``weights`` memory keeps only what the evaluator's peak surely holds (``cpsat``).
         super().__init__(problem, tick_s, memory="weights")
         idx, m = self.idx, self.model
         n = len(idx.names)
