@@ -42,7 +42,8 @@ RELAXATION_NODE_LIMIT = 1_000
 #: edges (a stronger bound), more, smaller ones are closed faster.
 SEGMENT_MIN_NODES = 8
 
-#: Share of the relaxation's time the segments may take; the whole graph gets the rest.
+#: Share of the relaxation's time the segments get (split evenly between their solves); the
+#: whole graph gets the rest.
 SEGMENT_SHARE = 0.5
 
 
@@ -123,15 +124,18 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     parts = segments(idx, segment_min_nodes)
     solutions: list[list[int]] = []
     bound = 0.0
+    rest = time_limit_s
     if len(parts) > 1:
-        bound, joined = _segmented_bound(problem, idx, parts, tick_s, hint, time_limit_s,
-                                         seed, workers)
+        bound, joined = _segmented_bound(problem, idx, parts, tick_s, hint,
+                                         SEGMENT_SHARE * time_limit_s, seed, workers)
         if joined is not None:
             solutions.append(joined)
+        rest -= SEGMENT_SHARE * time_limit_s
     model = RelaxationModel(problem, tick_s)
     if hint is not None:
         model.hint_assignment(hint)
-    rest = time_limit_s - (time.perf_counter() - started)
+    # Fixed budgets, not the wall time left: CP-SAT's limits stay deterministic, and so do
+    # the plans this relaxation's solutions may become.
     whole = run(model, time_limit_s=max(0.05, rest), seed=seed, workers=workers,
                 unit_s=tick_s, keep=1)
     whole.bound_s = max(bound, whole.bound_s or 0.0)
@@ -149,10 +153,10 @@ def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], 
         (bound in seconds, the segments' optima joined along the path, or None when a
         segment found no solution in time).
     """
-    deadline = time.perf_counter() + SEGMENT_SHARE * budget_s
     # Device of the last cut node -> (bound so far, devices of the nodes so far).
     paths: dict[int | None, tuple[float, list[int] | None]] = {None: (0.0, [])}
-    solves_left = sum(len(_devices(idx, seg.sink)) for seg in parts) * len(idx.devices)
+    solves = sum(len(_devices(idx, seg.source)) * len(_devices(idx, seg.sink)) for seg in parts)
+    share = max(0.02, budget_s / solves)
     for seg in parts:
         extended: dict[int | None, tuple[float, list[int] | None]] = {}
         for a, (so_far, devs) in paths.items():
@@ -162,9 +166,7 @@ def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], 
                 if hint is not None:
                     model.hint_assignment(([a] if a is not None else [])
                                           + [hint[i] for i in seg.nodes])
-                share = (deadline - time.perf_counter()) / max(1, solves_left)
-                solves_left -= 1
-                result = run(model, time_limit_s=max(0.02, share), seed=seed,
+                result = run(model, time_limit_s=share, seed=seed,
                              workers=workers, unit_s=tick_s, keep=1)
                 value = so_far + (result.bound_s or 0.0)
                 if b in extended and extended[b][0] <= value:
@@ -178,5 +180,5 @@ def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], 
 
 
 def _devices(idx: ProblemIndex, node: int | None) -> list[int | None]:
-    """Devices a cut node may take (one placeholder when the segment has no sink)."""
+    """Devices a cut node may take (one placeholder for a missing source or sink)."""
     return list(idx.allowed[node]) if node is not None else [None]
