@@ -152,10 +152,7 @@ def solve(
     solutions = [dev for r in results for dev in r.solutions]
     for k, dev in enumerate(solutions):
         full = coarse.expand(dev) if coarse is not None else dev
-        assignment = {n: idx.devices[full[i]] for i, n in enumerate(idx.names)}
-        ev = evaluate(problem, assignment)
-        if is_acceptable(problem, ev):
-            candidates.append(_candidate(problem, assignment, ev, 0, f"cpsat{k}", -k))
+        _add_if_acceptable(problem, idx, full, candidates, f"cpsat{k}", -k)
     relaxed = None
     if relax:
         # Proves the bound on the uncoarsened problem; its optimum's assignment is one more
@@ -165,10 +162,7 @@ def solve(
                                  if incumbent else None,
                                  max(0.05, time_limit_s * RELAXATION_SHARE), seed, workers)
         for dev in relaxed.solutions:
-            assignment = {n: idx.devices[dev[i]] for i, n in enumerate(idx.names)}
-            ev = evaluate(problem, assignment)
-            if is_acceptable(problem, ev):
-                candidates.append(_candidate(problem, assignment, ev, 0, "relaxation", 1))
+            _add_if_acceptable(problem, idx, dev, candidates, "relaxation", 1)
     if not candidates:
         tried = [evaluate(problem, r.assignment).latency_s for r in baselines.values()
                  if r.assignment]
@@ -299,6 +293,15 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
         if cand[:3] < best[:3] or j == 0:
             best = cand
     return best
+
+
+def _add_if_acceptable(problem: Problem, idx: ProblemIndex, dev: list[int],
+                       candidates: list[_Candidate], source: str, tiebreak: int) -> None:
+    """Evaluate a model's device vector; keep it as a candidate when it is acceptable."""
+    assignment = {n: idx.devices[dev[i]] for i, n in enumerate(idx.names)}
+    ev = evaluate(problem, assignment)
+    if is_acceptable(problem, ev):
+        candidates.append(_candidate(problem, assignment, ev, 0, source, tiebreak))
 
 
 def _candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, edge_pairs, index_of, live_while_running
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
 
 
 def lower_bound(problem: Problem) -> float:
@@ -103,13 +103,12 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
     memory = [solver.Constraint(-inf, d.memory_bytes / 2**20) for d in problem.cluster.devices]
     # Besides weights, a device holds its largest workspace and the largest activations live
     # while one of its nodes runs (MiB); rows only where memory can bind at all.
-    live = [live_while_running(idx, i) for i in range(len(idx.names))]
     floors: dict[int, tuple[Any, Any]] = {}
     for k, d in enumerate(problem.cluster.devices):
         on_k = [i for i in range(len(idx.names)) if k in idx.allowed[i]]
         most = sum(idx.weights[i] for i in on_k) + max(
             (idx.workspace[i][k] for i in on_k), default=0) + max(
-            (live[i] for i in on_k), default=0)
+            (idx.live[i] for i in on_k), default=0)
         if most > d.memory_bytes:
             floors[k] = (solver.NumVar(0.0, inf, ""), solver.NumVar(0.0, inf, ""))
             for var in floors[k]:
@@ -129,7 +128,7 @@ def _load_balance(problem: Problem, precedence: bool = False) -> float:
             if k in floors and idx.cost[i][k]:
                 workspace, activations = floors[k]
                 solver.Add(workspace >= idx.workspace[i][k] / 2**20 * xv)
-                solver.Add(activations >= live[i] / 2**20 * xv)
+                solver.Add(activations >= idx.live[i] / 2**20 * xv)
         x.append(row)
     if precedence:
         _add_schedule(solver, idx, x, t, us)

@@ -15,7 +15,7 @@ Model (flexible job shop), on a possibly coarsened Problem, time in integer tick
 * Memory (safe mode): weights + outputs of nodes placed on d + bytes received on d over cut
   edges + the largest workspace <= capacity: an upper bound on the evaluator's peak, so a
   model solution always fits. ``weights`` mode keeps only what the evaluator's peak surely
-  holds: weights + the largest workspace + the largest ``index.live_while_running`` of a
+  holds: weights + the largest workspace + the largest ``ProblemIndex.live`` of a
   node on d (used when the safe model is infeasible, and by the relaxation; candidates are
   then checked by the evaluator).
 * Schedule: optional interval per (n,d) of size cost + overhead*entry, NoOverlap per processor
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
-from partitioner.solver.index import ProblemIndex, edge_pairs, index_of, live_while_running
+from partitioner.solver.index import ProblemIndex, edge_pairs, index_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class AssignmentModel:
                 if idx.workspace[i][k]:
                     m.add(ws_var >= idx.workspace[i][k] * xv)
                 if mode == "weights" and idx.cost[i][k]:
-                    m.add(live >= live_while_running(idx, i) * xv)
+                    m.add(live >= idx.live[i] * xv)
             if mode == "safe":
                 for (u, v), nbytes in self.pairs.items():
                     xv = self.x[v].get(k)

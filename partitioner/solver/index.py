@@ -33,6 +33,7 @@ class ProblemIndex:
         weights: Weight bytes of each node.
         out_bytes: Output bytes of each node.
         edge_names: ``(src, dst)`` name pairs of every edge (for ``split_into_partitions``).
+        live: ``live_while_running`` of each node (the memory floors of the bounds).
         cache: Evaluations by device-index tuple (filled by the evaluator).
     """
 
@@ -52,6 +53,7 @@ class ProblemIndex:
     link_latency: list[list[float]]
     link_bandwidth: list[list[float]]
     edge_names: list[tuple[str, str]] = field(default_factory=list)
+    live: list[int] = field(default_factory=list)
     cache: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
     def transfer(self, a: int, b: int, nbytes: int) -> float:
@@ -127,7 +129,7 @@ def _build(problem: Problem) -> ProblemIndex:
                 link = cluster.link(da, db)
                 link_latency[a][b] = link.latency_s
                 link_bandwidth[a][b] = link.bandwidth
-    return ProblemIndex(
+    index = ProblemIndex(
         names=names,
         pos=pos,
         devices=devices,
@@ -145,6 +147,8 @@ def _build(problem: Problem) -> ProblemIndex:
         link_bandwidth=link_bandwidth,
         edge_names=[(e.src, e.dst) for e in problem.edges],
     )
+    index.live = [live_while_running(index, i) for i in range(len(names))]
+    return index
 
 
 def edge_pairs(idx: ProblemIndex) -> dict[tuple[int, int], int]:
