@@ -12,7 +12,11 @@ choices:
   (``start[v] >= end[u] + transfer(a, b) + overhead(b)`` when ``u`` is on ``a``, ``v`` on ``b``);
 * nodes on one processor never overlap, and each device a processor uses spends at least one
   call overhead on it (a floating interval);
-* the makespan covers every node's end.
+* the makespan covers every node's end, and every processor's work plus one overhead per
+  call its devices must make: a node's outputs leave only when its call returns, so a path
+  that leaves device ``k`` and comes back ends one call on ``k`` and needs another (call
+  levels, ``RelaxationModel._call_levels``). Without them a node sent to another device and
+  back looked free while the first device went on with a parallel branch.
 
 Durations are rounded down to ticks, so the rounded optimum never exceeds the real one and
 ``best_objective_bound * tick`` is a bound. On branchy graphs it is far stronger than the LP
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import math
 import time
+
+from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
 from partitioner.solver.cpsat import AssignmentModel, ModelResult, run
@@ -50,17 +56,19 @@ SEGMENT_SHARE = 0.5
 class RelaxationModel(AssignmentModel):
     """Makespan of the relaxed schedule described in the module docstring."""
 
-    def __init__(self, problem: Problem, tick_s: float, *, first_calls: bool = True) -> None:
-        """``first_calls``: the schedule starts at time 0 with no call made yet, so every
-        node waits for its device's overhead and each device used pays one. A segment after
-        a cut node (``segments``) sets it False: its devices may be mid-call already."""
+    def __init__(self, problem: Problem, tick_s: float, *, source: int | None = None) -> None:
+        """``source``: position of a segment's cut node (``segments``), pinned, free and done
+        at time 0. Its device may be mid-call then; every other device starts with no call
+        open. None: the schedule starts with no call open anywhere."""
         # ``weights`` memory keeps only what the evaluator's peak surely holds (``cpsat``).
         super().__init__(problem, tick_s, memory="weights")
         idx, m = self.idx, self.model
         n = len(idx.names)
         cost = [{k: self.floor(idx.cost[i][k] or 0.0) for k in self.x[i]} for i in range(n)]
         overhead = [self.floor(o) for o in idx.overhead]
-        first = overhead if first_calls else [0] * len(overhead)  # each used device's first call
+        open_device = idx.allowed[source][0] if source is not None else None
+        # Each device's first call, unless it is the source's (open before time 0).
+        first = [0 if k == open_device else o for k, o in enumerate(overhead)]
         delay = {(u, v): {(a, b): self.floor(idx.transfer(a, b, nbytes)) + overhead[b]
                           for a in self.x[u] for b in self.x[v] if a != b}
                  for (u, v), nbytes in self.pairs.items()}
@@ -93,13 +101,42 @@ class RelaxationModel(AssignmentModel):
         for i in range(n):
             if not idx.succs[i]:
                 m.add(makespan >= end[i])
-        # Redundant energetic rows: a processor's work and overheads fit before the makespan
-        # (they give CP-SAT's linear relaxation the load-balancing bound from the start).
+        # Redundant energetic rows: a processor's work and call overheads fit before the
+        # makespan (they give CP-SAT's linear relaxation the load-balancing bound from the
+        # start). A device's calls are at least its call levels (``_call_levels``).
+        calls = self._call_levels(overhead)
         for g in set(idx.group):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
-            m.add(makespan >= sum(first[k] * used[k] for k in ks)
+            m.add(makespan >= sum(overhead[k] * calls[k] - (overhead[k] if k == open_device else 0)
+                                  if k in calls else first[k] * used[k] for k in ks)
                   + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i]))
         m.minimize(makespan)
+
+    def _call_levels(self, overhead: list[int]) -> dict[int, cp_model.IntVar]:
+        """A lower bound on each device's number of calls, for devices with an overhead.
+
+        ``level[k][v]`` counts the calls on ``k`` that must end before ``v``'s call starts:
+        along an edge ``u -> v`` it grows by one when ``u`` is on ``k`` and ``v`` is not
+        (``u``'s outputs leave only when its call returns, so any node on ``k`` after ``v``
+        is in a later call). A device's calls are at least one more than the level of any
+        of its nodes; for a device whose nodes are all in one call this is exactly 1.
+        """
+        idx, m = self.idx, self.model
+        n = len(idx.names)
+        calls: dict[int, cp_model.IntVar] = {}
+        for k in range(len(idx.devices)):
+            if not overhead[k] or sum(k in self.x[i] for i in range(n)) < 2:
+                continue
+            level = [m.new_int_var(0, n, f"lvl[{k},{i}]") for i in range(n)]
+            for (u, v) in self.pairs:
+                m.add(level[v] >= level[u])
+                xu, xv = self.x[u].get(k, 0), self.x[v].get(k, 0)
+                if not isinstance(xu, int):
+                    m.add(level[v] >= level[u] + xu - xv)
+            count = calls[k] = m.new_int_var(0, n, f"calls[{k}]")
+            for v in range(n):
+                m.add(count >= level[v] + self.x[v].get(k, 0))
+        return calls
 
     def floor(self, seconds: float) -> int:
         """Seconds to ticks, rounded down (keeps the model a relaxation)."""
@@ -162,7 +199,7 @@ def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], 
         for a, (so_far, devs) in paths.items():
             for b in _devices(idx, seg.sink):
                 sub = segment_problem(problem, idx, seg, a, b)
-                model = RelaxationModel(sub, tick_s, first_calls=seg.source is None)
+                model = RelaxationModel(sub, tick_s, source=0 if seg.source is not None else None)
                 if hint is not None:
                     model.hint_assignment(([a] if a is not None else [])
                                           + [hint[i] for i in seg.nodes])
