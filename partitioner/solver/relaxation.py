@@ -105,17 +105,23 @@ class RelaxationModel(AssignmentModel):
         # makespan (they give CP-SAT's linear relaxation the load-balancing bound from the
         # start). A device's calls are at least its call levels (``_call_levels``).
         calls = self._call_levels(overhead)
+
+        def overheads(k: int) -> cp_model.LinearExpr:
+            if k not in calls:
+                return first[k] * used[k]
+            # The source's call was opened, and its overhead paid, before time 0.
+            return overhead[k] * (calls[k] - (1 if k == open_device else 0))
+
         for g in set(idx.group):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
-            m.add(makespan >= sum(overhead[k] * calls[k] - (overhead[k] if k == open_device else 0)
-                                  if k in calls else first[k] * used[k] for k in ks)
+            m.add(makespan >= sum(overheads(k) for k in ks)
                   + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i]))
         m.minimize(makespan)
 
     def _call_levels(self, overhead: list[int]) -> dict[int, cp_model.IntVar]:
         """A lower bound on each device's number of calls, for devices with an overhead.
 
-        ``level[k][v]`` counts the calls on ``k`` that must end before ``v``'s call starts:
+        ``level[k][v]`` counts the calls on ``k`` that must end before ``v`` starts:
         along an edge ``u -> v`` it grows by one when ``u`` is on ``k`` and ``v`` is not
         (``u``'s outputs leave only when its call returns, so any node on ``k`` after ``v``
         is in a later call). A device's calls are at least one more than the level of any
@@ -199,6 +205,7 @@ def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], 
         for a, (so_far, devs) in paths.items():
             for b in _devices(idx, seg.sink):
                 sub = segment_problem(problem, idx, seg, a, b)
+                # ``segment_problem`` puts the source first.
                 model = RelaxationModel(sub, tick_s, source=0 if seg.source is not None else None)
                 if hint is not None:
                     model.hint_assignment(([a] if a is not None else [])
