@@ -43,11 +43,11 @@ def test_after_a_cut_node_only_its_device_may_be_mid_call() -> None:
     call open: a node there waits for a whole overhead; on ``cpu`` it may start at once."""
     devices = (toy_device("acc", overhead_s=1 * MS), toy_device("cpu", overhead_s=1 * MS))
     costs = {"c": {"acc": 0.0, "cpu": 0.0}, "y": {"acc": 0.5 * MS, "cpu": 0.5 * MS}}
-    for source_device, expected in (("cpu", 0.5 * MS), ("acc", 0.5 * MS)):
+    for source_device in ("cpu", "acc"):  # ``y`` joins the source's open call either way
         problem = toy_problem(costs, [("c", "y", 0)], devices, pins={"c": source_device})
         model = RelaxationModel(problem, TICK, source=0)
         result = run(model, time_limit_s=1.0, seed=0, workers=1, unit_s=TICK, keep=1)
-        assert result.bound_s is not None and result.bound_s == pytest.approx(expected)
+        assert result.bound_s is not None and result.bound_s == pytest.approx(0.5 * MS)
     pinned = toy_problem(costs, [("c", "y", 0)], devices, pins={"c": "cpu", "y": "acc"})
     result = run(RelaxationModel(pinned, TICK, source=0), time_limit_s=1.0, seed=0, workers=1,
                  unit_s=TICK, keep=1)
