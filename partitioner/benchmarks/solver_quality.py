@@ -170,10 +170,9 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               "that another starts (its parallel work then needs a new call); a model with "
               "explicit call sequences is exact but CP-SAT proves nothing with it in the "
               "time. gpt-large on smallgpu+cpu is memory-bound: the plan puts the embedding, "
-              "the head and about one layer (509 MB of weights) on the CPU with the GPU "
-              "full to 2040 of 2048 MB; a knapsack over weights alone needs about 500 MB "
-              "offloaded for 64.5 ms, so both the plan (a few weightless nodes on the CPU) "
-              "and the bound (fractional offload) have room.", ""]
+              "the head and about one layer on the CPU with the GPU all but full, while the "
+              "LP bound offloads weights fractionally and leaves out the copies and calls "
+              "each switch costs; which side holds the gap is open.", ""]
     return "\n".join(lines)
 
 
