@@ -25,8 +25,9 @@ bounds in ``bounds`` because a branch moved to another device pays its copies in
 full.
 
 Where the graph has cut nodes (``segments``), the spans between them are solved first, each
-for every pair of devices of the cut nodes around it, and joined by a shortest path; that
-bound is valid too and is usually proven in a fraction of the time the whole graph needs.
+for every pair of devices of the cut nodes around it, and joined by a cheapest path within
+the memory of a device that binds (``segmented``); that bound is valid too and is usually
+proven in a fraction of the time the whole graph needs.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
 from partitioner.solver.cpsat import AssignmentModel, ModelResult, run
-from partitioner.solver.index import ProblemIndex, index_of
-from partitioner.solver.segments import Segment, segment_problem, segments
+from partitioner.solver.index import index_of
+from partitioner.solver.segmented import segmented_bound
+from partitioner.solver.segments import segments
 
 #: Largest problem (nodes) the relaxation is solved for; beyond it the model is too big to
 #: prove anything within a share of the time limit.
@@ -54,8 +56,8 @@ SEGMENT_MIN_NODES = 8
 #: it: gpt (128 nodes) on cpu+l4 is proven optimal without them and left at a 2.0% gap with.
 CALL_LEVEL_NODE_LIMIT = 64
 
-#: Share of the relaxation's time the segments get (split evenly between their solves); the
-#: whole graph gets the rest.
+#: Share of the relaxation's time the segments get (split evenly between their distinct
+#: solves); the whole graph gets the rest.
 SEGMENT_SHARE = 0.5
 
 
@@ -164,9 +166,9 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
                    segment_min_nodes: int = SEGMENT_MIN_NODES) -> ModelResult:
     """Bound ``problem``'s latency from below; ``bound_s`` is valid for the evaluator.
 
-    Where the graph has cut nodes (``segments``) the segments are solved first, then the
-    whole graph with the time left; the better bound is kept and both optima are returned
-    as solutions (the segments' joined along their bound's device path).
+    Where the graph has cut nodes (``segments``) the segments are solved first
+    (``segmented``), then the whole graph with the time left; the better bound is kept and
+    every optimum found is returned as a solution (the segments' joined along their paths).
     """
     started = time.perf_counter()
     idx = index_of(problem)
@@ -175,10 +177,17 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     bound = 0.0
     rest = time_limit_s
     if len(parts) > 1:
-        bound, joined = _segmented_bound(problem, idx, parts, tick_s, hint,
-                                         SEGMENT_SHARE * time_limit_s, seed, workers)
-        if joined is not None:
-            solutions.append(joined)
+        def solve_span(sub: Problem, has_source: bool, local_hint: list[int] | None,
+                       limit_s: float) -> ModelResult:
+            # ``segment_problem`` puts the source first.
+            model = RelaxationModel(sub, tick_s, source=0 if has_source else None)
+            if local_hint is not None:
+                model.hint_assignment(local_hint)
+            return run(model, time_limit_s=limit_s, seed=seed, workers=workers,
+                       unit_s=tick_s, keep=1)
+
+        bound, solutions = segmented_bound(problem, idx, parts, solve_span,
+                                           SEGMENT_SHARE * time_limit_s, hint)
         rest -= SEGMENT_SHARE * time_limit_s
     model = RelaxationModel(problem, tick_s)
     if hint is not None:
@@ -191,44 +200,3 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     whole.solutions = solutions + whole.solutions
     whole.wall_s = time.perf_counter() - started
     return whole
-
-
-def _segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment], tick_s: float,
-                     hint: list[int] | None, budget_s: float, seed: int, workers: int
-                     ) -> tuple[float, list[int] | None]:
-    """Shortest path over the cut nodes' devices of the segments' proven bounds.
-
-    Returns:
-        (bound in seconds, the segments' optima joined along the path, or None when a
-        segment found no solution in time).
-    """
-    # Device of the last cut node -> (bound so far, devices of the nodes so far).
-    paths: dict[int | None, tuple[float, list[int] | None]] = {None: (0.0, [])}
-    solves = sum(len(_devices(idx, seg.source)) * len(_devices(idx, seg.sink)) for seg in parts)
-    share = max(0.02, budget_s / solves)
-    for seg in parts:
-        extended: dict[int | None, tuple[float, list[int] | None]] = {}
-        for a, (so_far, devs) in paths.items():
-            for b in _devices(idx, seg.sink):
-                sub = segment_problem(problem, idx, seg, a, b)
-                # ``segment_problem`` puts the source first.
-                model = RelaxationModel(sub, tick_s, source=0 if seg.source is not None else None)
-                if hint is not None:
-                    model.hint_assignment(([a] if a is not None else [])
-                                          + [hint[i] for i in seg.nodes])
-                result = run(model, time_limit_s=share, seed=seed,
-                             workers=workers, unit_s=tick_s, keep=1)
-                value = so_far + (result.bound_s or 0.0)
-                if b in extended and extended[b][0] <= value:
-                    continue
-                joined = None
-                if result.solutions and devs is not None:  # the source's device comes first
-                    joined = devs + result.solutions[-1][len(model.idx.names) - len(seg.nodes):]
-                extended[b] = (value, joined)
-        paths = extended
-    return min(paths.values(), key=lambda p: p[0])
-
-
-def _devices(idx: ProblemIndex, node: int | None) -> list[int | None]:
-    """Devices a cut node may take (one placeholder for a missing source or sink)."""
-    return list(idx.allowed[node]) if node is not None else [None]
