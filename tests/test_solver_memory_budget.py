@@ -31,7 +31,7 @@ def test_cheapest_path_keeps_within_the_capacity() -> None:
     assert cheapest_path([stage, [Option("x", "z", 9, 1.0)]], 5) is None
 
 
-def _chain(memory: int, *, activations: int = 0) -> Problem:
+def _chain(memory: int, *, activations: int = 0, **problem_fields: object) -> Problem:
     """``s -> a -> b -> c -> t`` on a fast ``gpu`` and a slow ``cpu``: a, b and c hold 40 MB of
     weights each and take 1 ms on the GPU, 5 ms on the CPU; s and t take 0.1 ms anywhere.
     Every node outputs ``activations`` bytes; copies are free."""
@@ -42,7 +42,7 @@ def _chain(memory: int, *, activations: int = 0) -> Problem:
     edges = [(u, v, activations) for u, v in ("sa", "ab", "bc", "ct")]
     return toy_problem(costs, edges, devices, bandwidth=1e15,
                        weights=dict.fromkeys("abc", 40 * MB),
-                       outputs=dict.fromkeys("sabct", activations))
+                       outputs=dict.fromkeys("sabct", activations), **problem_fields)
 
 
 def _optimum(problem: Problem) -> float:
@@ -72,17 +72,19 @@ def test_a_device_binds_when_the_weights_that_may_go_there_overflow_it() -> None
     assert high.banned == set() and high.capacity == BUDGET_UNITS - two
 
 
-@pytest.mark.parametrize("activations", [0, 6 * MB])
+@pytest.mark.parametrize(("activations", "pins"), [(0, {}), (6 * MB, {}), (0, {"b": "gpu"})])
 def test_the_segmented_bound_keeps_within_the_memory_of_a_binding_device(
-        activations: int) -> None:
+        activations: int, pins: dict[str, str]) -> None:
     """Two of the three layers fit on the GPU: one runs on the CPU (4 ms more), which a
-    bound per segment, each free to keep its layer on the GPU, cannot see."""
-    problem = _chain(100 * MB, activations=activations)
+    bound per segment, each free to keep its layer on the GPU, cannot see. A layer pinned
+    to the GPU is never tried off it."""
+    problem = _chain(100 * MB, activations=activations, pins=pins)
     all_gpu = evaluate(problem, dict.fromkeys("sabct", "gpu")).latency_s
     optimum = _optimum(problem)
     assert optimum == pytest.approx(all_gpu + 4 * MS)
+    # Segments s-a and b-c-t: b and c are inside the second, not its cut nodes.
     relaxed = run_relaxation(problem, 1e-6 * MS, None, time_limit_s=2.0, seed=0, workers=1,
-                             segment_min_nodes=1)
+                             segment_min_nodes=2)
     assert relaxed.bound_s == pytest.approx(optimum, rel=1e-6)
     # Its path is a plan that fits and is optimal.
     idx = index_of(problem)

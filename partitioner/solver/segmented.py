@@ -203,6 +203,8 @@ def _choices(idx: ProblemIndex, j: int, seg: Segment, signature: tuple,
             for placed in itertools.combinations(enumerated, r):
                 if seg.sink in enumerated and (seg.sink in placed) != (b == d):
                     continue
+                if any(idx.allowed[i] == [d] for i in enumerated if i not in placed):
+                    continue  # a node that runs only there cannot be kept off
                 kept_off = tuple(sorted(set(enumerated) - set(placed) | set(off)))
                 key = (signature, a, b, tuple(rel[i] for i in placed),
                        tuple(rel[i] for i in kept_off))
