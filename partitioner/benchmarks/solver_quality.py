@@ -161,18 +161,24 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               "with precedence rows and memory rows (`partitioner/solver/bounds.py`) and the "
               "proven bound of a CP-SAT relaxation of the evaluator's schedule on the "
               "uncoarsened problem with a quarter of the time limit, solved first per segment "
-              "between cut nodes and joined by a shortest path over their devices, then on "
-              "the whole graph (`partitioner/solver/relaxation.py`, `segments.py`). Where the "
+              "between cut nodes and joined by a cheapest path over their devices, then on "
+              "the whole graph (`partitioner/solver/relaxation.py`, `segments.py`). Where a "
+              "device cannot hold every weight that may go there, each segment is solved per "
+              "subset of its heavy nodes on it and the path keeps within its memory "
+              "(`segmented.py`, `memory_budget.py`). Where the "
               "gap stays large (branchy inception) the bound is the likely culprit: brute "
               "force over each inception block under the evaluator finds no better plan on "
               "smallgpu+cpu. The relaxation charges a call for every path that leaves a "
               "device and comes back, but not yet the call a device must close early so "
               "that another starts (its parallel work then needs a new call); a model with "
               "explicit call sequences is exact but CP-SAT proves nothing with it in the "
-              "time. gpt-large on smallgpu+cpu is memory-bound: the plan puts the embedding, "
-              "the head and about one layer on the CPU with the GPU all but full, while the "
-              "LP bound offloads weights fractionally and leaves out the copies and calls "
-              "each switch costs; which side holds the gap is open.", ""]
+              "time. gpt-large on smallgpu+cpu is memory-bound: the plan keeps the embedding, "
+              "the head and a few layers' weights on the CPU with the GPU all but full. The "
+              "budgeted path sees both which weights must leave the GPU and the copies and "
+              "calls each switch costs, which the LP bound (weights offloaded fractionally) "
+              "did not; it counts activations only as the largest single footprint, and the "
+              "cheapest path it finds overflows the GPU by a few MB before it is repaired.",
+              ""]
     return "\n".join(lines)
 
 
