@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 
@@ -16,9 +15,9 @@ from partitioner.problem import Problem
 from partitioner.solver import solve
 from partitioner.solver.baselines import best_baseline
 from partitioner.solver.bounds import lower_bound
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.evaluate import evaluate, objective_value
 from partitioner.solver.index import index_of, live_while_running
-from partitioner.solver.random_problem import toy_device, toy_problem
+from partitioner.solver.random_problem import brute_force_optimum, toy_device, toy_problem
 from partitioner.solver.relaxation import run_relaxation
 from partitioner.solver.segments import segments
 
@@ -49,17 +48,6 @@ def _random_problem(seed: int, n: int, ndev: int, *, shared: bool = False,
                        outputs={f"n{i}": 50 for i in range(n)}, objective=objective)
 
 
-def _brute_force(problem: Problem) -> float:
-    idx = index_of(problem)
-    best = float("inf")
-    for combo in itertools.product(*idx.allowed):
-        assignment = {n: idx.devices[k] for n, k in zip(idx.names, combo, strict=True)}
-        ev = evaluate(problem, assignment)
-        if is_acceptable(problem, ev):
-            best = min(best, objective_value(problem, ev))
-    return best
-
-
 @pytest.mark.parametrize("objective", ["latency", "throughput"])
 def test_cpsat_is_between_brute_force_optimum_and_best_baseline(objective: str) -> None:
     exact = 0
@@ -67,7 +55,7 @@ def test_cpsat_is_between_brute_force_optimum_and_best_baseline(objective: str) 
     for seed in range(cases):
         p = _random_problem(seed, n=4 + seed % 4, ndev=2 + seed % 2, shared=seed % 3 == 0,
                             objective=objective)
-        optimum = _brute_force(p)
+        optimum = brute_force_optimum(p)
         report = solve(p, time_limit_s=1)
         base = best_baseline(p, report.baselines)
         assert report.objective >= optimum - 1e-12
@@ -98,7 +86,8 @@ def test_solve_properties(problem: Problem) -> None:
         report = solve(problem, time_limit_s=0.5)
     except InfeasibleError as exc:
         assert str(exc).strip()
-        assert _brute_force(problem) == float("inf") or "no feasible placement found" in str(exc)
+        assert (brute_force_optimum(problem) == float("inf")
+                or "no feasible placement found" in str(exc))
         return
     idx = index_of(problem)
     assert set(report.assignment) == set(idx.names)
@@ -115,7 +104,7 @@ def test_solve_properties(problem: Problem) -> None:
         assert report.objective <= objective_value(problem, base.evaluation) + 1e-12
     assert 0.0 <= report.gap <= 1.0 and report.bound <= report.objective + 1e-12
     if math.prod(len(a) for a in idx.allowed) <= 800:
-        assert report.bound <= _brute_force(problem) * (1 + 1e-9)  # the bound is proven
+        assert report.bound <= brute_force_optimum(problem) * (1 + 1e-9)  # the bound is proven
     assert solve(problem, time_limit_s=0.5).assignment == report.assignment
 
 
@@ -125,7 +114,7 @@ def test_bounds_never_exceed_the_brute_force_optimum() -> None:
     for seed in range(40):
         p = _random_problem(seed, n=3 + seed % 6, ndev=2 + seed % 2, shared=seed % 3 == 0,
                             memory=(2**40, 900, 1500)[seed % 3])
-        optimum = _brute_force(p)
+        optimum = brute_force_optimum(p)
         if optimum == float("inf"):
             continue
         relaxed = run_relaxation(p, optimum / 1e5, None, time_limit_s=2.0, seed=0, workers=1)
@@ -144,7 +133,7 @@ def test_segmented_relaxation_bound_never_exceeds_the_brute_force_optimum() -> N
     for seed in range(30):
         p = _random_problem(100 + seed, n=4 + seed % 5, ndev=2 + seed % 2,
                             shared=seed % 4 == 0, memory=(2**40, 1500)[seed % 2])
-        optimum = _brute_force(p)
+        optimum = brute_force_optimum(p)
         if optimum == float("inf"):
             continue
         segmented += len(segments(index_of(p), 1)) > 1

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
@@ -13,7 +12,7 @@ from partitioner.solver.budget_path import Option, cheapest_path
 from partitioner.solver.evaluate import evaluate, is_acceptable
 from partitioner.solver.index import index_of
 from partitioner.solver.memory_budget import BUDGET_UNITS, binding_budget, levels
-from partitioner.solver.random_problem import toy_device, toy_problem
+from partitioner.solver.random_problem import brute_force_optimum, toy_device, toy_problem
 from partitioner.solver.relaxation import run_relaxation
 from partitioner.solver.segments import segments
 
@@ -45,16 +44,6 @@ def _chain(memory: int, *, activations: int = 0, **problem_fields: object) -> Pr
                        outputs=dict.fromkeys("sabct", activations), **problem_fields)
 
 
-def _optimum(problem: Problem) -> float:
-    idx = index_of(problem)
-    best = float("inf")
-    for combo in itertools.product(*idx.allowed):
-        ev = evaluate(problem, {n: idx.devices[k] for n, k in zip(idx.names, combo, strict=True)})
-        if is_acceptable(problem, ev):
-            best = min(best, ev.latency_s)
-    return best
-
-
 def test_a_device_binds_when_the_weights_that_may_go_there_overflow_it() -> None:
     roomy = _chain(200 * MB)
     assert binding_budget(roomy, index_of(roomy)) is None
@@ -80,7 +69,7 @@ def test_the_segmented_bound_keeps_within_the_memory_of_a_binding_device(
     to the GPU is never tried off it."""
     problem = _chain(100 * MB, activations=activations, pins=pins)
     all_gpu = evaluate(problem, dict.fromkeys("sabct", "gpu")).latency_s
-    optimum = _optimum(problem)
+    optimum = brute_force_optimum(problem)
     assert optimum == pytest.approx(all_gpu + 4 * MS)
     # Segments s-a and b-c-t: b and c are inside the second, not its cut nodes.
     relaxed = run_relaxation(problem, 1e-6 * MS, None, time_limit_s=2.0, seed=0, workers=1,
@@ -117,7 +106,7 @@ def test_the_budgeted_bound_never_exceeds_the_brute_force_optimum() -> None:
     binding = 0  # cases cut into segments, joined within the GPU's memory
     for seed in range(24):
         problem = _random_memory_bound_problem(seed)
-        optimum = _optimum(problem)
+        optimum = brute_force_optimum(problem)
         assert optimum < float("inf"), seed  # the CPU holds anything
         idx = index_of(problem)
         binding += binding_budget(problem, idx) is not None and len(segments(idx, 1)) > 1

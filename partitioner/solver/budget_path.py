@@ -52,11 +52,13 @@ def cheapest_path(stages: Sequence[Sequence[Option]], capacity: int
             pick[opt.dst][better] = j
         reach = best
         picks.append(pick)
-    ends = [(float(values.min()), state) for state, values in reach.items()]
-    if not ends or min(ends, key=lambda e: e[0])[0] == np.inf:
+    if not reach:
         return None
-    total, state = min(ends, key=lambda e: e[0])
+    state = min(reach, key=lambda s: reach[s].min())
     used = int(reach[state].argmin())
+    total = float(reach[state][used])
+    if total == np.inf:
+        return None
     chosen = []
     for options, pick in zip(reversed(stages), reversed(picks), strict=True):
         j = int(pick[state][used])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from partitioner.costs import CostTable, Supported, Unsupported
 from partitioner.devices import Cluster, DeviceSpec, Link
 from partitioner.problem import Problem, ProblemEdge, ProblemNode
+from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.index import index_of
 
 _OPS = ("MatMul", "Conv", "Add", "Relu", "Softmax", "LayerNormalization", "Gather", "Reshape")
 
@@ -107,3 +110,15 @@ def toy_problem(costs: dict[str, dict[str, float | None]],
                       else Supported(value))
     problem_edges = tuple(ProblemEdge(s, d, b, f"{s}:out") for s, d, b in edges)
     return Problem(tuple(nodes), problem_edges, cluster, table, **problem_fields)  # type: ignore[arg-type]
+
+
+def brute_force_optimum(problem: Problem) -> float:
+    """The least objective over every assignment the evaluator accepts, inf when none fits
+    (for tests: the number of assignments grows exponentially with the nodes)."""
+    idx = index_of(problem)
+    best = float("inf")
+    for combo in itertools.product(*idx.allowed):
+        ev = evaluate(problem, {n: idx.devices[k] for n, k in zip(idx.names, combo, strict=True)})
+        if is_acceptable(problem, ev):
+            best = min(best, objective_value(problem, ev))
+    return best
