@@ -35,6 +35,7 @@ def split_into_partitions(
     assignment: Mapping[str, str],
     concurrent: Concurrency | None = None,
     priority: Mapping[str, float] | None = None,
+    exits_first: bool = False,
 ) -> list[Partition]:
     """Group an assignment into few partitions whose dependency graph is acyclic.
 
@@ -58,6 +59,11 @@ def split_into_partitions(
             ``order`` alone. ``bottom_levels`` gives the usual choice: the critical path first,
             so a node that feeds another device's branch is not queued behind work that can
             wait.
+        exits_first: Among ready nodes, those feeding a concurrent device (directly or through
+            nodes of their own device) run first, and a partition that releases parallel work
+            ends only once none of them is left: one
+            call returns the inputs of every branch the other devices take, where cutting at
+            each would pay one more call per branch (inception's four-way forks).
 
     Returns:
         Partitions in execution order.
@@ -69,12 +75,28 @@ def split_into_partitions(
         successors[src].append(dst)
         indegree[dst] += 1
 
-    # One ready-heap per device, by priority, then original position for determinism.
-    ready: dict[str, list[tuple[float, int]]] = {}
+    def feeds_other_device(name: str) -> bool:
+        here = assignment[name]
+        return concurrent is not None and any(
+            assignment[succ] != here and concurrent(here, assignment[succ])
+            for succ in successors[name])
+
+    # Nodes that feed a concurrent device, directly or through nodes of their own device.
+    exit_node = dict.fromkeys(order, False)
+    if exits_first:
+        for name in reversed(order):
+            exit_node[name] = feeds_other_device(name) or any(
+                exit_node[succ] for succ in successors[name]
+                if assignment[succ] == assignment[name])
+
+    # One ready-heap per device: exits first when asked, then priority, then original
+    # position for determinism.
+    ready: dict[str, list[tuple[bool, float, int]]] = {}
 
     def push(name: str) -> None:
         first = -priority[name] if priority is not None else 0.0
-        heapq.heappush(ready.setdefault(assignment[name], []), (first, position[name]))
+        heapq.heappush(ready.setdefault(assignment[name], []),
+                       (not exit_node[name], first, position[name]))
 
     for name in order:
         if indegree[name] == 0:
@@ -90,7 +112,7 @@ def split_into_partitions(
             if current:
                 partitions.append(_make(len(partitions), assignment[current[0]], current))
                 current = []
-        name = order[heapq.heappop(ready[device])[1]]
+        name = order[heapq.heappop(ready[device])[2]]
         current.append(name)
         releases_parallel_work = False
         for succ in successors[name]:
@@ -100,7 +122,8 @@ def split_into_partitions(
                 push(succ)
                 if other != device and concurrent is not None and concurrent(device, other):
                     releases_parallel_work = True
-        if releases_parallel_work and ready.get(device):
+        more_exits = exits_first and bool(ready.get(device)) and not ready[device][0][0]
+        if releases_parallel_work and ready.get(device) and not more_exits:
             partitions.append(_make(len(partitions), device, current))
             current = []
     if current:

@@ -44,7 +44,8 @@ def test_cuts_are_acyclic_and_cover_every_node_once_on_random_dags() -> None:
         order = [f"n{i}" for i in range(n)]
         edges = [(order[j], order[i]) for i in range(1, n) for j in range(i) if rng.random() < 0.2]
         assignment = {name: rng.choice("xyz") for name in order}
-        parts = split_into_partitions(order, edges, assignment, concurrent=lambda a, b: a != b)
+        parts = split_into_partitions(order, edges, assignment, concurrent=lambda a, b: a != b,
+                                      exits_first=rng.random() < 0.5)
         placed = [name for p in parts for name in p.nodes]
         assert sorted(placed) == sorted(order)
         assert all(assignment[name] == p.device for p in parts for name in p.nodes)
@@ -70,3 +71,23 @@ def test_bottom_levels_add_node_times_and_hops_along_the_costliest_path() -> Non
     # c1 -> c2 -> d: 1 + 1 + (8 + 1) hops to x; a's longest path goes through the y branch.
     assert levels["d"] == 1.0 and levels["c2"] == 10.0 and levels["c1"] == 11.0
     assert levels["b1"] == 3.0 and levels["a"] == 1.0 + 8.0 + 11.0
+
+
+# Inception's shape: a fork whose branches each end in a node on y, and one branch kept on x.
+INCEPTION_ORDER = ["a", "b1", "c1", "b2", "p2", "c2", "e", "d"]
+INCEPTION_EDGES = [("a", "b1"), ("b1", "c1"), ("a", "b2"), ("b2", "p2"), ("p2", "c2"),
+                   ("a", "e"), ("c1", "d"), ("c2", "d"), ("e", "d")]
+INCEPTION = {"a": "x", "b1": "x", "c1": "y", "b2": "x", "p2": "x", "c2": "y", "e": "x",
+             "d": "x"}
+
+
+def test_exits_first_returns_every_branch_input_in_one_call() -> None:
+    parts = split_into_partitions(INCEPTION_ORDER, INCEPTION_EDGES, INCEPTION,
+                                  concurrent=lambda a, b: a != b, exits_first=True)
+    # b2 -> p2 leads to y through x, so it runs before e; one call returns b1's and p2's
+    # outputs, e overlaps with y's call, and y gets both branches in one call.
+    assert [(p.device, p.nodes) for p in parts] == [
+        ("x", ("a", "b1", "b2", "p2")), ("x", ("e",)), ("y", ("c1", "c2")), ("x", ("d",))]
+    # Cutting at each branch instead costs x one more call.
+    assert len(split_into_partitions(INCEPTION_ORDER, INCEPTION_EDGES, INCEPTION,
+                                     concurrent=lambda a, b: a != b)) == 5

@@ -57,6 +57,22 @@ def test_a_call_waits_for_every_partition_it_reads() -> None:
     assert ev.latency_s == pytest.approx(22 * MS)
 
 
+def test_one_call_returns_the_inputs_of_every_branch_the_other_device_takes() -> None:
+    # a forks into b1 -> c1, b2 -> c2 and e; the c branches sit on d1, the rest on d0 whose
+    # calls cost 1 ms. Cutting after b1 and again after b2 pays d0 one call more than
+    # returning both in one call [a, b1, b2] while e runs in the next: 18 against 17 ms.
+    costs = {n: {"d0": (10 if n == "e" else 1) * MS, "d1": 1 * MS}
+             for n in ("a", "b1", "c1", "b2", "c2", "e", "d")}
+    edges = [("a", "b1", 0), ("b1", "c1", 0), ("a", "b2", 0), ("b2", "c2", 0), ("a", "e", 0),
+             ("c1", "d", 0), ("c2", "d", 0), ("e", "d", 0)]
+    p = toy_problem(costs, edges, (toy_device("d0", overhead_s=1 * MS), toy_device("d1")))
+    ev = evaluate(p, {"a": "d0", "b1": "d0", "c1": "d1", "b2": "d0", "c2": "d1", "e": "d0",
+                      "d": "d0"})
+    assert [(q.device, q.nodes) for q in ev.partitions] == [
+        ("d0", ("a", "b1", "b2")), ("d0", ("e",)), ("d1", ("c1", "c2")), ("d0", ("d",))]
+    assert ev.latency_s == pytest.approx(17 * MS)
+
+
 def test_peak_memory_counts_weights_and_live_activations() -> None:
     devs = (toy_device("d0", memory_bytes=1500),)
     p = toy_problem({"a": {"d0": MS}, "b": {"d0": MS}, "c": {"d0": MS}},

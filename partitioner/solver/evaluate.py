@@ -3,9 +3,11 @@
 Semantics (the source of truth; the CP-SAT models approximate it):
 
 * The assignment is cut into runner calls with ``partitioner.partitioning.split_into_partitions``
-  twice: ready nodes taken in the model's order, and critical path first (``bottom_levels``,
-  which lets a node feeding another device's branch run before work that can wait). The cut
-  with the better objective is kept in ``Evaluation.partitions``; plans execute exactly it.
+  three times: ready nodes taken in the model's order; critical path first (``bottom_levels``,
+  which lets a node feeding another device's branch run before work that can wait); and
+  critical path first with exits batched (``exits_first``: one call returns the inputs of
+  every branch the other device takes). The cut with the best objective is kept in
+  ``Evaluation.partitions``; plans execute exactly it.
   Calls are scheduled the way the executor runs them (``partitioner.executor``): a call is
   one task whose inputs must all be there before it starts and whose outputs all appear
   when it returns.
@@ -26,7 +28,7 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   copy received from another device lives from its arrival until its last consumer on ``d``
   ends.
 
-Cost: O((nodes + edges) log nodes), twice when the assignment spans several devices.
+Cost: O((nodes + edges) log nodes), three times when the assignment spans several devices.
 """
 
 from __future__ import annotations
@@ -66,11 +68,13 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
         result = _evaluate(problem, idx, dev,
                            [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else [])
     else:
-        # Two orders of the ready nodes give two cuts; the better one is the plan's.
+        # Three orders of the ready nodes give three cuts; the best one is the plan's.
+        levels = _bottom_levels(idx, dev, assignment)
         tried = [_evaluate(problem, idx, dev,
                            split_into_partitions(idx.names, idx.edge_names, assignment,
-                                                 problem.cluster.concurrent, priority=priority))
-                 for priority in (None, _bottom_levels(idx, dev, assignment))]
+                                                 problem.cluster.concurrent, priority=priority,
+                                                 exits_first=exits_first))
+                 for priority, exits_first in ((None, False), (levels, False), (levels, True))]
         result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
     idx.cache[key] = result
     return result
