@@ -38,6 +38,25 @@ def test_a_round_trip_to_another_device_pays_for_the_extra_call() -> None:
     assert relaxed.bound_s >= all_acc * (1 - 1e-6)
 
 
+def test_a_round_trip_idles_the_accelerator_or_costs_it_one_more_call() -> None:
+    """``x`` costs 3 ms on ``acc`` and 1 ms on ``cpu``. Sent to the CPU, the accelerator
+    either waits for it between two calls ([s, w], x, [t]) or runs ``w`` meanwhile in a third
+    call ([s], [w], [t]): 6 ms either way, against 7 ms all on ``acc``. Two overheads and the
+    accelerator's work alone prove only 5 ms; the return's idle time (``_return_idle``) is
+    the missing millisecond."""
+    devices = (toy_device("acc", overhead_s=1 * MS), toy_device("cpu"))
+    costs = {"s": {"acc": 1 * MS, "cpu": None}, "x": {"acc": 3 * MS, "cpu": 1 * MS},
+             "w": {"acc": 1 * MS, "cpu": None}, "t": {"acc": 1 * MS, "cpu": None}}
+    problem = toy_problem(costs, [("s", "x", 0), ("s", "w", 0), ("x", "t", 0), ("w", "t", 0)],
+                          devices)
+    names = ("s", "x", "w", "t")
+    x_on_cpu = evaluate(problem, {**dict.fromkeys(names, "acc"), "x": "cpu"}).latency_s
+    assert x_on_cpu == pytest.approx(6 * MS)
+    assert evaluate(problem, dict.fromkeys(names, "acc")).latency_s == pytest.approx(7 * MS)
+    relaxed = run_relaxation(problem, TICK, None, time_limit_s=2.0, seed=0, workers=1)
+    assert relaxed.bound_s == pytest.approx(x_on_cpu)
+
+
 def test_after_a_cut_node_only_its_device_may_be_mid_call() -> None:
     """A segment source (cut node, done at time 0) on ``cpu`` leaves ``acc`` idle with no
     call open: a node there waits for a whole overhead; on ``cpu`` it may start at once."""

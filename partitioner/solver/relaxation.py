@@ -17,7 +17,8 @@ choices:
   that leaves device ``k`` and comes back ends one call on ``k`` and needs another (call
   levels, ``RelaxationModel._call_levels``, on up to ``CALL_LEVEL_NODE_LIMIT`` nodes).
   Without them a node sent to another device and back looked free while the first device
-  went on with a parallel branch.
+  went on with a parallel branch. Each such return also costs a device alone on its
+  processor one more call or the idle time of the round trip (``_return_idle``).
 
 Durations are rounded down to ticks, so the rounded optimum never exceeds the real one and
 ``best_objective_bound * tick`` is a bound. On branchy graphs it is far stronger than the LP
@@ -113,12 +114,18 @@ class RelaxationModel(AssignmentModel):
         # makespan (they give CP-SAT's linear relaxation the load-balancing bound from the
         # start). A device's calls are at least its call levels (``_call_levels``).
         calls = self._call_levels(overhead) if n <= CALL_LEVEL_NODE_LIMIT else {}
+        idle = self._return_idle(cost, overhead)
 
         def overheads(k: int) -> cp_model.LinearExpr:
             if k not in calls:
                 return first[k] * used[k]
             # The source's call was opened, and its overhead paid, before time 0.
-            return overhead[k] * (calls[k] - (1 if k == open_device else 0))
+            paid = overhead[k] * (calls[k] - (1 if k == open_device else 0))
+            if not idle.get(k):
+                return paid
+            returns = m.new_int_var(0, n, f"returns[{k}]")
+            m.add(returns >= calls[k] - 1)
+            return paid + idle[k] * returns
 
         for g in set(idx.group):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
@@ -151,6 +158,35 @@ class RelaxationModel(AssignmentModel):
             for v in range(n):
                 m.add(count >= level[v] + self.x[v].get(k, 0))
         return calls
+
+    def _return_idle(self, cost: list[dict[int, int]], overhead: list[int]) -> dict[int, int]:
+        """Ticks each return to a device costs its processor beyond the return's call overhead.
+
+        A path that leaves device ``k`` and comes back (``_call_levels`` counts these returns)
+        either jumps over a whole call of ``k`` (one more overhead) or returns to the very next
+        call, and then ``k``'s processor idles from the call the path left until the call it
+        returns to: at least a copy out, the other device's call overhead and one node there,
+        and a copy back. A path with ``R`` returns among ``c`` calls has at least ``2R + 1 - c``
+        returns of the second kind, so ``k``'s processor spends at least
+        ``R * min(overhead, round trip)`` on top of the ``c`` overheads. Only for a device alone
+        on its processor: a round trip through another device on it keeps the processor busy.
+        """
+        idx = self.idx
+        n_devices = len(idx.devices)
+        shared = {g for g in idx.group if idx.group.count(g) > 1}
+        idle: dict[int, int] = {}
+        for k in range(n_devices):
+            if not overhead[k] or idx.group[k] in shared:
+                continue
+            out = [self.floor(idx.transfer(k, b, nbytes)) + overhead[b] + cost[v][b]
+                   for (u, v), nbytes in self.pairs.items() if k in self.x[u]
+                   for b in self.x[v] if b != k]
+            back = [self.floor(idx.transfer(a, k, nbytes))
+                    for (w, r), nbytes in self.pairs.items() if k in self.x[r]
+                    for a in self.x[w] if a != k]
+            if out and back:
+                idle[k] = min(overhead[k], min(out) + min(back))
+        return idle
 
     def floor(self, seconds: float) -> int:
         """Seconds to ticks, rounded down (keeps the model a relaxation)."""
