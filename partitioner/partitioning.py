@@ -61,9 +61,9 @@ def split_into_partitions(
             wait.
         exits_first: Among ready nodes, those feeding a concurrent device (directly or through
             nodes of their own device) run first, and a partition that releases parallel work
-            ends only once none of them is left: one
-            call returns the inputs of every branch the other devices take, where cutting at
-            each would pay one more call per branch (inception's four-way forks).
+            ends only once none of them is left: one call returns the inputs of every branch
+            the other devices take, where cutting at each would pay one more call per branch
+            (inception's four-way forks).
 
     Returns:
         Partitions in execution order.
@@ -122,8 +122,9 @@ def split_into_partitions(
                 push(succ)
                 if other != device and concurrent is not None and concurrent(device, other):
                     releases_parallel_work = True
-        more_exits = exits_first and bool(ready.get(device)) and not ready[device][0][0]
-        if releases_parallel_work and ready.get(device) and not more_exits:
+        pending = ready.get(device)
+        next_is_exit = bool(pending) and not pending[0][0]  # never without exits_first
+        if releases_parallel_work and pending and not next_is_exit:
             partitions.append(_make(len(partitions), device, current))
             current = []
     if current:
