@@ -122,7 +122,7 @@ def split_into_partitions(
                 push(succ)
                 if other != device and concurrent is not None and concurrent(device, other):
                     releases_parallel_work = True
-        pending = ready.get(device)
+        pending = ready.get(device, [])
         next_is_exit = bool(pending) and not pending[0][0]  # never without exits_first
         if releases_parallel_work and pending and not next_is_exit:
             partitions.append(_make(len(partitions), device, current))

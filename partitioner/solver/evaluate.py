@@ -68,13 +68,17 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
         result = _evaluate(problem, idx, dev,
                            [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else [])
     else:
-        # Three orders of the ready nodes give three cuts; the best one is the plan's.
+        # Three orders of the ready nodes give up to three cuts; the best one is the plan's.
+        # Cuts often coincide, and each distinct one is scheduled once.
         levels = _bottom_levels(idx, dev, assignment)
-        tried = [_evaluate(problem, idx, dev,
-                           split_into_partitions(idx.names, idx.edge_names, assignment,
-                                                 problem.cluster.concurrent, priority=priority,
-                                                 exits_first=exits_first))
-                 for priority, exits_first in ((None, False), (levels, False), (levels, True))]
+        cuts: list[list[Partition]] = []
+        for priority, exits_first in ((None, False), (levels, False), (levels, True)):
+            cut = split_into_partitions(idx.names, idx.edge_names, assignment,
+                                        problem.cluster.concurrent, priority=priority,
+                                        exits_first=exits_first)
+            if cut not in cuts:
+                cuts.append(cut)
+        tried = [_evaluate(problem, idx, dev, cut) for cut in cuts]
         result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
     idx.cache[key] = result
     return result
