@@ -114,7 +114,7 @@ class RelaxationModel(AssignmentModel):
         # makespan (they give CP-SAT's linear relaxation the load-balancing bound from the
         # start). A device's calls are at least its call levels (``_call_levels``).
         calls = self._call_levels(overhead) if n <= CALL_LEVEL_NODE_LIMIT else {}
-        idle = self._return_idle(cost, overhead)
+        idle = self._return_idle(cost, overhead) if calls else {}
 
         def overheads(k: int) -> cp_model.LinearExpr:
             if k not in calls:
