@@ -75,19 +75,8 @@ def split_into_partitions(
         successors[src].append(dst)
         indegree[dst] += 1
 
-    def feeds_other_device(name: str) -> bool:
-        here = assignment[name]
-        return concurrent is not None and any(
-            assignment[succ] != here and concurrent(here, assignment[succ])
-            for succ in successors[name])
-
-    # Nodes that feed a concurrent device, directly or through nodes of their own device.
-    exit_node = dict.fromkeys(order, False)
-    if exits_first:
-        for name in reversed(order):
-            exit_node[name] = feeds_other_device(name) or any(
-                exit_node[succ] for succ in successors[name]
-                if assignment[succ] == assignment[name])
+    exit_node = (exit_nodes(order, successors, assignment, concurrent)
+                 if exits_first and concurrent is not None else dict.fromkeys(order, False))
 
     # One ready-heap per device: exits first when asked, then priority, then original
     # position for determinism.
@@ -133,6 +122,25 @@ def split_into_partitions(
     if placed != len(order):
         raise ValueError("dependency graph has a cycle; cannot partition it")
     return partitions
+
+
+def exit_nodes(order: Sequence[str], successors: Mapping[str, Iterable[str]],
+               assignment: Mapping[str, str], concurrent: Concurrency) -> dict[str, bool]:
+    """Which nodes feed a concurrent device, directly or through nodes of their own device.
+
+    Args:
+        order: Node names in a topological order.
+        successors: Consumers of each node.
+        assignment: Device id of every node.
+        concurrent: Whether two devices can work at the same time.
+    """
+    exit_node: dict[str, bool] = {}
+    for name in reversed(order):
+        here = assignment[name]
+        exit_node[name] = any(
+            exit_node[succ] if assignment[succ] == here else concurrent(here, assignment[succ])
+            for succ in successors[name])
+    return exit_node
 
 
 def _make(index: int, device: str, nodes: list[str]) -> Partition:

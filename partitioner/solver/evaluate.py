@@ -6,8 +6,10 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   three times: ready nodes taken in the model's order; critical path first (``bottom_levels``,
   which lets a node feeding another device's branch run before work that can wait); and
   critical path first with exits batched (``exits_first``: one call returns the inputs of
-  every branch the other device takes). The cut with the best objective is kept in
-  ``Evaluation.partitions``; plans execute exactly it.
+  every branch the other device takes). Two more cuts watch the clock
+  (``timed_cut.timed_partitions``, with and without exits first): a call takes only the
+  nodes whose inputs have arrived when it starts. The cut with the best objective is kept
+  in ``Evaluation.partitions``; plans execute exactly it.
   Calls are scheduled the way the executor runs them (``partitioner.executor``): a call is
   one task whose inputs must all be there before it starts and whose outputs all appear
   when it returns.
@@ -28,17 +30,19 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   copy received from another device lives from its arrival until its last consumer on ``d``
   ends.
 
-Cost: O((nodes + edges) log nodes), three times when the assignment spans several devices.
+Cost: O((nodes + edges) log nodes), five times when the assignment spans several devices.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from partitioner.errors import SolverError
 from partitioner.partitioning import Partition, bottom_levels, split_into_partitions
 from partitioner.problem import Evaluation, Problem
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.timed_cut import timed_partitions
 
 
 def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
@@ -68,8 +72,8 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
         result = _evaluate(problem, idx, dev,
                            [Partition(0, idx.devices[dev[0]], tuple(idx.names))] if dev else [])
     else:
-        # Three orders of the ready nodes give up to three cuts; the best one is the plan's.
-        # Cuts often coincide, and each distinct one is scheduled once.
+        # Three orders of the ready nodes and two timed cuts give up to five cuts; the best
+        # one is the plan's. Cuts often coincide, and each distinct one is scheduled once.
         levels = _bottom_levels(idx, dev, assignment)
         cuts: list[list[Partition]] = []
         for priority, exits_first in ((None, False), (levels, False), (levels, True)):
@@ -78,14 +82,34 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
                                         exits_first=exits_first)
             if cut not in cuts:
                 cuts.append(cut)
-        tried = [_evaluate(problem, idx, dev, cut) for cut in cuts]
-        result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
+        for exits_first in (False, True):
+            timed = timed_partitions(idx, dev, levels, problem.cluster.concurrent, exits_first)
+            if timed not in cuts:
+                cuts.append(timed)
+        if problem.objective == "latency":
+            # The makespan alone picks the cut; only the winner is costed in full.
+            fastest = min(cuts, key=lambda cut: _timing(idx, dev, cut).makespan)
+            result = _evaluate(problem, idx, dev, fastest)
+        else:
+            tried = [_evaluate(problem, idx, dev, cut) for cut in cuts]
+            result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
     idx.cache[key] = result
     return result
 
 
-def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
-              partitions: list[Partition]) -> Evaluation:
+@dataclass
+class _Timing:
+    """A cut's schedule: node start and end, when each node's outputs leave its call, busy
+    time per device and the makespan."""
+
+    start: list[float]
+    end: list[float]
+    avail: list[float]
+    busy: list[float]
+    makespan: float
+
+
+def _timing(idx: ProblemIndex, dev: list[int], partitions: list[Partition]) -> _Timing:
     ndev = len(idx.devices)
     start = [0.0] * len(idx.names)
     end = [0.0] * len(idx.names)
@@ -117,8 +141,14 @@ def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
         for i in members:
             avail[i] = t
         free[g] = t
-    makespan = max(end, default=0.0)
+    return _Timing(start, end, avail, busy, max(end, default=0.0))
 
+
+def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
+              partitions: list[Partition]) -> Evaluation:
+    ndev = len(idx.devices)
+    timing = _timing(idx, dev, partitions)
+    start, end, busy, makespan = timing.start, timing.end, timing.busy, timing.makespan
     link_time: dict[tuple[int, int], float] = {}
     seen: set[tuple[int, str, int]] = set()
     for t_i, ps in enumerate(idx.preds):
@@ -136,7 +166,7 @@ def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
     cost_per_1k = sum(d.price_per_hour / 3600.0 * busy[k] * 1000.0
                       for k, d in enumerate(cluster.devices))
     energy = sum(d.power_w * busy[k] for k, d in enumerate(cluster.devices))
-    peak = _peak_memory(idx, dev, start, end, avail, makespan)
+    peak = _peak_memory(idx, dev, start, end, timing.avail, makespan)
     return Evaluation(
         latency_s=makespan,
         stage_s=stage,
