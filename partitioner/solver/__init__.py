@@ -41,7 +41,7 @@ from partitioner.solver.diagnose import check_feasible, explain_no_plan
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import ProblemIndex, index_of
 from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.refine import refine
+from partitioner.solver.refine import NODE_EVALUATIONS_PER_S, SMALL, kick_and_refine, refine
 from partitioner.solver.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
 from partitioner.solver.serial import SerialModel
 from partitioner.solver.throughput import ThroughputModel
@@ -142,8 +142,8 @@ def solve(
         for memory in ("safe", "weights"):
             result = _run_model(model_problem, kind, tick, memory, hint, max(0.05, share),
                                 seed, workers, progress, keep)
-            spent += result.wall_s
-            share -= result.wall_s
+            spent += result.used_s
+            share -= result.used_s
             results.append(result)
             if result.solutions:
                 break
@@ -169,7 +169,7 @@ def solve(
         raise explain_no_plan(problem, baselines, min(tried, default=None))
     candidates.sort(key=lambda c: c[:3])
     value, _, _, assignment, ev, source = _refine_best(problem, candidates,
-                                                       max(0.05, 0.2 * time_limit_s))
+                                                       max(0.05, 0.2 * time_limit_s), seed)
     if min_gain > 0:
         single = _single_within(problem, baselines, value, min_gain)
         if single is not None and len(set(assignment.values())) > 1:
@@ -275,8 +275,10 @@ def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list
     return result
 
 
-def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float) -> _Candidate:
-    """Refine the best few distinct candidates locally; return the best result."""
+def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float,
+                 seed: int) -> _Candidate:
+    """Refine the best few distinct candidates locally, then kick the best out of its local
+    optimum when the problem is small (``kick_and_refine``); return the best result."""
     distinct: list[_Candidate] = []
     for cand in candidates:
         if all(cand[3] != other[3] for other in distinct):
@@ -284,14 +286,24 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
         if len(distinct) == REFINE_STARTS:
             break
     best = distinct[0]
+    spent = 0
     for j, (_, rank, tie, assignment, ev, source) in enumerate(distinct):
         deadline = time.perf_counter() + budget_s / len(distinct)
-        assignment, ev, moves = refine(problem, assignment, ev, deadline)
+        assignment, ev, moves, tries = refine(problem, assignment, ev, deadline)
+        spent += tries
         if moves:
             source = "refined"
         cand = (round(objective_value(problem, ev), 15), rank, tie, assignment, ev, source)
         if cand[:3] < best[:3] or j == 0:
             best = cand
+    n = len(best[3])
+    if n <= SMALL:
+        # The rest of the budget, counted in evaluations, kicks the best out of its optimum.
+        tries = int(budget_s * NODE_EVALUATIONS_PER_S / n) - spent
+        assignment, ev, kept = kick_and_refine(problem, best[3], best[4], tries, seed)
+        if kept:
+            best = (round(objective_value(problem, ev), 15), best[1], best[2], assignment, ev,
+                    "refined")
     return best
 
 
