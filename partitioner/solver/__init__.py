@@ -168,8 +168,20 @@ def solve(
                  if r.assignment]
         raise explain_no_plan(problem, baselines, min(tried, default=None))
     candidates.sort(key=lambda c: c[:3])
-    value, _, _, assignment, ev, source = _refine_best(problem, candidates,
-                                                       max(0.05, 0.2 * time_limit_s), seed)
+    bound = lower_bound(problem)
+    # Tick rounding along a path: at most one tick per node and edge.
+    path_ticks = tick * (len(idx.names) + len(problem.edges))
+    rounding_s = 0.0
+    if relaxed is not None and relaxed.bound_s is not None:
+        bound = max(bound, relaxed.bound_s)  # floored durations: valid as it is
+        rounding_s = path_ticks
+    for result in results:
+        if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
+            # Durations were rounded to nearest: remove the worst-case rounding along a path.
+            bound = max(bound, result.bound_s - 0.5 * path_ticks)
+            rounding_s = path_ticks
+    value, _, _, assignment, ev, source = _refine_best(
+        problem, candidates, max(0.05, 0.2 * time_limit_s), seed, bound + rounding_s)
     if min_gain > 0:
         single = _single_within(problem, baselines, value, min_gain)
         if single is not None and len(set(assignment.values())) > 1:
@@ -184,18 +196,6 @@ def solve(
         status = "OPTIMAL"
     else:
         status = "FEASIBLE"
-    bound = lower_bound(problem)
-    # Tick rounding along a path: at most one tick per node and edge.
-    path_ticks = tick * (len(idx.names) + len(problem.edges))
-    rounding_s = 0.0
-    if relaxed is not None and relaxed.bound_s is not None:
-        bound = max(bound, relaxed.bound_s)  # floored durations: valid as it is
-        rounding_s = path_ticks
-    for result in results:
-        if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
-            # Durations were rounded to nearest: remove the worst-case rounding along a path.
-            bound = max(bound, result.bound_s - 0.5 * path_ticks)
-            rounding_s = path_ticks
     bound = min(bound, value)
     gap = (value - bound) / value if value > 0 else 0.0
     if status not in ("HINT", "SINGLE_DEVICE"):
@@ -276,9 +276,10 @@ def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list
 
 
 def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float,
-                 seed: int) -> _Candidate:
+                 seed: int, proven: float) -> _Candidate:
     """Refine the best few distinct candidates locally, then kick the best out of its local
-    optimum when the problem is small (``kick_and_refine``); return the best result."""
+    optimum when the problem is small (``kick_and_refine``) and above the ``proven`` bound;
+    return the best result."""
     distinct: list[_Candidate] = []
     for cand in candidates:
         if all(cand[3] != other[3] for other in distinct):
@@ -298,9 +299,11 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
             best = cand
     n = len(best[3])
     if n <= SMALL:
-        # The rest of the budget, counted in evaluations, kicks the best out of its optimum.
+        # The rest of the budget, counted in evaluations, kicks the best out of its optimum
+        # until it meets the proven bound.
         tries = int(budget_s * NODE_EVALUATIONS_PER_S / n) - spent
-        assignment, ev, kept = kick_and_refine(problem, best[3], best[4], tries, seed)
+        assignment, ev, kept = kick_and_refine(problem, best[3], best[4], tries, seed,
+                                               proven * (1 + 1e-9))
         if kept:
             best = (round(objective_value(problem, ev), 15), best[1], best[2], assignment, ev,
                     "refined")

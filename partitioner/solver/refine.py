@@ -75,7 +75,8 @@ def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
 
 
 def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
-                    tries: int, seed: int = 0) -> tuple[dict[str, str], Evaluation, int]:
+                    tries: int, seed: int = 0, target: float = 0.0
+                    ) -> tuple[dict[str, str], Evaluation, int]:
     """Iterated local search on a small problem, within ``tries`` evaluations.
 
     The greedy moves stop where no single node pays alone. Two relus of two branches sent to
@@ -84,7 +85,8 @@ def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Ev
     the best so far a kick moves a few nodes (``KICK_NODES``), alternately scattered ones
     to random devices and a connected group to one device; the greedy moves descend from
     there, and the result is kept when it is better and acceptable. The random generator is
-    seeded and the budget is a count, so the same input gives the same plan.
+    seeded and the budget is a count, so the same input gives the same plan. The search
+    stops early once the objective is at most ``target`` (a proven bound).
 
     Returns:
         (assignment, evaluation, number of improving kicks).
@@ -94,7 +96,7 @@ def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Ev
     movable = [i for i in range(len(idx.names)) if len(idx.allowed[i]) > 1]
     best, best_ev = dict(assignment), evaluation
     kept = rounds = 0
-    while tries > 0 and movable:
+    while tries > 0 and movable and objective_value(problem, best_ev) > target:
         kicked = dict(best)
         size = rng.randint(*KICK_NODES)
         if rounds % 2:  # a connected group to one device: a stem and a branch
