@@ -166,7 +166,7 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               "device cannot hold every weight that may go there, each segment is solved per "
               "subset of its heavy nodes on it and the path keeps within its memory "
               "(`segmented.py`, `memory_budget.py`). Where the "
-              "gap stays large (branchy inception) both sides have room. The relaxation "
+              "gap stays large (branchy inception) the bound has the most room. The relaxation "
               "charges every path that leaves a device and comes back one more call there, "
               "and a device alone on its processor one more call again or the round trip's "
               "idle time; it does not know that a call's outputs leave only when the whole "
