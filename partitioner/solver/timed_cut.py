@@ -35,6 +35,9 @@ def timed_partitions(idx: ProblemIndex, dev: list[int], priority: Mapping[str, f
         dev: Device index of every node.
         priority: Higher runs first among ready nodes (``bottom_levels``).
         concurrent: Whether two device ids can work at the same time.
+        exits_first: Run nodes that feed a concurrent device first, and end a call that
+            releases parallel work only once none of them is left (as in
+            ``split_into_partitions``); False ends it right after such a release.
     """
     n = len(idx.names)
     assignment = {name: idx.devices[dev[i]] for i, name in enumerate(idx.names)}
@@ -43,7 +46,6 @@ def timed_partitions(idx: ProblemIndex, dev: list[int], priority: Mapping[str, f
     exits = (exit_nodes(idx.names, successors, assignment, concurrent) if exits_first
              else dict.fromkeys(idx.names, False))
     waiting = [len(idx.preds[i]) for i in range(n)]  # preds not yet in a formed call
-    arrival = [0.0] * n  # when the node's inputs from earlier calls are all on its device
     done_at = [0.0] * n  # end of the call a node ran in
     call_of = [-1] * n
     free = [0.0] * (max(idx.group) + 1)
@@ -88,14 +90,14 @@ def timed_partitions(idx: ProblemIndex, dev: list[int], priority: Mapping[str, f
                     later.append(succ)
             pending = eligible[k]
             if releases_parallel_work and pending and pending[0][0]:
-                break
+                break  # the next node is no exit: let the other device start
         end = start + idx.overhead[k] + sum(idx.cost[i][k] or 0.0 for i in members)
         for i in members:
             done_at[i] = end
         free[idx.group[k]] = end
         for succ in later:
-            arrival[succ] = _arrival(idx, dev, succ, done_at, call_of, -1)
-            heapq.heappush(arriving[dev[succ]], (arrival[succ], succ))
+            heapq.heappush(arriving[dev[succ]],
+                           (_arrival(idx, dev, succ, done_at, call_of, None), succ))
         partitions.append(Partition(index, idx.devices[k],
                                     tuple(idx.names[i] for i in members)))
     if sum(len(p.nodes) for p in partitions) != n:
@@ -120,7 +122,7 @@ def _next_call(idx: ProblemIndex, free: list[float], arriving: list[list[tuple[f
 
 
 def _arrival(idx: ProblemIndex, dev: list[int], i: int, done_at: list[float],
-             call_of: list[int], current: int) -> float:
+             call_of: list[int], current: int | None) -> float:
     """When node ``i``'s inputs from calls other than ``current`` are all on its device."""
     latest = 0.0
     for s, nbytes, _ in idx.preds[i]:
