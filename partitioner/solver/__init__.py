@@ -294,7 +294,7 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
         spent += tries
         if moves:
             source = "refined"
-        cand = (round(objective_value(problem, ev), 15), rank, tie, assignment, ev, source)
+        cand = _candidate(problem, assignment, ev, rank, source, tie)
         if cand[:3] < best[:3] or j == 0:
             best = cand
     n = len(best[3])
@@ -305,8 +305,7 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
         assignment, ev, kept = kick_and_refine(problem, best[3], best[4], tries, seed,
                                                proven * (1 + 1e-9))
         if kept:
-            best = (round(objective_value(problem, ev), 15), best[1], best[2], assignment, ev,
-                    "refined")
+            best = _candidate(problem, assignment, ev, best[1], "refined", best[2])
     return best
 
 

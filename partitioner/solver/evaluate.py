@@ -88,8 +88,9 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
                 cuts.append(timed)
         if problem.objective == "latency":
             # The makespan alone picks the cut; only the winner is costed in full.
-            fastest = min(cuts, key=lambda cut: _timing(idx, dev, cut).makespan)
-            result = _evaluate(problem, idx, dev, fastest)
+            timings = [_timing(idx, dev, cut) for cut in cuts]
+            j = min(range(len(cuts)), key=lambda c: timings[c].makespan)
+            result = _evaluate(problem, idx, dev, cuts[j], timings[j])
         else:
             tried = [_evaluate(problem, idx, dev, cut) for cut in cuts]
             result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
@@ -145,9 +146,10 @@ def _timing(idx: ProblemIndex, dev: list[int], partitions: list[Partition]) -> _
 
 
 def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
-              partitions: list[Partition]) -> Evaluation:
+              partitions: list[Partition], timing: _Timing | None = None) -> Evaluation:
+    """The full evaluation of one cut (``timing``: its ``_timing``, when already known)."""
     ndev = len(idx.devices)
-    timing = _timing(idx, dev, partitions)
+    timing = timing or _timing(idx, dev, partitions)
     start, end, busy, makespan = timing.start, timing.end, timing.busy, timing.makespan
     link_time: dict[tuple[int, int], float] = {}
     seen: set[tuple[int, str, int]] = set()

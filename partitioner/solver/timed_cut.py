@@ -40,11 +40,12 @@ def timed_partitions(idx: ProblemIndex, dev: list[int], priority: Mapping[str, f
             ``split_into_partitions``); False ends it right after such a release.
     """
     n = len(idx.names)
-    assignment = {name: idx.devices[dev[i]] for i, name in enumerate(idx.names)}
-    successors = {name: [idx.names[s] for s, _, _ in idx.succs[i]]
-                  for i, name in enumerate(idx.names)}
-    exits = (exit_nodes(idx.names, successors, assignment, concurrent) if exits_first
-             else dict.fromkeys(idx.names, False))
+    exits = dict.fromkeys(idx.names, False)
+    if exits_first:
+        assignment = {name: idx.devices[dev[i]] for i, name in enumerate(idx.names)}
+        successors = {name: [idx.names[s] for s, _, _ in idx.succs[i]]
+                      for i, name in enumerate(idx.names)}
+        exits = exit_nodes(idx.names, successors, assignment, concurrent)
     waiting = [len(idx.preds[i]) for i in range(n)]  # preds not yet in a formed call
     done_at = [0.0] * n  # end of the call a node ran in
     call_of = [-1] * n
@@ -128,6 +129,5 @@ def _arrival(idx: ProblemIndex, dev: list[int], i: int, done_at: list[float],
     for s, nbytes, _ in idx.preds[i]:
         if call_of[s] == current:
             continue
-        latest = max(latest, done_at[s] + (idx.transfer(dev[s], dev[i], nbytes)
-                                           if dev[s] != dev[i] else 0.0))
+        latest = max(latest, done_at[s] + idx.transfer(dev[s], dev[i], nbytes))
     return latest
