@@ -71,3 +71,47 @@ def test_after_a_cut_node_only_its_device_may_be_mid_call() -> None:
     result = run(RelaxationModel(pinned, TICK, source=0), time_limit_s=1.0, seed=0, workers=1,
                  unit_s=TICK, keep=1)
     assert result.bound_s is not None and result.bound_s == pytest.approx(1.5 * MS)
+
+
+def _solve_relaxation(problem: Problem, call_slots: int) -> float:
+    result = run(RelaxationModel(problem, TICK, call_slots=call_slots), time_limit_s=5.0,
+                 seed=0, workers=1, unit_s=TICK, keep=1)
+    assert result.status == "OPTIMAL" and result.bound_s is not None
+    return result.bound_s
+
+
+def test_call_slots_make_outputs_wait_for_the_end_of_their_call() -> None:
+    """``a`` (1 ms) and ``b`` (5 ms) run only on the CPU (2 ms per call); ``x``, fed by ``a``,
+    takes 1 ms on ``acc`` (0.5 ms per call). One CPU call [a, b] sends ``a``'s output at
+    8 ms, so ``x`` ends at 9.5; ending the call after ``a`` costs a second CPU call (10 ms).
+    Without slots ``a``'s output left at its own end and the bound was 8 ms."""
+    devices = (toy_device("acc", overhead_s=0.5 * MS), toy_device("cpu", overhead_s=2 * MS))
+    costs = {"a": {"acc": None, "cpu": 1 * MS}, "b": {"acc": None, "cpu": 5 * MS},
+             "x": {"acc": 1 * MS, "cpu": 10 * MS}}
+    problem = toy_problem(costs, [("a", "x", 0)], devices)
+    best = min(evaluate(problem, {"a": "cpu", "b": "cpu", "x": x}).latency_s
+               for x in ("acc", "cpu"))
+    assert best == pytest.approx(9.5 * MS)
+    assert _solve_relaxation(problem, 0) == pytest.approx(8 * MS)
+    assert _solve_relaxation(problem, 3) == pytest.approx(best)
+
+
+def test_call_slots_make_a_call_wait_for_all_its_inputs() -> None:
+    """``p`` (1 ms) and ``q`` (4 ms) run on the CPU (no call overhead) and feed ``u`` (3 ms)
+    and ``v`` (1 ms) on ``acc`` (2 ms per call), joined by ``t`` (1 ms) on the CPU. The call
+    running ``u`` (3-6 ms) has started before ``v``'s input arrives at 5 ms, so ``v`` needs a
+    second call from 6 ms (``t`` ends at 10), or one call waits for both (12, the evaluator's
+    best: its cuts keep ``p`` and ``q`` in one CPU call). Without slots ``v``'s call overhead
+    overlapped ``u``'s run: 9 ms."""
+    devices = (toy_device("acc", overhead_s=2 * MS), toy_device("cpu"))
+    costs = {"p": {"acc": None, "cpu": 1 * MS}, "q": {"acc": None, "cpu": 4 * MS},
+             "u": {"acc": 3 * MS, "cpu": 8 * MS}, "v": {"acc": 1 * MS, "cpu": 8 * MS},
+             "t": {"acc": None, "cpu": 1 * MS}}
+    edges = [("p", "u", 0), ("q", "v", 0), ("u", "t", 0), ("v", "t", 0)]
+    problem = toy_problem(costs, edges, devices)
+    names = list(costs)
+    best = min(evaluate(problem, {**dict.fromkeys(names, "cpu"), "u": u, "v": v}).latency_s
+               for u in ("acc", "cpu") for v in ("acc", "cpu"))
+    assert best == pytest.approx(12 * MS)
+    assert _solve_relaxation(problem, 0) == pytest.approx(9 * MS)
+    assert _solve_relaxation(problem, 3) == pytest.approx(10 * MS)

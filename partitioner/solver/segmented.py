@@ -45,6 +45,10 @@ from partitioner.solver.segments import Segment, segment_problem
 #: hint and the solutions list the source's device first when there is one.
 SpanSolver = Callable[[Problem, bool, list[int] | None, float], ModelResult]
 
+#: Bounds a segment problem again with a stronger, slower model:
+#: ``(problem, has a source, the first solve's result, time limit) -> result``.
+SpanSharpener = Callable[[Problem, bool, ModelResult, float], ModelResult]
+
 #: Heavy nodes per segment whose placement on the budget's device is enumerated, heaviest
 #: first (2**this solves per pair of cut-node devices). The others are left out of the
 #: budget, which keeps the bound valid; fewer are tried when the solves would not fit.
@@ -72,9 +76,15 @@ class _Choice:
 
 
 def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
-                    solve_span: SpanSolver, budget_s: float, hint: list[int] | None
+                    solve_span: SpanSolver, budget_s: float, hint: list[int] | None,
+                    sharpen: SpanSharpener | None = None, sharpen_s: float = 0.0
                     ) -> tuple[float, list[list[int]]]:
     """The least path bound over the footprint levels, and the paths' assignments.
+
+    With ``sharpen``, ``sharpen_s`` and the time the first solves leave go to bounding
+    again, with the stronger model, the segments on the cheapest path, until that path is
+    sharpened throughout or the time is spent (``_sharpened``). The assignments stay the
+    first solves', so the plans do not depend on how far sharpening got.
 
     Returns:
         (bound in seconds, device index per node of each path found).
@@ -97,12 +107,13 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
             heavy //= 2
     share = max(MIN_SOLVE_S, budget_s / len(keys))
     spans: dict[tuple, ModelResult] = {}
+    subs: dict[tuple, Problem] = {}
 
     def span(choice: _Choice) -> ModelResult:
         if choice.key not in spans:
             seg = parts[choice.segment]
-            sub = _restricted(segment_problem(problem, idx, seg, choice.src, choice.dst),
-                              idx, choice, budget)
+            sub = subs[choice.key] = _restricted(
+                segment_problem(problem, idx, seg, choice.src, choice.dst), idx, choice, budget)
             local: list[int] | None = None
             # Under a budget the incumbent's hint, even where it agrees with a choice, cost
             # gpt-large on smallgpu+cpu two segment proofs (64.9 ms against 65.3 without);
@@ -131,17 +142,56 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
             if not excess:
                 break
             path = _path(idx, parts, per_tier, span, path.units - excess)
+    if sharpen is not None and bound < float("inf"):
+        left = budget_s + sharpen_s - sum(result.used_s for result in spans.values())
+        bound = _sharpened(idx, parts, list(zip(tiers, choices, strict=True)), span, subs,
+                           sharpen, left)
     return (bound if bound < float("inf") else 0.0), found
+
+
+def _sharpened(idx: ProblemIndex, parts: list[Segment],
+               tiers: list[tuple[Level, list[list[_Choice]]]],
+               span: Callable[[_Choice], ModelResult], subs: dict[tuple, Problem],
+               sharpen: SpanSharpener, left_s: float) -> float:
+    """The least path bound once the cheapest paths' segments are sharpened within
+    ``left_s`` of wall time: the path with the least bound is found again after each round,
+    and its segments not yet sharpened share the time left. (Wall time, because CP-SAT's
+    deterministic time runs five to ten times slower than the clock on these models.)"""
+    sharp: dict[tuple, ModelResult] = {}
+
+    def value(choice: _Choice) -> ModelResult:
+        first = span(choice)
+        better = sharp.get(choice.key)
+        if better is None or (better.bound_s or 0.0) <= (first.bound_s or 0.0):
+            return first
+        return better
+
+    while True:
+        paths = [p for tier, per_tier in tiers
+                 if (p := _path(idx, parts, per_tier, value, tier.capacity)) is not None]
+        if not paths:
+            return float("inf")
+        least = min(paths, key=lambda p: p.bound_s)
+        pending = list({c.key: c for c in least.taken if c.key not in sharp}.values())
+        if not pending or left_s < MIN_SOLVE_S:
+            return least.bound_s
+        limit = max(MIN_SOLVE_S, left_s / len(pending))
+        for choice in pending:
+            first = span(choice)
+            sharp[choice.key] = sharpen(subs[choice.key], parts[choice.segment].source
+                                        is not None, first, limit)
+            left_s -= sharp[choice.key].wall_s
 
 
 @dataclass(frozen=True)
 class _Path:
-    """A cheapest path: its bound, the budget units it uses and its assignment (None when
-    a segment's solve found no solution)."""
+    """A cheapest path: its bound, the budget units it uses, its assignment (None when
+    a segment's solve found no solution) and the solves it takes."""
 
     bound_s: float
     units: int
     assignment: list[int] | None
+    taken: tuple[_Choice, ...]
 
 
 def _path(idx: ProblemIndex, parts: list[Segment], choices: list[list[_Choice]],
@@ -159,14 +209,15 @@ def _path(idx: ProblemIndex, parts: list[Segment], choices: list[list[_Choice]],
     total, picks = result
     taken = [options[j] for options, j in zip(kept, picks, strict=True)]
     units = sum(choice.units for choice, _ in taken)
+    chosen = tuple(choice for choice, _ in taken)
     if any(not solved.solutions for _, solved in taken):
-        return _Path(total, units, None)
+        return _Path(total, units, None, chosen)
     assignment = [0] * len(idx.names)
     for seg, (_, solved) in zip(parts, taken, strict=True):
         own = solved.solutions[-1][len(solved.solutions[-1]) - len(seg.nodes):]
         for i, k in zip(seg.nodes, own, strict=True):
             assignment[i] = k
-    return _Path(total, units, assignment)
+    return _Path(total, units, assignment, chosen)
 
 
 def _excess(problem: Problem, idx: ProblemIndex, dev: list[int], budget: MemoryBudget) -> int:
