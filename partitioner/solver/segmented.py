@@ -17,6 +17,9 @@ overflows the budget's device is looked for again with that much less capacity.
 
 Identical segments (a transformer's repeated layers) are solved once: solves are cached by a
 signature of the segment's costs, sizes, allowed devices and edges.
+
+A stronger model (``relaxation``'s call slots) then bounds the segments of the cheapest path
+again, as long as time is left; the path is found again after each round (``_sharpened``).
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def _sharpened(idx: ProblemIndex, parts: list[Segment],
     """The least path bound once the cheapest paths' segments are sharpened within
     ``left_s`` of wall time: the path with the least bound is found again after each round,
     and its segments not yet sharpened share the time left. (Wall time, because CP-SAT's
-    deterministic time runs five to ten times slower than the clock on these models.)"""
+    deterministic time runs four to ten times slower than the clock on these models.)"""
     sharp: dict[tuple, ModelResult] = {}
 
     def value(choice: _Choice) -> ModelResult:
