@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -109,15 +110,22 @@ def test_solve_properties(problem: Problem) -> None:
     assert solve(problem, time_limit_s=0.5).assignment == report.assignment
 
 
+def _feasible(count: int, make: Callable[[int], Problem]
+              ) -> Iterator[tuple[int, Problem, float]]:
+    """``(seed, problem, brute-force optimum)`` for the seeds whose problem has a plan."""
+    for seed in range(count):
+        problem = make(seed)
+        optimum = brute_force_optimum(problem)
+        if optimum < float("inf"):
+            yield seed, problem, optimum
+
+
 def test_bounds_never_exceed_the_brute_force_optimum() -> None:
     """Unclamped: the LP bounds and the CP-SAT relaxation are proven, never just estimates."""
     checked = tight = 0
-    for seed in range(40):
-        p = _random_problem(seed, n=3 + seed % 6, ndev=2 + seed % 2, shared=seed % 3 == 0,
-                            memory=(2**40, 900, 1500)[seed % 3])
-        optimum = brute_force_optimum(p)
-        if optimum == float("inf"):
-            continue
+    for seed, p, optimum in _feasible(40, lambda seed: _random_problem(
+            seed, n=3 + seed % 6, ndev=2 + seed % 2, shared=seed % 3 == 0,
+            memory=(2**40, 900, 1500)[seed % 3])):
         relaxed = run_relaxation(p, optimum / 1e5, None, time_limit_s=2.0, seed=0, workers=1)
         assert relaxed.bound_s is not None
         assert lower_bound(p) <= optimum * (1 + 1e-9), seed
@@ -131,12 +139,9 @@ def test_bounds_never_exceed_the_brute_force_optimum() -> None:
 def test_segmented_relaxation_bound_never_exceeds_the_brute_force_optimum() -> None:
     """Cut at every cut node (segments of one node and up): still a proven bound."""
     segmented = 0
-    for seed in range(30):
-        p = _random_problem(100 + seed, n=4 + seed % 5, ndev=2 + seed % 2,
-                            shared=seed % 4 == 0, memory=(2**40, 1500)[seed % 2])
-        optimum = brute_force_optimum(p)
-        if optimum == float("inf"):
-            continue
+    for seed, p, optimum in _feasible(30, lambda seed: _random_problem(
+            100 + seed, n=4 + seed % 5, ndev=2 + seed % 2, shared=seed % 4 == 0,
+            memory=(2**40, 1500)[seed % 2])):
         segmented += len(segments(index_of(p), 1)) > 1
         relaxed = run_relaxation(p, optimum / 1e5, None, time_limit_s=1.0, seed=0, workers=1,
                                  segment_min_nodes=1)
@@ -150,12 +155,9 @@ def test_call_slot_bounds_never_exceed_the_brute_force_optimum() -> None:
     """The sharpening model (``call_slots``) on whole graphs, shared processors included:
     proven, and stronger than the model without slots on some problems."""
     stronger = 0
-    for seed in range(40):
-        p = _random_problem(300 + seed, n=3 + seed % 6, ndev=2 + seed % 2,
-                            shared=seed % 3 == 0, memory=(2**40, 1500)[seed % 2])
-        optimum = brute_force_optimum(p)
-        if optimum == float("inf"):
-            continue
+    for seed, p, optimum in _feasible(40, lambda seed: _random_problem(
+            300 + seed, n=3 + seed % 6, ndev=2 + seed % 2, shared=seed % 3 == 0,
+            memory=(2**40, 1500)[seed % 2])):
         tick = optimum / 1e5
         bounds = []
         for slots in (0, 2, 3):
