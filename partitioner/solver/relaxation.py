@@ -50,7 +50,7 @@ from ortools.sat.python import cp_model
 from partitioner.problem import Problem
 from partitioner.solver.cpsat import AssignmentModel, ModelResult, run
 from partitioner.solver.index import index_of
-from partitioner.solver.segmented import segmented_bound
+from partitioner.solver.segmented import SpanSharpener, segmented_bound
 from partitioner.solver.segments import segments
 
 #: Largest problem (nodes) the relaxation is solved for; beyond it the model is too big to
@@ -76,9 +76,11 @@ SEGMENT_SHARE = 0.5
 #: (inception: nothing at all), while one inception block takes ~1 s to sharpen.
 SHARPEN_SHARE = 0.4
 
-#: Calls per device the sharpening model tells apart (``RelaxationModel._call_slots``).
-#: Inception's blocks on cpu+npu need three: with two the bound stays 3% under the plan.
-CALL_SLOTS = 3
+#: Calls per device the sharpening models tell apart (``RelaxationModel._call_slots``), one
+#: pass each along the cheapest path. Inception's blocks on cpu+npu need three (with two the
+#: bound stays 3% under the plan); on smallgpu+cpu five (1,127 µs for the first block against
+#: 1,086 µs with three), but five is slower to prove, 1-15 s a block against 0.3-3 s.
+CALL_SLOTS = (3, 5)
 
 
 class RelaxationModel(AssignmentModel):
@@ -334,18 +336,22 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
             return run(model, time_limit_s=limit_s, seed=seed, workers=1, unit_s=tick_s,
                        keep=1)
 
-        def sharpen_span(sub: Problem, has_source: bool, first: ModelResult,
-                         limit_s: float) -> ModelResult:
-            model = RelaxationModel(sub, tick_s, source=0 if has_source else None,
-                                    call_slots=CALL_SLOTS)
-            if first.solutions:
-                model.hint_assignment(first.solutions[-1])
-            if first.bound_s:
-                model.at_least(first.bound_s)
-            return run(model, time_limit_s=limit_s, seed=seed, workers=1, unit_s=tick_s, keep=1)
+        def sharpener(slots: int) -> SpanSharpener:
+            def sharpen_span(sub: Problem, has_source: bool, best: ModelResult,
+                             limit_s: float) -> ModelResult:
+                model = RelaxationModel(sub, tick_s, source=0 if has_source else None,
+                                        call_slots=slots)
+                if best.solutions:
+                    model.hint_assignment(best.solutions[-1])
+                if best.bound_s:
+                    model.at_least(best.bound_s)
+                return run(model, time_limit_s=limit_s, seed=seed, workers=1, unit_s=tick_s,
+                           keep=1)
+            return sharpen_span
 
         bound, solutions = segmented_bound(problem, idx, parts, solve_span,
-                                           SEGMENT_SHARE * time_limit_s, hint, sharpen_span,
+                                           SEGMENT_SHARE * time_limit_s, hint,
+                                           [sharpener(slots) for slots in CALL_SLOTS],
                                            SHARPEN_SHARE * time_limit_s)
         rest -= (SEGMENT_SHARE + SHARPEN_SHARE) * time_limit_s
     model = RelaxationModel(problem, tick_s)

@@ -49,7 +49,7 @@ from partitioner.solver.segments import Segment, segment_problem
 SpanSolver = Callable[[Problem, bool, list[int] | None, float], ModelResult]
 
 #: Bounds a segment problem again with a stronger, slower model:
-#: ``(problem, has a source, the first solve's result, time limit) -> result``.
+#: ``(problem, has a source, its best result so far, time limit) -> result``.
 SpanSharpener = Callable[[Problem, bool, ModelResult, float], ModelResult]
 
 #: Heavy nodes per segment whose placement on the budget's device is enumerated, heaviest
@@ -80,12 +80,12 @@ class _Choice:
 
 def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
                     solve_span: SpanSolver, budget_s: float, hint: list[int] | None,
-                    sharpen: SpanSharpener | None = None, sharpen_s: float = 0.0
+                    sharpeners: list[SpanSharpener] | None = None, sharpen_s: float = 0.0
                     ) -> tuple[float, list[list[int]]]:
     """The least path bound over the footprint levels, and the paths' assignments.
 
-    With ``sharpen``, ``sharpen_s`` and the time the first solves leave go to bounding
-    again, with the stronger model, the segments on the cheapest path, until that path is
+    With ``sharpeners``, ``sharpen_s`` and the time the first solves leave go to bounding
+    again, with stronger models, the segments on the cheapest path, until that path is
     sharpened throughout or the time is spent (``_sharpened``). The assignments stay the
     first solves', so the plans do not depend on how far sharpening got.
 
@@ -145,45 +145,53 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
             if not excess:
                 break
             path = _path(idx, parts, per_tier, span, path.units - excess)
-    if sharpen is not None and bound < float("inf"):
+    if sharpeners and bound < float("inf"):
         left = budget_s + sharpen_s - sum(result.used_s for result in spans.values())
         bound = _sharpened(idx, parts, list(zip(tiers, choices, strict=True)), span, subs,
-                           sharpen, left)
+                           sharpeners, left)
     return (bound if bound < float("inf") else 0.0), found
 
 
 def _sharpened(idx: ProblemIndex, parts: list[Segment],
                tiers: list[tuple[Level, list[list[_Choice]]]],
                span: Callable[[_Choice], ModelResult], subs: dict[tuple, Problem],
-               sharpen: SpanSharpener, left_s: float) -> float:
+               sharpeners: list[SpanSharpener], left_s: float) -> float:
     """The least path bound once the cheapest paths' segments are sharpened within
-    ``left_s`` of wall time: the path with the least bound is found again after each round,
-    and its segments not yet sharpened share the time left. (Wall time, because CP-SAT's
-    deterministic time runs four to ten times slower than the clock on these models.)"""
+    ``left_s`` of wall time, by each sharpener in turn (stronger and slower ones last): the
+    path with the least bound is found again after each round, and its segments not yet
+    sharpened at this level share the time left (each what the ones before it left). Each
+    solve starts from the segment's best result so far (its hint and floor). (Wall time,
+    because CP-SAT's deterministic time runs four to ten times slower than the clock on
+    these models.)"""
     sharp: dict[tuple, ModelResult] = {}
 
     def value(choice: _Choice) -> ModelResult:
-        first = span(choice)
-        better = sharp.get(choice.key)
-        if better is None or (better.bound_s or 0.0) <= (first.bound_s or 0.0):
-            return first
-        return better
+        return sharp.get(choice.key) or span(choice)
 
-    while True:
-        paths = [p for tier, per_tier in tiers
-                 if (p := _path(idx, parts, per_tier, value, tier.capacity)) is not None]
-        if not paths:
-            return float("inf")
-        least = min(paths, key=lambda p: p.bound_s)
-        pending = list({c.key: c for c in least.taken if c.key not in sharp}.values())
-        if not pending or left_s < MIN_SOLVE_S:
-            return least.bound_s
-        limit = max(MIN_SOLVE_S, left_s / len(pending))
-        for choice in pending:
-            first = span(choice)
-            sharp[choice.key] = sharpen(subs[choice.key], parts[choice.segment].source
-                                        is not None, first, limit)
-            left_s -= sharp[choice.key].wall_s
+    bound = float("inf")
+    for sharpen in sharpeners:
+        done: set[tuple] = set()
+        while True:
+            paths = [p for tier, per_tier in tiers
+                     if (p := _path(idx, parts, per_tier, value, tier.capacity)) is not None]
+            if not paths:
+                return float("inf")
+            least = min(paths, key=lambda p: p.bound_s)
+            bound = least.bound_s
+            pending = list({c.key: c for c in least.taken if c.key not in done}.values())
+            if left_s < MIN_SOLVE_S:
+                return bound
+            if not pending:
+                break
+            for remaining, choice in zip(range(len(pending), 0, -1), pending, strict=True):
+                limit = max(MIN_SOLVE_S, left_s / remaining)
+                done.add(choice.key)
+                result = sharpen(subs[choice.key], parts[choice.segment].source is not None,
+                                 value(choice), limit)
+                left_s -= result.wall_s
+                if (result.bound_s or 0.0) > (value(choice).bound_s or 0.0):
+                    sharp[choice.key] = result
+    return bound
 
 
 @dataclass(frozen=True)
