@@ -160,7 +160,7 @@ def test_call_slot_bounds_never_exceed_the_brute_force_optimum() -> None:
             memory=(2**40, 1500)[seed % 2])):
         tick = optimum / 1e5
         bounds = []
-        for slots in (0, 2, 3):
+        for slots in (0, 2, 3, 5):
             result = run(RelaxationModel(p, tick, call_slots=slots), time_limit_s=2.0, seed=0,
                          workers=1, unit_s=tick, keep=1)
             assert result.status == "OPTIMAL" and result.bound_s is not None

@@ -37,7 +37,8 @@ model above lets each node send its outputs at its own end and take its inputs a
 come; on inception's blocks that let a CPU feed two accelerator branches at different times
 while the accelerator ran one call (cpu+l4 proved 1,386 µs against a 1,441 µs plan; with
 slots 1,431 µs). The slot model is slower to prove (about 1 s a block against 0.1 s), so it
-only sharpens the path that sets the bound, with the time the first solves leave.
+only sharpens the path that sets the bound, with the time the first solves leave, in passes
+of more slots (``CALL_SLOTS``).
 """
 
 from __future__ import annotations
