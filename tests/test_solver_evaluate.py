@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from partitioner.errors import SolverError
+from partitioner.problem import Evaluation
 from partitioner.solver.evaluate import evaluate, memory_violations
 from partitioner.solver.random_problem import toy_device, toy_problem
 
@@ -46,16 +47,25 @@ def test_independent_calls_overlap_unless_processor_is_shared() -> None:
     assert ev.stage_s == pytest.approx(7 * MS)  # one processor does all the work
 
 
+#: ``s`` forks to ``b1`` and ``b2`` (10 ms each), joined by ``j``: the first two on d0, the
+#: other two on d1.
+_FORK_EDGES = [("s", "b1", 0), ("s", "b2", 0), ("b1", "j", 0), ("b2", "j", 0)]
+_FORK_SPLIT = {"s": "d0", "b1": "d0", "b2": "d1", "j": "d1"}
+
+
+def _evaluated_fork() -> Evaluation:
+    costs = {n: {"d0": c * MS, "d1": c * MS} for n, c in
+             {"s": 1, "b1": 10, "b2": 10, "j": 1}.items()}
+    p = toy_problem(costs, _FORK_EDGES, (toy_device("d0"), toy_device("d1")))
+    return evaluate(p, _FORK_SPLIT)
+
+
 def test_a_call_waits_for_every_partition_it_reads() -> None:
     # j on d1 reads b1 and b2: whatever the cut, a call starts only once every call it reads
     # from has returned (executor semantics)
-    costs = {n: {"d0": c * MS, "d1": c * MS} for n, c in
-             {"s": 1, "b1": 10, "b2": 10, "j": 1}.items()}
-    edges = [("s", "b1", 0), ("s", "b2", 0), ("b1", "j", 0), ("b2", "j", 0)]
-    p = toy_problem(costs, edges, (toy_device("d0"), toy_device("d1")))
-    ev = evaluate(p, {"s": "d0", "b1": "d0", "b2": "d1", "j": "d1"})
+    ev = _evaluated_fork()
     call = {n: q for q in ev.partitions for n in q.nodes}
-    for src, dst, _ in edges:
+    for src, dst, _ in _FORK_EDGES:
         if call[src] != call[dst]:
             returned = ev.schedule[call[src].nodes[-1]][2]
             assert ev.schedule[call[dst].nodes[0]][1] >= returned - 1e-12
@@ -63,13 +73,9 @@ def test_a_call_waits_for_every_partition_it_reads() -> None:
 
 
 def test_a_call_leaves_out_a_node_whose_input_comes_later() -> None:
-    # s feeds b1 (d0) and b2 (d1); j on d1 needs both. One call [b2, j] would wait for b1
-    # (22 ms); a call [b2] as soon as s returns, then [j], ends at 12 ms.
-    costs = {n: {"d0": c * MS, "d1": c * MS} for n, c in
-             {"s": 1, "b1": 10, "b2": 10, "j": 1}.items()}
-    p = toy_problem(costs, [("s", "b1", 0), ("s", "b2", 0), ("b1", "j", 0), ("b2", "j", 0)],
-                    (toy_device("d0"), toy_device("d1")))
-    ev = evaluate(p, {"s": "d0", "b1": "d0", "b2": "d1", "j": "d1"})
+    # One call [b2, j] would wait for b1 (22 ms); a call [b2] as soon as s returns, then [j],
+    # ends at 12 ms.
+    ev = _evaluated_fork()
     assert [(q.device, q.nodes) for q in ev.partitions] == [
         ("d0", ("s",)), ("d0", ("b1",)), ("d1", ("b2",)), ("d1", ("j",))]
     assert ev.schedule["b2"][1] == pytest.approx(1 * MS)

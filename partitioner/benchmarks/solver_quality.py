@@ -74,7 +74,7 @@ def run(quick: bool = False) -> str:
             rows.append((name, len(analysed.facts.nodes), cluster_name, report, base, gain,
                          worse, wall))
     text = _render(rows, gains, time_limit, quick)
-    return text + "\n" + _synthetic_section(quick, 5.0 if quick else 15.0)
+    return text + "\n" + _synthetic_section(quick, time_limit if quick else time_limit / 2)
 
 
 #: (nodes, demo cluster) of the synthetic heterogeneous problems.
