@@ -2,27 +2,33 @@
 
 A plan directory holds ``plan.json``, ``partitions/p<index>_<device>.onnx`` (plus
 ``.onnx.data`` for partitions with large weights) and, after ``hetpart run --save``,
-``run.json``. Writing never deletes files it did not write; loading refuses plans that break
-an invariant, each with a message saying which.
+``run.json``. Writing never deletes files it did not write, and builds the new plan in a
+sibling staging directory first, so a failure while writing leaves the previous plan as it
+was; loading refuses plans that break an invariant, each with a message saying which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
+import os
+import re
+import secrets
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partitioner.errors import PlanError
-from partitioner.plan import FORMAT_VERSION, Plan
-from partitioner.plan_json import plan_from_dict, plan_json
 
 if TYPE_CHECKING:
     from partitioner.analysis import AnalysedModel
+    from partitioner.plan import Plan
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +52,10 @@ def validate_plan_document(data: Any, source: str) -> None:
     if not isinstance(data, dict):
         raise PlanError(f"{source}: expected a JSON object, got {type(data).__name__}")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != _plan.FORMAT_VERSION:
         raise PlanError(
             f"{source}: unknown plan format version {version!r} (this hetpart reads "
-            f"{FORMAT_VERSION!r})"
+            f"{_plan.FORMAT_VERSION!r})"
         )
     validator = jsonschema.Draft202012Validator(plan_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
@@ -208,7 +214,7 @@ def load_plan(plan_dir: str | Path, model: str | Path | None = None) -> Plan:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanError(f"{path}: cannot read plan: {exc}") from None
     validate_plan_document(data, str(path))
-    plan = plan_from_dict(data)
+    plan = _plan_json.plan_from_dict(data)
     check_plan(plan, str(path))
     missing = [p.file for p in plan.partitions if not (root / p.file).is_file()]
     if missing:
@@ -239,9 +245,15 @@ def check_plan_target(root: Path, overwrite: bool) -> None:
         PlanError: ``root`` is a file, a non-empty directory that is not a plan, or a plan
             and ``overwrite`` is False.
     """
+    if root.is_symlink() and not root.exists():
+        raise PlanError(f"{root} is a broken symbolic link")
     if root.exists() and not root.is_dir():
         raise PlanError(f"{root} exists and is not a directory")
-    if root.is_dir() and any(root.iterdir()):
+    if not root.exists():
+        above = next((p for p in root.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise PlanError(f"cannot create {root}: {above} is not a directory")
+    if root.is_dir() and any(not _STAGING.match(p.name) for p in root.iterdir()):
         if not (root / PLAN_FILE).is_file():
             raise PlanError(
                 f"{root} is a non-empty directory that is not a plan; refusing to write into it"
@@ -259,6 +271,10 @@ def write_plan(
 ) -> Path:
     """Write ``plan.json`` and one ONNX file per partition into ``plan_dir``.
 
+    The plan is written to a hidden staging directory next to ``plan_dir`` and moved in
+    only when complete, so a failure (a partition that cannot be cut or saved, a full disk)
+    leaves an earlier plan there loadable and untouched.
+
     Args:
         plan: The plan (from ``build_plan``).
         analysed: The analysed model the plan was built from (partitions are cut from it).
@@ -272,7 +288,9 @@ def write_plan(
 
     Raises:
         PlanError: ``plan_dir`` is a file, a non-empty directory that is not a plan, or a
-            plan and ``overwrite`` is False.
+            plan and ``overwrite`` is False; the plan is invalid; or a file cannot be
+            written (named as in ``plan_dir``; an earlier plan there is left as it was).
+        OSError: moving the finished plan into place failed (the earlier plan is restored).
     """
     from partitioner.extract import (
         PartitionExtractor,
@@ -283,18 +301,119 @@ def write_plan(
 
     root = Path(plan_dir)
     check_plan_target(root, overwrite)
-    if root.is_dir():
-        for old in _plan_owned(root):
-            old.unlink()
-    text = plan_json(plan)
+    text = _plan_json.plan_json(plan)
     validate_plan_document(json.loads(text), f"plan for {plan.model.name}")
     check_plan(plan, f"plan for {plan.model.name}")
-    extractor = PartitionExtractor(analysed.model)
-    for partition in plan.partitions:
-        model = extractor.extract(partition)
-        data = save_partition(model, root / partition.file)
-        logger.info("wrote %s%s", partition.file, f" (+ {data.name})" if data else "")
-    if annotate:
-        save_annotated(annotate_model(analysed.model, plan), root / ANNOTATED_FILE)
-    (root / PLAN_FILE).write_text(text)
+    staging = _sibling(root, "new")
+    try:
+        extractor = PartitionExtractor(analysed.model)
+        for partition in plan.partitions:
+            model = extractor.extract(partition)
+            with _naming(root / partition.file):
+                data = save_partition(model, staging / partition.file)
+            logger.info("wrote %s%s", partition.file, f" (+ {data.name})" if data else "")
+        if annotate:
+            with _naming(root / ANNOTATED_FILE):
+                save_annotated(annotate_model(analysed.model, plan), staging / ANNOTATED_FILE)
+        with _naming(root / PLAN_FILE):
+            (staging / PLAN_FILE).write_text(text)
+        _replace_plan(staging, root, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return root / PLAN_FILE
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """Report a failed write under the path the user asked for, not the staging copy."""
+    try:
+        yield
+    except OSError as exc:
+        raise PlanError(
+            f"cannot write {target}: {exc.strerror or exc}; any earlier plan there is unchanged"
+        ) from exc
+
+
+#: Names of the staging directories ``_sibling`` makes (inside a plan only on a mount point).
+_STAGING = re.compile(r"^\..*\.hetpart-(new|old)-[0-9a-f]{8}$")
+
+
+def _sibling(root: Path, kind: str) -> Path:
+    """A new, empty hidden directory on ``root``'s file system (so renames are atomic): next
+    to ``root``, or inside it when ``root`` is a mount point."""
+    real = root.resolve()
+    real.parent.mkdir(parents=True, exist_ok=True)
+    base = real.parent
+    if real.is_dir() and real.stat().st_dev != base.stat().st_dev:
+        base = real
+    while True:
+        path = base / f".{real.name or 'plan'}.hetpart-{kind}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
+def _replace_plan(staging: Path, root: Path, overwrite: bool) -> None:
+    """Move the complete plan in ``staging`` to ``root``, replacing the files an earlier plan
+    owned there; on any failure the earlier plan's files are put back.
+
+    Raises:
+        PlanError: ``root`` changed since it was checked and may no longer be written.
+        OSError: a rename failed (the earlier plan is restored first).
+    """
+    check_plan_target(root, overwrite)  # compiling takes minutes; look again
+    if not root.exists():
+        try:
+            staging.rename(root)  # atomic: root appears complete or not at all
+            return
+        except OSError:
+            if not root.exists():
+                raise
+            check_plan_target(root, overwrite)  # appeared meanwhile; merge as below
+    new = sorted(
+        (f.relative_to(staging) for f in staging.rglob("*") if f.is_file()),
+        key=lambda rel: rel == Path(PLAN_FILE),  # plan.json last: it makes the plan whole
+    )
+    backup = _sibling(root, "old")
+    moved_out: list[tuple[Path, Path]] = []
+    moved_in: list[Path] = []
+    made_dirs: list[Path] = []
+    try:
+        for old in _plan_owned(root):
+            kept = backup / old.relative_to(root)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(old, kept)
+            moved_out.append((old, kept))
+        for rel in new:
+            target = root / rel
+            if not target.parent.is_dir():
+                target.parent.mkdir(parents=True)
+                made_dirs.append(target.parent)
+            os.rename(staging / rel, target)
+            moved_in.append(target)
+    except BaseException:
+        try:
+            for target in moved_in:
+                target.unlink(missing_ok=True)
+            for directory in reversed(made_dirs):
+                if not any(directory.iterdir()):
+                    directory.rmdir()
+            for old, kept in reversed(moved_out):
+                os.rename(kept, old)
+        except OSError:
+            logger.error(
+                "could not restore the previous plan in %s; its files are in %s", root, backup
+            )
+            raise
+        shutil.rmtree(backup, ignore_errors=True)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+# Last, and modules rather than names: ``partitioner.plan`` imports load_plan/write_plan from
+# here at its end, so whichever of plan, plan_json and plan_io is imported first, the others
+# must find what they use already defined.
+import partitioner.plan as _plan  # noqa: E402
+import partitioner.plan_json as _plan_json  # noqa: E402

@@ -39,8 +39,31 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "name at least one device id"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", "l4,gpu9", "-o", "P"],
          "gpu9 not in cluster"),
-        (["compile", "MODEL", "--cluster", "cpu+l4", "-o", "MODEL/plan"], "Not a directory"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "-o", "MODEL/plan"],
+         "tiny.onnx is not a directory"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--time-limit", "nan", "-o", "P"],
+         "--time-limit: 'nan': must be a finite positive number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--time-limit", "inf", "-o", "P"],
+         "--time-limit: 'inf': must be a finite positive number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--objective", "cost",
+          "--latency-target", "inf", "-o", "P"],
+         "--latency-target: 'inf': must be a finite positive number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--objective", "cost",
+          "--latency-target=-inf", "-o", "P"],
+         "--latency-target: '-inf': must be a finite positive number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--min-gain", "NaN", "-o", "P"],
+         "--min-gain: 'NaN': must be a finite non-negative number"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--latency-target", "3", "-o", "P"],
+         "--latency-target applies only to --objective cost (got --objective latency)"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--objective", "throughput",
+          "--latency-target", "3", "-o", "P"],
+         "--latency-target applies only to --objective cost (got --objective throughput)"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--seed", "99999999999999999999", "-o",
+          "P"], "--seed: '99999999999999999999': must be a non-negative integer up to"),
         (["run", "P", "--stream", "0"], "--stream: '0': must be a positive integer"),
+        (["run", "P", "--rtol", "nan"], "--rtol: 'nan': must be a finite non-negative number"),
+        (["run", "P", "--atol", "inf"], "--atol: 'inf': must be a finite non-negative number"),
+        (["run", "P", "--seed", "-1"], "--seed: '-1': must be a non-negative integer"),
         (["run", "P", "--rtol", "-1"], "--rtol: '-1': must be a non-negative number"),
         (["run", "P", "--repeat", "x"], "--repeat: 'x' is not a positive integer"),
         (["nonsense"], "invalid choice: 'nonsense'"),
@@ -55,6 +78,7 @@ def test_bad_command_lines_exit_2_with_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "plan").exists()  # refused before anything was written
 
 
 def test_compile_summary_reports_the_cost_bound_in_price_not_ms(

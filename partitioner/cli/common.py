@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -45,15 +46,23 @@ def print_json(obj: Any) -> None:
 
 
 def _number(
-    kind: Callable[[str], float], minimum: float, inclusive: bool, what: str
+    kind: Callable[[str], float],
+    minimum: float,
+    inclusive: bool,
+    what: str,
+    maximum: float | None = None,
 ) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not math.isfinite(value):  # nan and inf parse as floats but mean nothing here
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite {what}")
         if value < minimum or (not inclusive and value == minimum):
             raise argparse.ArgumentTypeError(f"{text!r}: must be a {what}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a {what} up to {maximum}")
         return value
 
     parse.__name__ = what  # argparse names the type in its messages
@@ -64,6 +73,8 @@ def _number(
 positive_int = _number(int, 1, True, "positive integer")
 positive_float = _number(float, 0.0, False, "positive number")
 non_negative_float = _number(float, 0.0, True, "non-negative number")
+#: Random seeds: CP-SAT takes a 32-bit seed and NumPy's generators a non-negative one.
+seed_int = _number(int, 0, True, "non-negative integer", maximum=2**31 - 1)
 
 
 def parse_device_list(text: str | None) -> list[str] | None:

@@ -14,12 +14,15 @@ from partitioner.cli.common import (
     positive_float,
     positive_int,
     print_json,
+    seed_int,
 )
 from partitioner.cli.progress import ProgressLine
 from partitioner.compiler import Compilation, compile_model
 from partitioner.errors import SolverError
 from partitioner.plan import write_plan
 from partitioner.plan_io import check_plan_target
+from partitioner.problem import Evaluation
+from partitioner.solver.evaluate import evaluate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="split across devices only for at least this predicted gain over the best "
         "single device (default: 5 for clusters measured here, 0 otherwise)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="CP-SAT random seed")
     p.add_argument("--workers", type=positive_int, default=2, help="CP-SAT search workers")
     p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
     p.add_argument("--force", action="store_true", help="replace an existing plan directory")
@@ -68,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.objective == "cost" and args.latency_target is None:
         raise SolverError("--objective cost needs --latency-target MS")
+    if args.objective != "cost" and args.latency_target is not None:
+        raise SolverError(
+            f"--latency-target applies only to --objective cost (got --objective {args.objective})"
+        )
     plan_dir = Path(args.output)
     check_plan_target(plan_dir, overwrite=args.force)  # before minutes of profiling, not after
     costing = ProgressLine("profiling", args.quiet or args.json)
@@ -121,10 +128,38 @@ def summarise(result: Compilation) -> dict[str, Any]:
         "energy_j": ev.energy_j,
         "num_partitions": ev.num_partitions,
         "devices_used": used,
-        "baselines": {
-            name: (b.evaluation.latency_s if b.evaluation else None)
-            for name, b in sorted(report.baselines.items())
-        },
+        **_baseline_summary(result),
+    }
+
+
+def _baseline_summary(result: Compilation) -> dict[str, dict[str, Any]]:
+    """Each baseline's predicted latency, stage time and price, and why it is infeasible.
+
+    A baseline that built a complete placement but misses the latency target, memory or
+    ``max_partitions`` still has numbers: the solver keeps its placement, not its evaluation,
+    so it is evaluated again here (same problem, same evaluator).
+    """
+    latency: dict[str, float | None] = {}
+    stage: dict[str, float | None] = {}
+    price: dict[str, float | None] = {}
+    infeasible: dict[str, str] = {}
+    for name, b in sorted(result.report.baselines.items()):
+        ev: Evaluation | None = b.evaluation
+        if ev is None:
+            infeasible[name] = b.note or "no feasible placement"
+            if b.assignment:
+                try:
+                    ev = evaluate(result.problem, b.assignment)
+                except SolverError:  # an incomplete or unrunnable placement has no numbers
+                    ev = None
+        latency[name] = ev.latency_s if ev else None
+        stage[name] = ev.stage_s if ev else None
+        price[name] = ev.cost_per_1k if ev else None
+    return {
+        "baselines": latency,
+        "baseline_stage_s": stage,
+        "baseline_cost_per_1k": price,
+        "baselines_infeasible": infeasible,
     }
 
 
@@ -144,9 +179,21 @@ def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
         f"on {bound_fmt(summary['objective_value'])} "
         f"(gap {summary['gap']:.2%}, solved in {summary['solve_time_s']:.2f} s)",
         f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",
-        "  baselines (predicted latency):",
     ]
+    objective = summary["objective"]
+    extra = {"throughput": "stage time", "cost": "price"}.get(objective)
+    lines.append(f"  baselines (predicted latency{', ' + extra if extra else ''}):")
     for name, latency in summary["baselines"].items():
-        shown = ms(latency * 1e3) if latency is not None else "infeasible"
-        lines.append(f"    {name:<22} {shown}")
+        if latency is None:
+            shown = "no placement"
+        else:
+            shown = ms(latency * 1e3)
+            stage = summary["baseline_stage_s"][name]
+            price = summary["baseline_cost_per_1k"][name]
+            if objective == "throughput" and stage is not None:
+                shown += f" latency, {ms(stage * 1e3)} stage"
+            elif objective == "cost" and price is not None:
+                shown += f" latency, {price:.4g} per 1k"
+        why = summary["baselines_infeasible"].get(name)
+        lines.append(f"    {name:<22} {shown}" + (f"  (infeasible: {why})" if why else ""))
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from partitioner.cli.common import non_negative_float, positive_int, print_json
+from partitioner.cli.common import non_negative_float, positive_int, print_json, seed_int
 from partitioner.executor import Executor
 from partitioner.plan_io import check_model_hash, load_plan
 from partitioner.run_support import (
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a plan on its devices and measure it")
     p.add_argument("plan_dir", metavar="PLAN_DIR", help="directory written by `hetpart compile`")
     p.add_argument("--inputs", metavar="FILE.npz", help="input arrays by name (default: random)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random inputs")
     p.add_argument(
         "--check",
         action="store_true",
