@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from partitioner.devices import DeviceSpec
+from partitioner.problem import Problem
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.evaluate import evaluate
 from partitioner.solver.random_problem import demo_cluster, random_problem, toy_device, toy_problem
@@ -64,3 +66,43 @@ def test_no_feasible_baseline_gives_none_with_notes() -> None:
     results = run_baselines(p)
     assert best_baseline(p, results) is None
     assert all(r.evaluation is None and r.note for r in results.values())
+
+
+def _chain(devs: tuple[DeviceSpec, ...], unsupported: dict[str, str] | None = None) -> Problem:
+    """Four 1000-byte layers in a chain, 100-byte activations, runnable everywhere but where
+    ``unsupported`` (node -> device) says."""
+    unsupported = unsupported or {}
+    costs: dict[str, dict[str, float | None]] = {
+        f"l{i}": {d.id: (None if unsupported.get(f"l{i}") == d.id else MS) for d in devs}
+        for i in range(4)}
+    edges = [(f"l{i}", f"l{i + 1}", 100) for i in range(3)]
+    return toy_problem(costs, edges, devs, weights=dict.fromkeys(costs, 1000),
+                       outputs=dict.fromkeys(costs, 100))
+
+
+def test_memory_greedy_splits_weights_in_layer_order_like_accelerate() -> None:
+    # 4000 bytes of weights fit on neither device alone, only split two and two. Activations
+    # (two 100-byte tensors at a time) are reserved once per device, not summed per layer.
+    p = _chain((toy_device("gpu", memory_bytes=2300), toy_device("cpu", memory_bytes=2300)))
+    results = run_baselines(p)
+    res = results["memory_greedy"]
+    assert [res.assignment[f"l{i}"] for i in range(4)] == ["gpu", "gpu", "cpu", "cpu"]
+    assert res.evaluation is not None
+    assert res.evaluation.peak_memory == {"gpu": 2200, "cpu": 2200}
+    assert results["best_single"].evaluation is None
+
+
+def test_memory_greedy_keeps_a_model_that_fits_on_the_first_device() -> None:
+    p = _chain((toy_device("gpu", memory_bytes=4200), toy_device("cpu", memory_bytes=10**6)))
+    res = run_baselines(p)["memory_greedy"]
+    assert set(res.assignment.values()) == {"gpu"}
+    assert res.evaluation is not None and res.evaluation.peak_memory["gpu"] == 4200
+
+
+def test_memory_greedy_sends_an_unsupported_node_on_and_keeps_filling() -> None:
+    p = _chain((toy_device("gpu", memory_bytes=3300), toy_device("cpu", memory_bytes=10**6)),
+               unsupported={"l1": "gpu"})
+    res = run_baselines(p)["memory_greedy"]
+    assert [res.assignment[f"l{i}"] for i in range(4)] == ["gpu", "cpu", "gpu", "gpu"]
+    assert res.evaluation is not None
+    assert res.evaluation.peak_memory["gpu"] <= 3300

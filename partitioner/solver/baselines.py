@@ -7,7 +7,8 @@
 * ``heft``: HEFT list scheduling (upward rank with mean costs, earliest finish time per node,
   respecting support and weight memory).
 * ``memory_greedy``: fill devices in cluster order along the topological order until their
-  weight memory (less an activation reserve) is full (Accelerate ``device_map="auto"``).
+  weight memory (less a reserve for workspace and activations) is full, moving on for good
+  (Accelerate ``infer_auto_device_map`` / ``device_map="auto"``).
 
 A baseline that is not feasible (unsupported nodes, memory, latency target) is reported with
 ``evaluation=None`` and a note saying why.
@@ -165,28 +166,71 @@ def _heft(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
 
 
 def _memory_fill(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
+    """Accelerate's ``infer_auto_device_map`` at node level (``device_map="auto"``).
+
+    Accelerate walks the modules in order and puts each on the current device while the
+    device's parameter bytes stay within its memory less a reserve (the largest layer, on
+    the main devices); the first module that does not fit moves the walk on to the next
+    device for good. Activations are not counted per module. Here the modules are the nodes
+    in topological order, the devices come in cluster order, only weights fill a device, and
+    each device reserves what the evaluator counts besides weights when the whole model runs
+    there (``_reserve``), so a device that can hold the model alone keeps all of it.
+
+    A node the current device may not run (unsupported, forbidden, pinned) goes to the first
+    device after it that may and has room, else to any that has room, else to the fallback
+    device (or its last allowed one); the walk stays on the current device. The last device
+    takes whatever is left, room or not: the evaluator then reports the overflow.
+    """
     why = _unplaceable(idx)
     if why:
         return why
-    n = len(idx.names)
-    reserve = 2 * max(idx.out_bytes, default=0) + max(
-        (max(w) for w in idx.workspace), default=0)
-    capacity = [max(0, d.memory_bytes - reserve) for d in problem.cluster.devices]
-    used = [0] * len(idx.devices)
+    ndev = len(idx.devices)
+    # May be negative: a device that cannot even hold the reserve takes no node.
+    room = [d.memory_bytes - _reserve(idx, k) for k, d in enumerate(problem.cluster.devices)]
+    used = [0] * ndev
+    fb = idx.dev_pos.get(problem.cluster.fallback_device or "")
     current = 0
     out = {}
-    for i in range(n):
-        need = idx.weights[i] + idx.out_bytes[i]
-        while current < len(idx.devices) - 1 and used[current] + need > capacity[current]:
+    for i, name in enumerate(idx.names):
+        w = idx.weights[i]
+        allowed = idx.allowed[i]
+        while current < ndev - 1 and current in allowed and used[current] + w > room[current]:
             current += 1
-        if current in idx.allowed[i]:
+        if current in allowed and (used[current] + w <= room[current] or current == ndev - 1):
             k = current
         else:
-            k = next((c for c in idx.allowed[i] if used[c] + need <= capacity[c]),
-                     idx.allowed[i][-1])
-        used[k] += need
-        out[idx.names[i]] = idx.devices[k]
+            later = [c for c in allowed if c > current] + [c for c in allowed if c < current]
+            k = next((c for c in later if used[c] + w <= room[c]),
+                     fb if fb in allowed else allowed[-1])
+        used[k] += w
+        out[name] = idx.devices[k]
     return out
+
+
+def _reserve(idx: ProblemIndex, k: int) -> int:
+    """Bytes device ``k`` keeps free of weights in ``_memory_fill``: the largest workspace of
+    a node it may run plus the peak of live activations when the whole model runs on one
+    device in topological order (the evaluator's ``peak_memory`` less weights), the way
+    Accelerate keeps room for its largest layer."""
+    workspace = max((idx.workspace[i][k] for i in range(len(idx.names)) if k in idx.allowed[i]),
+                    default=0)
+    return workspace + _activation_peak(idx)
+
+
+def _activation_peak(idx: ProblemIndex) -> int:
+    """Peak live activations of a one-device run in topological order: a node's output
+    lives from its start until its last consumer ends (graph outputs until the end)."""
+    n = len(idx.names)
+    delta = [0] * (n + 1)
+    for i in range(n):
+        last = max((t for t, _, _ in idx.succs[i]), default=n - 1)
+        delta[i] += idx.out_bytes[i]
+        delta[last + 1] -= idx.out_bytes[i]
+    live = peak = 0
+    for i in range(n):
+        live += delta[i]
+        peak = max(peak, live)
+    return peak
 
 
 def _mean_link(idx: ProblemIndex) -> float:
