@@ -13,7 +13,7 @@ def _greedy_from_cpu(kind: str, seed: int):
     idx = index_of(p)
     on_cpu = {n: "cpu" if idx.dev_pos["cpu"] in idx.allowed[i] else idx.devices[idx.allowed[i][0]]
               for i, n in enumerate(idx.names)}
-    assignment, ev, _, _ = refine(p, on_cpu, evaluate(p, on_cpu), float("inf"))
+    assignment, ev, _, _ = refine(p, on_cpu, evaluate(p, on_cpu))
     return p, assignment, ev
 
 

@@ -24,6 +24,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from partitioner.errors import SolverError
 from partitioner.problem import BaselineResult, Evaluation, Problem, SolveReport
@@ -38,10 +40,21 @@ from partitioner.solver.cpsat import (
     run,
 )
 from partitioner.solver.diagnose import check_feasible, explain_no_plan
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.evaluate import (
+    evaluate,
+    is_acceptable,
+    memory_violations,
+    objective_value,
+)
 from partitioner.solver.index import ProblemIndex, index_of
 from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.refine import NODE_EVALUATIONS_PER_S, SMALL, kick_and_refine, refine
+from partitioner.solver.refine import (
+    NODE_EVALUATIONS_PER_S,
+    SMALL,
+    kick_and_refine,
+    refine,
+    repair_memory,
+)
 from partitioner.solver.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
 from partitioner.solver.serial import SerialModel
 from partitioner.solver.throughput import ThroughputModel
@@ -50,11 +63,29 @@ __all__ = ["DEFAULT_GROUP_TARGET", "build_problem", "evaluate", "run_baselines",
 
 log = logging.getLogger(__name__)
 
-#: (objective, source rank, tie-break, assignment, evaluation, source name)
-_Candidate = tuple[float, int, int, dict[str, str], Evaluation, str]
+class _Candidate(NamedTuple):
+    """A plan that is acceptable, ranked by ``key``."""
+
+    value: float  # the objective
+    latency_s: float  # breaks ties in the objective (free devices under cost, equal stages)
+    rank: int  # the source's rank: solver solutions before the baselines' hint
+    tiebreak: int
+    assignment: dict[str, str]
+    evaluation: Evaluation
+    source: str
+
+    @property
+    def key(self) -> tuple[float, float, int, int]:
+        return self.value, self.latency_s, self.rank, self.tiebreak
+
+#: A plan that is not acceptable: (source name, assignment, evaluation).
+_Attempt = tuple[str, dict[str, str], Evaluation]
 
 #: Distinct candidates (CP-SAT solutions, best baseline) refined locally.
 REFINE_STARTS = 3
+
+#: Evaluations the greedy refinement of one candidate may spend at most.
+GREEDY_TRIES = 200
 
 #: Clusters with at most this many processors also run the serial latency model (``serial``)
 #: before the schedule model; the evaluator picks among both models' solutions.
@@ -63,6 +94,12 @@ SERIAL_PROCESSORS = int(os.environ.get("HETPART_SERIAL_PROCESSORS", "2"))
 #: Share of the time limit kept for the latency relaxation (``relaxation``), which proves the
 #: bound; it usually finishes early on the zoo models.
 RELAXATION_SHARE = 0.25
+
+#: Share of the time limit for local refinement (``refine``) of the best candidates.
+REFINE_SHARE = 0.15
+
+#: Share of the time limit left for evaluating candidates and the closed-form bounds.
+FINISH_SHARE = 0.05
 
 #: Groups CP-SAT sees at most after coarsening.
 DEFAULT_GROUP_TARGET = 160
@@ -108,6 +145,7 @@ def solve(
     baselines = run_baselines(problem)
     best = best_baseline(problem, baselines)
     candidates: list[_Candidate] = []
+    rejected: list[_Attempt] = []
     if best is not None and best.evaluation is not None:
         candidates.append(_candidate(problem, best.assignment, best.evaluation, 1, "hint"))
 
@@ -115,7 +153,8 @@ def solve(
         assignment = {n: idx.devices[idx.allowed[i][0]] for i, n in enumerate(idx.names)}
         ev = evaluate(problem, assignment)
         if not is_acceptable(problem, ev):
-            raise explain_no_plan(problem, baselines, ev.latency_s)
+            raise explain_no_plan(problem, baselines, ev.latency_s,
+                                  attempts=[("the only placement", ev)])
         value = objective_value(problem, ev)
         return SolveReport(assignment, ev, "SINGLE_DEVICE", value, value, 0.0, 0.0, seed,
                            workers, time_limit_s, baselines, {})
@@ -135,13 +174,13 @@ def solve(
     results: list[ModelResult] = []
     keep = 5 if len(idx.names) <= 20_000 else 2
     relax = problem.objective == "latency" and len(idx.names) <= RELAXATION_NODE_LIMIT
-    search_limit = time_limit_s * (1 - RELAXATION_SHARE if relax else 1)
+    stages = _Stages(t_start, time_limit_s, relax)
     spent = 0.0
     for j, kind in enumerate(kinds):
-        share = (search_limit - spent) / (len(kinds) - j)
+        share = (stages.search_s - spent) / (len(kinds) - j)
         for memory in ("safe", "weights"):
             result = _run_model(model_problem, kind, tick, memory, hint, max(0.05, share),
-                                seed, workers, progress, keep)
+                                seed, workers, progress, keep, stages.search_end)
             spent += result.used_s
             share -= result.used_s
             results.append(result)
@@ -152,22 +191,27 @@ def solve(
     solutions = [dev for r in results for dev in r.solutions]
     for k, dev in enumerate(solutions):
         full = coarse.expand(dev) if coarse is not None else dev
-        _add_if_acceptable(problem, idx, full, candidates, f"cpsat{k}", -k)
+        _add_if_acceptable(problem, idx, full, candidates, rejected, f"cpsat{k}", -k)
     relaxed = None
     if relax:
         # Proves the bound on the uncoarsened problem; its optimum's assignment is one more
         # candidate (the evaluator's call semantics may still make it worse).
-        incumbent = min(candidates, key=lambda c: c[:3])[3] if candidates else None
+        incumbent = min(candidates, key=lambda c: c.key).assignment if candidates else None
         relaxed = run_relaxation(problem, tick, [idx.dev_pos[incumbent[n]] for n in idx.names]
-                                 if incumbent else None,
-                                 max(0.05, time_limit_s * RELAXATION_SHARE), seed, workers)
+                                 if incumbent else None, max(0.05, stages.relaxation_s),
+                                 seed, workers, deadline=stages.relaxation_end)
         for dev in relaxed.solutions:
-            _add_if_acceptable(problem, idx, dev, candidates, "relaxation", 1)
+            _add_if_acceptable(problem, idx, dev, candidates, rejected, "relaxation", 1)
     if not candidates:
-        tried = [evaluate(problem, r.assignment).latency_s for r in baselines.values()
-                 if r.assignment]
-        raise explain_no_plan(problem, baselines, min(tried, default=None))
-    candidates.sort(key=lambda c: c[:3])
+        rejected += [(name, r.assignment, evaluate(problem, r.assignment))
+                     for name, r in baselines.items() if r.assignment]
+        repaired = _repaired(problem, rejected, stages, seed)
+        if repaired is None:
+            raise explain_no_plan(problem, baselines,
+                                  min((ev.latency_s for _, _, ev in rejected), default=None),
+                                  attempts=[(source, ev) for source, _, ev in rejected])
+        candidates.append(repaired)
+    candidates.sort(key=lambda c: c.key)
     bound = lower_bound(problem)
     # Tick rounding along a path: at most one tick per node and edge.
     path_ticks = tick * (len(idx.names) + len(problem.edges))
@@ -180,13 +224,18 @@ def solve(
             # Durations were rounded to nearest: remove the worst-case rounding along a path.
             bound = max(bound, result.bound_s - 0.5 * path_ticks)
             rounding_s = path_ticks
-    value, _, _, assignment, ev, source = _refine_best(
-        problem, candidates, max(0.05, 0.2 * time_limit_s), seed, bound + rounding_s)
+    chosen = _refine_best(problem, candidates, max(0.05, stages.refine_s), seed,
+                          bound + rounding_s, stages.end)
+    value, assignment, ev, source = (chosen.value, chosen.assignment, chosen.evaluation,
+                                     chosen.source)
     if min_gain > 0:
         single = _single_within(problem, baselines, value, min_gain)
         if single is not None and len(set(assignment.values())) > 1:
             value, assignment, ev, source = single
     solve_time = time.perf_counter() - t_start
+    if any(r.clock_stopped for r in [*results, *([relaxed] if relaxed else [])]):
+        log.info("the clock, not the deterministic limit, stopped a CP-SAT search: "
+                 "a rerun on a less loaded machine may find another plan")
 
     if source == "single":
         status = "SINGLE_DEVICE"
@@ -218,6 +267,45 @@ def solve(
     )
 
 
+@dataclass(frozen=True)
+class _Stages:
+    """The time limit split into stages: CP-SAT search, the relaxation (latency only),
+    refinement and the finish. Each stage has a fixed budget (``*_s``, spent by count or
+    deterministic time, so that the same input gives the same plan) and a wall-clock end
+    (``*_end``, ``time.perf_counter()``) that stops it on a slow or loaded machine, so the
+    whole solve ends near the limit. Baselines and coarsening run before the clock starts
+    to matter and are not cut."""
+
+    started: float
+    limit_s: float
+    relax: bool
+
+    @property
+    def relaxation_s(self) -> float:
+        return RELAXATION_SHARE * self.limit_s if self.relax else 0.0
+
+    @property
+    def refine_s(self) -> float:
+        return REFINE_SHARE * self.limit_s
+
+    @property
+    def search_s(self) -> float:
+        return self.limit_s * (1 - FINISH_SHARE) - self.refine_s - self.relaxation_s
+
+    @property
+    def search_end(self) -> float:
+        return self.started + self.search_s
+
+    @property
+    def relaxation_end(self) -> float:
+        return self.search_end + self.relaxation_s
+
+    @property
+    def end(self) -> float:
+        """Where refinement stops: the finish's share is left after it."""
+        return self.relaxation_end + self.refine_s
+
+
 def _single_within(problem: Problem, baselines: dict[str, BaselineResult], value: float,
                    min_gain: float) -> tuple[float, dict[str, str], Evaluation, str] | None:
     """The best single-device plan when it is within ``min_gain`` of ``value``, else None."""
@@ -242,14 +330,15 @@ def _model_kinds(problem: Problem, idx: ProblemIndex) -> list[str]:
 
 def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list[int] | None,
                time_limit_s: float, seed: int, workers: int,
-               progress: Callable[[float, float], None] | None, keep: int) -> ModelResult:
+               progress: Callable[[float, float], None] | None, keep: int,
+               deadline: float) -> ModelResult:
     model: AssignmentModel
     if kind in ("throughput", "serial"):
         model = (ThroughputModel if kind == "throughput" else SerialModel)(problem, tick, memory)
         if hint is not None:
             model.hint_assignment(hint)
         result = run(model, time_limit_s=time_limit_s, seed=seed, workers=workers,
-                     unit_s=tick, progress=progress, keep=keep)
+                     unit_s=tick, progress=progress, keep=keep, deadline=deadline)
         # Neither relaxes the evaluator: a tensor sent to two consumers counts twice, and
         # the serial sum ignores overlapping transfers.
         result.bound_is_relaxation = False
@@ -268,7 +357,7 @@ def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list
         order = sorted(range(len(hint)), key=lambda i: (ev.schedule[smodel.idx.names[i]][1], i))
         smodel.hint_schedule(hint, order)
     result = run(smodel, time_limit_s=time_limit_s, seed=seed, workers=workers, unit_s=unit,
-                 progress=progress, keep=keep)
+                 progress=progress, keep=keep, deadline=deadline)
     # Entry overheads may be counted more often than calls: only overhead-free models relax
     # the evaluator.
     result.bound_is_relaxation = problem.objective == "latency" and not any(idx.overhead)
@@ -276,49 +365,71 @@ def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list
 
 
 def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float,
-                 seed: int, proven: float) -> _Candidate:
+                 seed: int, proven: float, deadline: float) -> _Candidate:
     """Refine the best few distinct candidates locally, then kick the best out of its local
     optimum when the problem is small (``kick_and_refine``) and above the ``proven`` bound;
-    return the best result."""
+    return the best result. Nothing runs on past ``deadline``."""
     distinct: list[_Candidate] = []
     for cand in candidates:
-        if all(cand[3] != other[3] for other in distinct):
+        if all(cand.assignment != other.assignment for other in distinct):
             distinct.append(cand)
         if len(distinct) == REFINE_STARTS:
             break
     best = distinct[0]
+    n = len(best.assignment)
+    evaluations = int(budget_s * NODE_EVALUATIONS_PER_S / n)
     spent = 0
-    for j, (_, rank, tie, assignment, ev, source) in enumerate(distinct):
-        deadline = time.perf_counter() + budget_s / len(distinct)
-        assignment, ev, moves, tries = refine(problem, assignment, ev, deadline)
+    for j, start in enumerate(distinct):
+        per_start = max(1, min(GREEDY_TRIES, evaluations // len(distinct)))
+        assignment, ev, moves, tries = refine(problem, start.assignment, start.evaluation,
+                                              per_start, deadline)
         spent += tries
-        if moves:
-            source = "refined"
-        cand = _candidate(problem, assignment, ev, rank, source, tie)
-        if cand[:3] < best[:3] or j == 0:
+        cand = _candidate(problem, assignment, ev, start.rank,
+                          "refined" if moves else start.source, start.tiebreak)
+        if cand.key < best.key or j == 0:
             best = cand
-    n = len(best[3])
     if n <= SMALL:
-        # The rest of the budget, counted in evaluations, kicks the best out of its optimum
-        # until it meets the proven bound.
-        tries = int(budget_s * NODE_EVALUATIONS_PER_S / n) - spent
-        assignment, ev, kept = kick_and_refine(problem, best[3], best[4], tries, seed,
-                                               proven * (1 + 1e-9))
+        # The rest of the budget kicks the best out of its optimum until it meets the
+        # proven bound.
+        assignment, ev, kept = kick_and_refine(problem, best.assignment, best.evaluation,
+                                               evaluations - spent, seed, proven * (1 + 1e-9),
+                                               deadline)
         if kept:
-            best = _candidate(problem, assignment, ev, best[1], "refined", best[2])
+            best = _candidate(problem, assignment, ev, best.rank, "refined", best.tiebreak)
     return best
 
 
+def _repaired(problem: Problem, rejected: list[_Attempt], stages: _Stages, seed: int
+              ) -> _Candidate | None:
+    """An acceptable plan repaired (``repair_memory``) from the rejected plans that overflow
+    memory the least, within the refinement budget; None when none is found."""
+    def overflow(attempt: _Attempt) -> int:
+        return sum(need - cap for need, cap in memory_violations(problem, attempt[2]).values())
+
+    starts = sorted((a for a in rejected if overflow(a)), key=overflow)[:REFINE_STARTS]
+    evaluations = int(stages.refine_s * NODE_EVALUATIONS_PER_S / len(problem.nodes))
+    for source, assignment, ev in starts:
+        assignment, ev = repair_memory(problem, assignment, ev, evaluations // len(starts),
+                                       seed, stages.end)
+        if is_acceptable(problem, ev):
+            return _candidate(problem, assignment, ev, 0, f"repaired {source}")
+    return None
+
+
 def _add_if_acceptable(problem: Problem, idx: ProblemIndex, dev: list[int],
-                       candidates: list[_Candidate], source: str, tiebreak: int) -> None:
-    """Evaluate a model's device vector; keep it as a candidate when it is acceptable."""
+                       candidates: list[_Candidate], rejected: list[_Attempt], source: str,
+                       tiebreak: int) -> None:
+    """Evaluate a model's device vector; keep it as a candidate when it is acceptable, else
+    among the rejected plans."""
     assignment = {n: idx.devices[dev[i]] for i, n in enumerate(idx.names)}
     ev = evaluate(problem, assignment)
     if is_acceptable(problem, ev):
         candidates.append(_candidate(problem, assignment, ev, 0, source, tiebreak))
+    else:
+        rejected.append((source, assignment, ev))
 
 
 def _candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,
                source: str, tiebreak: int = 0) -> _Candidate:
-    value = round(objective_value(problem, ev), 15)
-    return (value, rank, tiebreak, assignment, ev, source)
+    return _Candidate(round(objective_value(problem, ev), 15), round(ev.latency_s, 15), rank,
+                      tiebreak, assignment, ev, source)

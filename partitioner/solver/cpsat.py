@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 TICKS_PER_REFERENCE = 1_000_000
 
 
+
 @dataclass
 class ModelResult:
     """Outcome of one CP-SAT run on a (coarse) problem.
@@ -52,9 +53,11 @@ class ModelResult:
         objective_s: Best model objective in seconds (price units for cost), or None.
         bound_s: Proven model bound in the same unit, or None.
         wall_s: Wall time of the solve.
-        used_s: The part of the time limit used, read from CP-SAT's deterministic time (its
-            limit is half the time limit): unlike the wall time, the same on every run, so
-            a later model's share of the unused time is too.
+        used_s: The part of the time limit used, read from CP-SAT's deterministic time:
+            unlike the wall time, the same on every run, so a later model's share of the
+            unused time is too.
+        clock_stopped: Whether the wall clock, not the deterministic limit, ended the
+            search (a rerun may then find other solutions).
         bound_is_relaxation: Whether ``bound_s`` also bounds the evaluator's objective.
     """
 
@@ -64,11 +67,20 @@ class ModelResult:
     bound_s: float | None = None
     wall_s: float = 0.0
     used_s: float = 0.0
+    clock_stopped: bool = False
     bound_is_relaxation: bool = True
 
 
 class AssignmentModel:
     """The assignment core shared by the latency, cost and throughput models."""
+
+    #: CP-SAT deterministic time a solve gets per second of its time limit. Deterministic
+    #: time runs slower than the clock, by a factor that depends on the model: measured on
+    #: the zoo on this 2-core machine, 0.2-0.6 per second on the serial model (when it does
+    #: not prove its optimum at once), 0.12-0.36 on the schedule model and 0.07-0.2 on the
+    #: relaxations. Set below the least, so that the deterministic limit, not the clock, ends
+    #: a solve and the same input gives the same plan.
+    deterministic_per_s = 0.2
 
     def __init__(self, problem: Problem, tick_s: float, memory: str = "safe") -> None:
         self.problem = problem
@@ -200,6 +212,8 @@ class AssignmentModel:
 class ScheduleModel(AssignmentModel):
     """Latency (makespan) and cost (price subject to a latency target) objective."""
 
+    deterministic_per_s = 0.1
+
     def __init__(self, problem: Problem, tick_s: float, memory: str = "safe") -> None:
         super().__init__(problem, tick_s, memory)
         idx, m = self.idx, self.model
@@ -255,7 +269,8 @@ class ScheduleModel(AssignmentModel):
 
     def minimise_cost(self, target_s: float) -> float:
         """Minimise price-weighted busy time under the target; returns price per objective unit."""
-        self.model.add(self.makespan <= int(target_s / self.tick_s))
+        # A target beyond the horizon (any schedule meets it) would overflow CP-SAT's ints.
+        self.model.add(self.makespan <= min(self.horizon, int(target_s / self.tick_s)))
         prices = [d.price_per_hour for d in self.problem.cluster.devices]
         top = max(prices)
         if top <= 0:
@@ -289,14 +304,15 @@ class ScheduleModel(AssignmentModel):
 
 def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
         unit_s: float, progress: Callable[[float, float], None] | None = None,
-        keep: int = 5) -> ModelResult:
+        keep: int = 5, deadline: float | None = None) -> ModelResult:
     """Solve ``model`` deterministically and collect the last ``keep`` improving solutions.
 
     Determinism: ``interleave_search`` (with several workers; one worker's search is
-    deterministic as it is) with a deterministic-time limit of half ``time_limit_s`` (about
-    ``time_limit_s`` of wall time on this 2-core machine), fixed seed and worker count. A wall
-    limit of ``1.2 * time_limit_s + 0.5`` is a safety net on a loaded machine; a run is
-    irreproducible only when that net fires first.
+    deterministic as it is) with a deterministic-time limit of the model's
+    ``deterministic_per_s`` times ``time_limit_s``, fixed seed and worker count. The wall
+    clock stops the solve at ``1.2 * time_limit_s + 0.5`` or at ``deadline`` (a
+    ``time.perf_counter()`` value: the end of the caller's stage), whichever comes first; a
+    run is irreproducible only when the clock stops it (``ModelResult.clock_stopped``).
 
     Interleaved search with a single worker is avoided: on CP-SAT 9.15 it returned OPTIMAL
     8.0 ms for a model whose optimum is 7.1 ms (tests/test_solver_bruteforce.py, seed 310),
@@ -307,15 +323,21 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     params.random_seed = seed
     params.num_workers = max(1, workers)
     params.interleave_search = workers > 1
-    params.max_deterministic_time = max(0.01, 0.5 * time_limit_s)
-    params.max_time_in_seconds = 1.2 * time_limit_s + 0.5
-    cb = _Collector(model, unit_s, progress, keep)
+    params.max_deterministic_time = max(0.01, model.deterministic_per_s * time_limit_s)
     t0 = time.perf_counter()
+    wall_limit = 1.2 * time_limit_s + 0.5
+    if deadline is not None:
+        wall_limit = max(0.01, min(wall_limit, deadline - t0))
+    params.max_time_in_seconds = wall_limit
+    cb = _Collector(model, unit_s, progress, keep)
     status = solver.solve(model.model, cb)
     wall = time.perf_counter() - t0
     name = solver.status_name(status)
-    used = min(time_limit_s, 2 * solver.response_proto.deterministic_time)
-    result = ModelResult(status=name, solutions=cb.solutions, wall_s=wall, used_s=used)
+    dtime = solver.response_proto.deterministic_time
+    used = min(time_limit_s, dtime / model.deterministic_per_s)
+    result = ModelResult(status=name, solutions=cb.solutions, wall_s=wall, used_s=used,
+                         clock_stopped=name in ("FEASIBLE", "UNKNOWN")
+                         and dtime < 0.99 * params.max_deterministic_time)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         result.objective_s = solver.objective_value * unit_s
         result.bound_s = solver.best_objective_bound * unit_s

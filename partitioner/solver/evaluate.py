@@ -205,16 +205,27 @@ def objective_value(problem: Problem, evaluation: Evaluation) -> float:
     return evaluation.latency_s
 
 
+def improves(problem: Problem, evaluation: Evaluation, than: Evaluation) -> bool:
+    """Whether ``evaluation`` beats ``than``: a lower objective, or an equal one (within
+    rounding) and a lower latency, so that ties under cost (free devices) or throughput
+    (equal stages) go to the faster plan."""
+    value, other = objective_value(problem, evaluation), objective_value(problem, than)
+    if value < other * (1 - 1e-9):
+        return True
+    return value <= other * (1 + 1e-9) and evaluation.latency_s < than.latency_s * (1 - 1e-9)
+
+
 def is_acceptable(problem: Problem, evaluation: Evaluation) -> bool:
-    """True when the evaluation fits in memory and meets the latency target (cost objective)."""
+    """True when the evaluation fits in memory, meets the latency target (cost objective) and
+    keeps within the partition limit."""
     if memory_violations(problem, evaluation):
         return False
     target = problem.latency_target_s
-    if problem.objective == "cost" and target is not None:
-        return evaluation.latency_s <= target * (1 + 1e-9)
-    if problem.max_partitions is not None and evaluation.num_partitions > problem.max_partitions:
+    if (problem.objective == "cost" and target is not None
+            and evaluation.latency_s > target * (1 + 1e-9)):
         return False
-    return True
+    return (problem.max_partitions is None
+            or evaluation.num_partitions <= problem.max_partitions)
 
 
 def _bottom_levels(idx: ProblemIndex, dev: list[int], assignment: Mapping[str, str]

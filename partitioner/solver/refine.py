@@ -2,9 +2,9 @@
 
 Nodes with a neighbour on another device are tried on that neighbour's device (on small
 problems, every node on every allowed device); a move is kept when the evaluated objective
-drops and the result stays acceptable (memory, target, max_partitions). Each try is one full
-evaluation, so the number of tries is bounded: by ``max_tries`` alone on small problems
-(so the result is reproducible) and also by a deadline on large ones.
+drops (or stays and the latency drops) and the result stays acceptable (memory, target,
+max_partitions). Each try is one full evaluation, and the tries are counted, not timed, so
+the result is reproducible; a deadline only stops a machine too slow for the count.
 
 On small problems ``kick_and_refine`` then leaves the greedy optimum: a few nodes moved at
 random, the greedy moves again, the result kept when better (iterated local search).
@@ -16,7 +16,13 @@ import random
 import time
 
 from partitioner.problem import Evaluation, Problem
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.evaluate import (
+    evaluate,
+    improves,
+    is_acceptable,
+    memory_violations,
+    objective_value,
+)
 from partitioner.solver.index import ProblemIndex, index_of
 
 #: Up to this many nodes every allowed device is tried for every node, not only neighbours'.
@@ -26,26 +32,25 @@ SMALL = 300
 KICK_NODES = (2, 4)
 
 #: Node evaluations a second on a 2-core machine (one evaluation of 36 nodes takes 1.8 ms):
-#: turns the kicked search's time budget into a count of evaluations.
+#: turns refinement's time budget into a count of evaluations.
 NODE_EVALUATIONS_PER_S = 20_000
 
 
 def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
-           deadline: float, max_tries: int = 200
+           max_tries: int = 200, deadline: float = float("inf")
            ) -> tuple[dict[str, str], Evaluation, int, int]:
-    """Greedy boundary moves until ``deadline`` (``time.perf_counter()``) or no improvement.
+    """Greedy boundary moves until no move improves, ``max_tries`` evaluations are spent or
+    the clock reaches ``deadline`` (``time.perf_counter()``; only on a machine too slow for
+    the count).
 
     Returns:
         (assignment, evaluation, number of accepted moves, number of evaluations).
     """
     idx = index_of(problem)
-    best = objective_value(problem, evaluation)
     current = dict(assignment)
     accepted = tries = 0
     small = len(idx.names) <= SMALL
     improved = True
-    if small:
-        deadline = float("inf")  # bounded by max_tries alone: reproducible
     while improved and time.perf_counter() < deadline and tries < max_tries:
         improved = False
         for i, name in enumerate(idx.names):
@@ -64,9 +69,8 @@ def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
                 tries += 1
                 current[name] = dev
                 ev = evaluate(problem, current)
-                value = objective_value(problem, ev)
-                if value < best * (1 - 1e-9) and is_acceptable(problem, ev):
-                    best, evaluation, here = value, ev, dev
+                if improves(problem, ev, evaluation) and is_acceptable(problem, ev):
+                    evaluation, here = ev, dev
                     accepted += 1
                     improved = True
                 else:
@@ -75,7 +79,8 @@ def refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
 
 
 def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
-                    tries: int, seed: int = 0, target: float = 0.0
+                    tries: int, seed: int = 0, target: float = 0.0,
+                    deadline: float = float("inf")
                     ) -> tuple[dict[str, str], Evaluation, int]:
     """Iterated local search on a small problem, within ``tries`` evaluations.
 
@@ -86,7 +91,8 @@ def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Ev
     to random devices and a connected group to one device; the greedy moves descend from
     there, and the result is kept when it is better and acceptable. The random generator is
     seeded and the budget is a count, so the same input gives the same plan. The search
-    stops early once the objective is at most ``target`` (a proven bound).
+    stops early once the objective is at most ``target`` (a proven bound), and at
+    ``deadline`` (``time.perf_counter()``) on a machine too slow for the count.
 
     Returns:
         (assignment, evaluation, number of improving kicks).
@@ -96,7 +102,8 @@ def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Ev
     movable = [i for i in range(len(idx.names)) if len(idx.allowed[i]) > 1]
     best, best_ev = dict(assignment), evaluation
     kept = rounds = 0
-    while tries > 0 and movable and objective_value(problem, best_ev) > target:
+    while (tries > 0 and movable and objective_value(problem, best_ev) > target
+           and time.perf_counter() < deadline):
         kicked = dict(best)
         size = rng.randint(*KICK_NODES)
         if rounds % 2:  # a connected group to one device: a stem and a branch
@@ -109,10 +116,9 @@ def kick_and_refine(problem: Problem, assignment: dict[str, str], evaluation: Ev
                 kicked[idx.names[i]] = idx.devices[rng.choice(idx.allowed[i])]
         rounds += 1
         ev = evaluate(problem, kicked)
-        kicked, ev, _, used = refine(problem, kicked, ev, float("inf"), tries - 1)
+        kicked, ev, _, used = refine(problem, kicked, ev, tries - 1, deadline)
         tries -= used + 1
-        if (objective_value(problem, ev) < objective_value(problem, best_ev) * (1 - 1e-9)
-                and is_acceptable(problem, ev)):
+        if improves(problem, ev, best_ev) and is_acceptable(problem, ev):
             best, best_ev = kicked, ev
             kept += 1
     return best, best_ev, kept
@@ -129,3 +135,65 @@ def _connected_sample(idx: ProblemIndex, rng: random.Random, movable: list[int],
             break
         chosen.append(rng.choice(frontier))
     return chosen
+
+
+def repair_memory(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
+                  max_tries: int, seed: int = 0, deadline: float = float("inf")
+                  ) -> tuple[dict[str, str], Evaluation]:
+    """Move nodes until every device fits in memory, or ``max_tries`` evaluations are spent.
+
+    The CP-SAT models bound memory from above (``safe``: may leave no solution) or from
+    below (``weights``: its solutions may overflow under the evaluator), so a problem whose
+    memory is tight can leave only overflowing candidates although a plan fits. Each step
+    takes the move that most reduces the bytes over capacity (then the objective); a step
+    with no such move kicks a few nodes at random, as ``kick_and_refine`` does. Moves are
+    tried for the nodes on an overflowing device and their neighbours (every node on small
+    problems).
+
+    Returns:
+        The assignment and its evaluation with the least overflow found (zero when repaired).
+    """
+    idx = index_of(problem)
+    rng = random.Random(seed)
+
+    def key(ev: Evaluation) -> tuple[int, float]:
+        over = sum(need - cap for need, cap in memory_violations(problem, ev).values())
+        return over, objective_value(problem, ev)
+
+    best, best_ev, best_key = dict(assignment), evaluation, key(evaluation)
+    current, current_key = dict(best), best_key
+    tries = 0
+    while best_key[0] > 0 and tries < max_tries and time.perf_counter() < deadline:
+        over = {idx.dev_pos[d] for d in memory_violations(problem, evaluate(problem, current))}
+        nodes: list[int] | range = range(len(idx.names))
+        if len(idx.names) > SMALL:
+            on_over = {i for i in nodes if idx.dev_pos[current[idx.names[i]]] in over}
+            nodes = sorted(on_over | {j for i in on_over
+                                      for j, _, _ in idx.preds[i] + idx.succs[i]})
+        step: tuple[tuple[int, float], str, str, Evaluation] | None = None
+        for i in nodes:
+            name, here = idx.names[i], current[idx.names[i]]
+            for k in idx.allowed[i]:
+                if idx.devices[k] == here or tries >= max_tries:
+                    continue
+                tries += 1
+                current[name] = idx.devices[k]
+                ev = evaluate(problem, current)
+                if step is None or key(ev) < step[0]:
+                    step = (key(ev), name, idx.devices[k], ev)
+                current[name] = here
+        if step is not None and step[0] < current_key:
+            current_key, (_, name, dev, ev) = step[0], step
+            current[name] = dev
+            if current_key < best_key:
+                best, best_ev, best_key = dict(current), ev, current_key
+            continue
+        movable = [i for i in range(len(idx.names)) if len(idx.allowed[i]) > 1]
+        if not movable:
+            break
+        current = dict(best)
+        for i in rng.sample(movable, min(len(movable), rng.randint(*KICK_NODES))):
+            current[idx.names[i]] = idx.devices[rng.choice(idx.allowed[i])]
+        tries += 1
+        current_key = key(evaluate(problem, current))
+    return best, best_ev

@@ -87,6 +87,8 @@ CALL_SLOTS = (3, 5)
 class RelaxationModel(AssignmentModel):
     """Makespan of the relaxed schedule described in the module docstring."""
 
+    deterministic_per_s = 0.07
+
     def __init__(self, problem: Problem, tick_s: float, *, source: int | None = None,
                  call_slots: int = 0) -> None:
         """``source``: position of a segment's cut node (``segments``), pinned, free and done
@@ -312,12 +314,15 @@ class RelaxationModel(AssignmentModel):
 
 def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
                    time_limit_s: float, seed: int, workers: int,
-                   segment_min_nodes: int = SEGMENT_MIN_NODES) -> ModelResult:
+                   segment_min_nodes: int = SEGMENT_MIN_NODES,
+                   deadline: float | None = None) -> ModelResult:
     """Bound ``problem``'s latency from below; ``bound_s`` is valid for the evaluator.
 
     Where the graph has cut nodes (``segments``) the segments are solved first
     (``segmented``), then the whole graph with the time left; the better bound is kept and
     every optimum found is returned as a solution (the segments' joined along their paths).
+    No solve runs on past ``deadline`` (``time.perf_counter()``); the whole graph's share
+    is kept from the segments' sharpening.
     """
     started = time.perf_counter()
     idx = index_of(problem)
@@ -335,7 +340,7 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
             # One worker: the interleaved search of two ran on after proving the optimum
             # (inception's blocks: ~1 s each against ~0.1 s), and bounded no better.
             return run(model, time_limit_s=limit_s, seed=seed, workers=1, unit_s=tick_s,
-                       keep=1)
+                       keep=1, deadline=deadline)
 
         def sharpener(slots: int) -> SpanSharpener:
             def sharpen_span(sub: Problem, has_source: bool, best: ModelResult,
@@ -347,21 +352,21 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
                 if best.bound_s:
                     model.at_least(best.bound_s)
                 return run(model, time_limit_s=limit_s, seed=seed, workers=1, unit_s=tick_s,
-                           keep=1)
+                           keep=1, deadline=deadline)
             return sharpen_span
 
-        bound, solutions = segmented_bound(problem, idx, parts, solve_span,
-                                           SEGMENT_SHARE * time_limit_s, hint,
-                                           [sharpener(slots) for slots in CALL_SLOTS],
-                                           SHARPEN_SHARE * time_limit_s)
         rest -= (SEGMENT_SHARE + SHARPEN_SHARE) * time_limit_s
+        bound, solutions = segmented_bound(
+            problem, idx, parts, solve_span, SEGMENT_SHARE * time_limit_s, hint,
+            [sharpener(slots) for slots in CALL_SLOTS], SHARPEN_SHARE * time_limit_s,
+            sharpen_until=None if deadline is None else deadline - rest)
     model = RelaxationModel(problem, tick_s)
     if hint is not None:
         model.hint_assignment(hint)
     # Fixed budgets, not the wall time left: CP-SAT's limits stay deterministic, and so do
     # the plans this relaxation's solutions may become.
     whole = run(model, time_limit_s=max(0.05, rest), seed=seed, workers=workers,
-                unit_s=tick_s, keep=1)
+                unit_s=tick_s, keep=1, deadline=deadline)
     whole.bound_s = max(bound, whole.bound_s or 0.0)
     whole.solutions = solutions + whole.solutions
     whole.wall_s = time.perf_counter() - started

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,14 +81,15 @@ class _Choice:
 
 def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
                     solve_span: SpanSolver, budget_s: float, hint: list[int] | None,
-                    sharpeners: list[SpanSharpener] | None = None, sharpen_s: float = 0.0
-                    ) -> tuple[float, list[list[int]]]:
+                    sharpeners: list[SpanSharpener] | None = None, sharpen_s: float = 0.0,
+                    sharpen_until: float | None = None) -> tuple[float, list[list[int]]]:
     """The least path bound over the footprint levels, and the paths' assignments.
 
     With ``sharpeners``, ``sharpen_s`` and the time the first solves leave go to bounding
     again, with stronger models, the segments on the cheapest path, until that path is
-    sharpened throughout or the time is spent (``_sharpened``). The assignments stay the
-    first solves', so the plans do not depend on how far sharpening got.
+    sharpened throughout, the time is spent or the clock reaches ``sharpen_until``
+    (``_sharpened``). The assignments stay the first solves', so the plans do not depend
+    on how far sharpening got.
 
     Returns:
         (bound in seconds, device index per node of each path found).
@@ -147,6 +149,8 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
             path = _path(idx, parts, per_tier, span, path.units - excess)
     if sharpeners and bound < float("inf"):
         left = budget_s + sharpen_s - sum(result.used_s for result in spans.values())
+        if sharpen_until is not None:
+            left = min(left, sharpen_until - time.perf_counter())
         bound = _sharpened(idx, parts, list(zip(tiers, choices, strict=True)), span, subs,
                            sharpeners, left)
     return (bound if bound < float("inf") else 0.0), found
