@@ -2,20 +2,23 @@
 
 Pipeline: cheap infeasibility checks (``diagnose``) -> baselines (``baselines``) -> coarsening
 to a few hundred groups (``coarsen``) -> CP-SAT model for the objective, hinted with the best
-baseline (``cpsat`` / ``throughput``) -> every improving CP-SAT solution expanded to nodes and
-re-scored by the common evaluator (``evaluate``) together with the baselines -> the best
-acceptable one, refined locally when the model was coarse (``refine``). The returned
-assignment is therefore never worse than the best baseline under the evaluator.
+baseline (``cpsat`` / ``serial`` / ``throughput``) -> every improving CP-SAT solution expanded
+to nodes and re-scored by the common evaluator (``evaluate``) together with the baselines ->
+a relaxation that proves the bound (its solutions are candidates too) -> the best few
+acceptable candidates refined locally (``refine``; when none is acceptable, the least
+overflowing repaired first). The returned assignment is therefore never worse than the best
+baseline under the evaluator. The time limit is split into stages (``_Stages``) that end at
+fixed points of the clock.
 
-``bound`` is the best of the relaxation bounds in ``bounds`` (critical path with device
-choice, work per processor, serial work, the load-balancing / precedence LP), for latency on
-up to ``RELAXATION_NODE_LIMIT`` nodes the proven bound of the CP-SAT relaxation in
-``relaxation`` (given ``RELAXATION_SHARE`` of the time limit; its solution is also a
-candidate) and, when the latency schedule model was solved uncoarsened on a cluster without
-call overheads, that model's proven bound (less the tick rounding); it is clamped to the
-objective. ``gap = (objective - bound) / objective``. The
-other models' bounds are not used: they may over-count overheads or shared transfers, so
-they do not bound the evaluator.
+``bound`` is the best of the closed-form and LP bounds in ``bounds`` (critical path with
+device choice, work per processor, serial work, the load-balancing / precedence LP) and, on
+up to ``RELAXATION_NODE_LIMIT`` nodes, the proven bound of a CP-SAT relaxation given
+``RELAXATION_SHARE`` of the time limit: ``relaxation`` for latency, ``load_relaxation`` for
+throughput and cost. When the latency schedule model was solved uncoarsened on a cluster
+without call overheads, that model's proven bound (less the tick rounding) counts too. The
+bound is clamped to the objective; ``gap = (objective - bound) / objective``. The other
+models' bounds are not used: they may over-count overheads or shared transfers, so they do
+not bound the evaluator.
 """
 
 from __future__ import annotations
@@ -40,20 +43,17 @@ from partitioner.solver.cpsat import (
     run,
 )
 from partitioner.solver.diagnose import check_feasible, explain_no_plan
-from partitioner.solver.evaluate import (
-    evaluate,
-    is_acceptable,
-    memory_violations,
-    objective_value,
-)
+from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.load_relaxation import PRICE_SCALE, run_load_relaxation
 from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.refine import (
     NODE_EVALUATIONS_PER_S,
     SMALL,
     kick_and_refine,
     refine,
-    repair_memory,
+    repair,
+    violation,
 )
 from partitioner.solver.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
 from partitioner.solver.serial import SerialModel
@@ -158,6 +158,15 @@ def solve(
         value = objective_value(problem, ev)
         return SolveReport(assignment, ev, "SINGLE_DEVICE", value, value, 0.0, 0.0, seed,
                            workers, time_limit_s, baselines, {})
+    if problem.max_partitions == 1:
+        # One partition runs on one device: the best single-device plan is the optimum.
+        alone = baselines["best_single"]
+        if alone.evaluation is None:
+            raise explain_no_plan(problem, baselines, None)
+        value = objective_value(problem, alone.evaluation)
+        return SolveReport(dict(alone.assignment), alone.evaluation, "OPTIMAL", value, value,
+                           0.0, time.perf_counter() - t_start, seed, workers, time_limit_s,
+                           baselines, {})
 
     coarse = coarsen(problem, group_target)
     model_problem = coarse.problem if coarse is not None else problem
@@ -173,7 +182,7 @@ def solve(
     kinds = _model_kinds(problem, idx)
     results: list[ModelResult] = []
     keep = 5 if len(idx.names) <= 20_000 else 2
-    relax = problem.objective == "latency" and len(idx.names) <= RELAXATION_NODE_LIMIT
+    relax = len(idx.names) <= RELAXATION_NODE_LIMIT
     stages = _Stages(t_start, time_limit_s, relax)
     spent = 0.0
     for j, kind in enumerate(kinds):
@@ -197,9 +206,10 @@ def solve(
         # Proves the bound on the uncoarsened problem; its optimum's assignment is one more
         # candidate (the evaluator's call semantics may still make it worse).
         incumbent = min(candidates, key=lambda c: c.key).assignment if candidates else None
-        relaxed = run_relaxation(problem, tick, [idx.dev_pos[incumbent[n]] for n in idx.names]
-                                 if incumbent else None, max(0.05, stages.relaxation_s),
-                                 seed, workers, deadline=stages.relaxation_end)
+        relax_run = run_relaxation if problem.objective == "latency" else run_load_relaxation
+        relaxed = relax_run(problem, tick, [idx.dev_pos[incumbent[n]] for n in idx.names]
+                            if incumbent else None, max(0.05, stages.relaxation_s), seed,
+                            workers, deadline=stages.relaxation_end)
         for dev in relaxed.solutions:
             _add_if_acceptable(problem, idx, dev, candidates, rejected, "relaxation", 1)
     if not candidates:
@@ -219,6 +229,9 @@ def solve(
     if relaxed is not None and relaxed.bound_s is not None:
         bound = max(bound, relaxed.bound_s)  # floored durations: valid as it is
         rounding_s = path_ticks
+        if problem.objective == "cost":  # ticks (and price weights) to price per 1k
+            top = max(d.price_per_hour for d in problem.cluster.devices)
+            rounding_s = path_ticks * top / 3600.0 * 1000.0 + bound / PRICE_SCALE
     for result in results:
         if coarse is None and result.bound_s is not None and result.bound_is_relaxation:
             # Durations were rounded to nearest: remove the worst-case rounding along a path.
@@ -401,16 +414,13 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
 
 def _repaired(problem: Problem, rejected: list[_Attempt], stages: _Stages, seed: int
               ) -> _Candidate | None:
-    """An acceptable plan repaired (``repair_memory``) from the rejected plans that overflow
-    memory the least, within the refinement budget; None when none is found."""
-    def overflow(attempt: _Attempt) -> int:
-        return sum(need - cap for need, cap in memory_violations(problem, attempt[2]).values())
-
-    starts = sorted((a for a in rejected if overflow(a)), key=overflow)[:REFINE_STARTS]
+    """An acceptable plan repaired (``refine.repair``) from the rejected plans nearest to
+    acceptable, within the refinement budget; None when none is found."""
+    starts = sorted(rejected, key=lambda a: violation(problem, a[2]))[:REFINE_STARTS]
     evaluations = int(stages.refine_s * NODE_EVALUATIONS_PER_S / len(problem.nodes))
     for source, assignment, ev in starts:
-        assignment, ev = repair_memory(problem, assignment, ev, evaluations // len(starts),
-                                       seed, stages.end)
+        assignment, ev = repair(problem, assignment, ev, evaluations // len(starts), seed,
+                                stages.end)
         if is_acceptable(problem, ev):
             return _candidate(problem, assignment, ev, 0, f"repaired {source}")
     return None

@@ -8,8 +8,9 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   critical path first with exits batched (``exits_first``: one call returns the inputs of
   every branch the other device takes). Two more cuts watch the clock
   (``timed_cut.timed_partitions``, with and without exits first): a call takes only the
-  nodes whose inputs have arrived when it starts. The cut with the best objective is kept
-  in ``Evaluation.partitions``; plans execute exactly it.
+  nodes whose inputs have arrived when it starts. The cut with the best objective (for
+  cost and throughput, an acceptable one first) is kept in ``Evaluation.partitions``; plans
+  execute exactly it.
   Calls are scheduled the way the executor runs them (``partitioner.executor``): a call is
   one task whose inputs must all be there before it starts and whose outputs all appear
   when it returns.
@@ -92,8 +93,11 @@ def evaluate(problem: Problem, assignment: Mapping[str, str]) -> Evaluation:
             j = min(range(len(cuts)), key=lambda c: timings[c].makespan)
             result = _evaluate(problem, idx, dev, cuts[j], timings[j])
         else:
+            # An acceptable cut first: under cost the cheapest cut may miss the latency
+            # target that a faster cut of the same assignment meets.
             tried = [_evaluate(problem, idx, dev, cut) for cut in cuts]
-            result = min(tried, key=lambda ev: (objective_value(problem, ev), ev.latency_s))
+            result = min(tried, key=lambda ev: (not is_acceptable(problem, ev),
+                                                objective_value(problem, ev), ev.latency_s))
     idx.cache[key] = result
     return result
 

@@ -137,40 +137,42 @@ def _connected_sample(idx: ProblemIndex, rng: random.Random, movable: list[int],
     return chosen
 
 
-def repair_memory(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
-                  max_tries: int, seed: int = 0, deadline: float = float("inf")
-                  ) -> tuple[dict[str, str], Evaluation]:
-    """Move nodes until every device fits in memory, or ``max_tries`` evaluations are spent.
+def repair(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
+           max_tries: int, seed: int = 0, deadline: float = float("inf")
+           ) -> tuple[dict[str, str], Evaluation]:
+    """Move nodes until the plan is acceptable, or ``max_tries`` evaluations are spent.
 
-    The CP-SAT models bound memory from above (``safe``: may leave no solution) or from
-    below (``weights``: its solutions may overflow under the evaluator), so a problem whose
-    memory is tight can leave only overflowing candidates although a plan fits. Each step
-    takes the move that most reduces the bytes over capacity (then the objective); a step
-    with no such move kicks a few nodes at random, as ``kick_and_refine`` does. Moves are
-    tried for the nodes on an overflowing device and their neighbours (every node on small
-    problems).
+    The CP-SAT models approximate the evaluator: memory from above (``safe``: may leave no
+    solution) or from below (``weights``: its solutions may overflow), calls per entry, and
+    so a tight memory, latency target or partition limit can leave only unacceptable
+    candidates although an acceptable plan exists. Each step takes the move that most
+    reduces the violation (bytes over capacity, then partitions over the limit, then time
+    over the latency target, then the objective); a step with no such move kicks a few
+    nodes at random, as ``kick_and_refine`` does. Moves are tried for every node on small
+    problems, else for the nodes on an overflowing device and their neighbours (every node
+    when no device overflows).
 
     Returns:
-        The assignment and its evaluation with the least overflow found (zero when repaired).
+        The assignment and evaluation with the least violation found (acceptable when
+        repaired).
     """
     idx = index_of(problem)
     rng = random.Random(seed)
 
-    def key(ev: Evaluation) -> tuple[int, float]:
-        over = sum(need - cap for need, cap in memory_violations(problem, ev).values())
-        return over, objective_value(problem, ev)
+    def key(ev: Evaluation) -> tuple[float, float, float, float]:
+        return (*violation(problem, ev), objective_value(problem, ev))
 
     best, best_ev, best_key = dict(assignment), evaluation, key(evaluation)
     current, current_key = dict(best), best_key
     tries = 0
-    while best_key[0] > 0 and tries < max_tries and time.perf_counter() < deadline:
+    while any(best_key[:3]) and tries < max_tries and time.perf_counter() < deadline:
         over = {idx.dev_pos[d] for d in memory_violations(problem, evaluate(problem, current))}
         nodes: list[int] | range = range(len(idx.names))
-        if len(idx.names) > SMALL:
+        if len(idx.names) > SMALL and over:
             on_over = {i for i in nodes if idx.dev_pos[current[idx.names[i]]] in over}
             nodes = sorted(on_over | {j for i in on_over
                                       for j, _, _ in idx.preds[i] + idx.succs[i]})
-        step: tuple[tuple[int, float], str, str, Evaluation] | None = None
+        step: tuple[tuple[float, float, float, float], str, str, Evaluation] | None = None
         for i in nodes:
             name, here = idx.names[i], current[idx.names[i]]
             for k in idx.allowed[i]:
@@ -197,3 +199,15 @@ def repair_memory(problem: Problem, assignment: dict[str, str], evaluation: Eval
         tries += 1
         current_key = key(evaluate(problem, current))
     return best, best_ev
+
+
+def violation(problem: Problem, evaluation: Evaluation) -> tuple[float, float, float]:
+    """How far a plan is from acceptable (``is_acceptable``): bytes over memory capacity,
+    partitions over the limit, seconds over the latency target (cost); all 0 when it is."""
+    over = sum(need - cap for need, cap in memory_violations(problem, evaluation).values())
+    limit = problem.max_partitions
+    parts = max(0, evaluation.num_partitions - limit) if limit is not None else 0
+    target = problem.latency_target_s
+    late = (max(0.0, evaluation.latency_s - target * (1 + 1e-9))
+            if problem.objective == "cost" and target is not None else 0.0)
+    return float(over), float(parts), late

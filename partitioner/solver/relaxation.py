@@ -15,7 +15,7 @@ choices:
 * the makespan covers every node's end, and every processor's work plus one overhead per
   call its devices must make: a node's outputs leave only when its call returns, so a path
   that leaves device ``k`` and comes back ends one call on ``k`` and needs another (call
-  levels, ``RelaxationModel._call_levels``, on up to ``CALL_LEVEL_NODE_LIMIT`` nodes).
+  levels, ``call_levels``, on up to ``CALL_LEVEL_NODE_LIMIT`` nodes).
   Without them a node sent to another device and back looked free while the first device
   went on with a parallel branch. Each such return also costs a device alone on its
   processor one more call or the idle time of the round trip (``_return_idle``).
@@ -62,7 +62,7 @@ RELAXATION_NODE_LIMIT = 1_000
 #: edges (a stronger bound), more, smaller ones are closed faster.
 SEGMENT_MIN_NODES = 8
 
-#: Call levels (``RelaxationModel._call_levels``) are added up to this many nodes (segments
+#: Call levels (``call_levels``) are added up to this many nodes (segments
 #: and small graphs). On larger graphs their variables slow the proof more than they tighten
 #: it: gpt (128 nodes) on cpu+l4 is proven optimal without them and left at a 2.0% gap with.
 CALL_LEVEL_NODE_LIMIT = 64
@@ -144,8 +144,8 @@ class RelaxationModel(AssignmentModel):
                 m.add(makespan >= end[i])
         # Redundant energetic rows: a processor's work and call overheads fit before the
         # makespan (they give CP-SAT's linear relaxation the load-balancing bound from the
-        # start). A device's calls are at least its call levels (``_call_levels``).
-        calls = self._call_levels(overhead) if n <= CALL_LEVEL_NODE_LIMIT else {}
+        # start). A device's calls are at least its call levels (``call_levels``).
+        calls = call_levels(self, overhead) if n <= CALL_LEVEL_NODE_LIMIT else {}
         idle = self._return_idle(cost, overhead) if calls else {}
 
         def overheads(k: int) -> cp_model.LinearExprT:
@@ -244,32 +244,6 @@ class RelaxationModel(AssignmentModel):
                         m.add(opens[k][c] >= leave[u] + ticks).only_enforce_if(slots_v[c], xa)
         return leave, used
 
-    def _call_levels(self, overhead: list[int]) -> dict[int, cp_model.IntVar]:
-        """A lower bound on each device's number of calls, for devices with an overhead.
-
-        ``level[k][v]`` counts the calls on ``k`` that must end before ``v`` starts:
-        along an edge ``u -> v`` it grows by one when ``u`` is on ``k`` and ``v`` is not
-        (``u``'s outputs leave only when its call returns, so any node on ``k`` after ``v``
-        is in a later call). A device's calls are at least one more than the level of any
-        of its nodes; for a device whose nodes are all in one call this is exactly 1.
-        """
-        idx, m = self.idx, self.model
-        n = len(idx.names)
-        calls: dict[int, cp_model.IntVar] = {}
-        for k in range(len(idx.devices)):
-            if not overhead[k] or sum(k in self.x[i] for i in range(n)) < 2:
-                continue
-            level = [m.new_int_var(0, n, f"lvl[{k},{i}]") for i in range(n)]
-            for (u, v) in self.pairs:
-                m.add(level[v] >= level[u])
-                xu, xv = self.x[u].get(k, 0), self.x[v].get(k, 0)
-                if not isinstance(xu, int):
-                    m.add(level[v] >= level[u] + xu - xv)
-            count = calls[k] = m.new_int_var(0, n, f"calls[{k}]")
-            for v in range(n):
-                m.add(count >= level[v] + self.x[v].get(k, 0))
-        return calls
-
     def _return_idle(self, cost: list[dict[int, int]], overhead: list[int]) -> dict[int, int]:
         """Ticks each return to a device costs its processor beyond the return's call overhead.
 
@@ -310,6 +284,34 @@ class RelaxationModel(AssignmentModel):
     def _max_partitions(self) -> None:
         # The entry count over-counts calls, so a partition limit would cut real plans off.
         return
+
+
+def call_levels(model: AssignmentModel, overhead: list[int]) -> dict[int, cp_model.IntVar]:
+    """A lower bound on each device's number of calls, for devices with an overhead.
+
+    ``level[k][v]`` counts the calls on ``k`` that must end before ``v`` starts: along an
+    edge ``u -> v`` it grows by one when ``u`` is on ``k`` and ``v`` is not (``u``'s outputs
+    leave only when its call returns, so any node on ``k`` after ``v`` is in a later call).
+    A device's calls are at least one more than the level of any of its nodes; for a device
+    whose nodes are all in one call this is exactly 1. This holds for every cut the
+    evaluator makes, whatever the objective.
+    """
+    idx, m, x = model.idx, model.model, model.x
+    n = len(idx.names)
+    calls: dict[int, cp_model.IntVar] = {}
+    for k in range(len(idx.devices)):
+        if not overhead[k] or sum(k in x[i] for i in range(n)) < 2:
+            continue
+        level = [m.new_int_var(0, n, f"lvl[{k},{i}]") for i in range(n)]
+        for (u, v) in model.pairs:
+            m.add(level[v] >= level[u])
+            xu, xv = x[u].get(k, 0), x[v].get(k, 0)
+            if not isinstance(xu, int):
+                m.add(level[v] >= level[u] + xu - xv)
+        count = calls[k] = m.new_int_var(0, n, f"calls[{k}]")
+        for v in range(n):
+            m.add(count >= level[v] + x[v].get(k, 0))
+    return calls
 
 
 def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
