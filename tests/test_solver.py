@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import pytest
 
 from partitioner.errors import InfeasibleError, SolverError
 from partitioner.solver import solve
+from partitioner.solver.cpsat import ScheduleModel, run
 from partitioner.solver.evaluate import evaluate
-from partitioner.solver.random_problem import toy_device, toy_problem
+from partitioner.solver.random_problem import (
+    demo_cluster,
+    random_problem,
+    toy_device,
+    toy_problem,
+)
 
 MS = 1e-3
 TWO = (toy_device("d0"), toy_device("d1"))
@@ -109,6 +118,22 @@ def test_throughput_objective_balances_a_chain() -> None:
     assert report.evaluation.stage_s == pytest.approx(2 * MS)
     assert report.objective == pytest.approx(2 * MS)
     assert report.evaluation.latency_s == pytest.approx(4 * MS)
+    # The load relaxation proves it: one device carries at least half the work.
+    assert report.status == "OPTIMAL" and report.gap == pytest.approx(0.0, abs=1e-6)
+
+
+def test_throughput_bound_counts_a_call_per_return_to_a_device() -> None:
+    """a -> b -> c with b only on d1: d0 runs a and c in two calls (c needs b's output,
+    which needs a's call to return), so d0 is busy 1 + 1 + 2 overheads of 1 ms = 4 ms.
+    Counting one overhead per device (3 ms) would leave a 25% gap."""
+    d0, d1 = toy_device("d0", overhead_s=1 * MS), toy_device("d1")
+    costs = {"a": {"d0": 1 * MS, "d1": 5 * MS}, "b": {"d0": None, "d1": 1 * MS},
+             "c": {"d0": 1 * MS, "d1": 5 * MS}}
+    p = toy_problem(costs, [("a", "b", 0), ("b", "c", 0)], (d0, d1), objective="throughput")
+    report = solve(p, time_limit_s=5)
+    assert report.objective == pytest.approx(4 * MS)
+    assert report.bound == pytest.approx(4 * MS, rel=1e-4)
+    assert report.status == "OPTIMAL"
 
 
 def test_cost_objective_trades_price_against_the_latency_target() -> None:
@@ -124,6 +149,8 @@ def test_cost_objective_trades_price_against_the_latency_target() -> None:
     assert report.evaluation.latency_s <= 5.5 * MS
     assert sorted(report.assignment.values()) == ["cheap", "fast"]
     assert report.evaluation.energy_j > 0
+    # Within the target, the load relaxation proves the split optimal (price of 5 ms).
+    assert report.status == "OPTIMAL"
     impossible = toy_problem(costs, [("a", "b", 0)], (fast, cheap), objective="cost",
                              latency_target_s=1 * MS)
     with pytest.raises(InfeasibleError, match=r"^latency target 1 ms cannot be met: the "
@@ -139,6 +166,22 @@ def test_max_partitions_limits_runner_calls() -> None:
                     max_partitions=1)
     report = solve(p, time_limit_s=5)
     assert report.evaluation.num_partitions == 1
+    # One partition is one device: the best single device is proven optimal.
+    assert report.status == "OPTIMAL" and report.gap == 0.0
+
+
+def test_cost_ties_between_free_devices_go_to_the_faster_plan() -> None:
+    """Every device is free, so every plan costs 0: the fastest one must be returned, not
+    whichever came first (a plan cut into many partitions)."""
+    free = (toy_device("d0", overhead_s=0.1 * MS), toy_device("d1", overhead_s=0.1 * MS))
+    costs = {f"n{i}": {"d0": (1 + i % 2) * MS, "d1": (2 - i % 2) * MS} for i in range(6)}
+    chain = [(f"n{i}", f"n{i + 1}", 10**6) for i in range(5)]
+    p = toy_problem(costs, chain, free, bandwidth=1e9, objective="cost",
+                    latency_target_s=100 * MS)
+    report = solve(p, time_limit_s=3)
+    fastest = solve(replace(p, objective="latency", latency_target_s=None), time_limit_s=3)
+    assert report.objective == 0.0
+    assert report.evaluation.latency_s == pytest.approx(fastest.objective)
 
 
 def test_single_device_cluster_reports_single_device() -> None:
@@ -159,3 +202,24 @@ def test_same_input_gives_same_plan_and_progress_is_reported() -> None:
     assert first.seed == 0 and first.workers == 2 and first.time_limit_s == 3
     assert seen and all(b <= o + 1e-9 for o, b in seen)
     assert evaluate(p, first.assignment).latency_s == pytest.approx(first.evaluation.latency_s)
+
+
+def test_the_time_limit_bounds_the_whole_solve() -> None:
+    """Search, relaxation and refinement end at fixed points of the clock: a 400-node problem
+    that no stage finishes early still returns about when its limit says (the margin covers
+    the baselines and the final evaluations, which are not cut)."""
+    p = random_problem(400, demo_cluster("cpu+npu"), seed=0)
+    started = time.perf_counter()
+    report = solve(p, time_limit_s=3)
+    assert time.perf_counter() - started <= 3 + 1.5
+    assert report.solve_time_s <= 3 + 1.5
+
+
+def test_a_solve_stopped_by_its_deadline_says_so() -> None:
+    p = random_problem(400, demo_cluster("cpu+npu"), seed=0)
+    model = ScheduleModel(p, 1e-6)
+    model.minimise_latency()
+    result = run(model, time_limit_s=30, seed=0, workers=1, unit_s=1e-6,
+                 deadline=time.perf_counter() + 0.2)
+    assert result.wall_s < 5
+    assert result.clock_stopped
