@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
-from partitioner.solver import solve
+import pytest
+
+from models.zoo import build
+from partitioner.analysis import analyse
+from partitioner.cluster_file import load_cluster
+from partitioner.costing import build_cost_table
+from partitioner.solver import DEFAULT_GROUP_TARGET, solve
 from partitioner.solver.baselines import best_baseline
 from partitioner.solver.coarsen import coarsen
 from partitioner.solver.index import index_of
+from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.random_problem import demo_cluster, random_problem
 
 
@@ -63,3 +71,21 @@ def test_large_problem_solves_within_budget_and_beats_or_ties_baselines() -> Non
     base = best_baseline(p, report.baselines)
     assert base is not None and report.objective <= base.evaluation.latency_s + 1e-12
     assert 0 <= report.bound <= report.objective
+
+
+@pytest.mark.parametrize("cluster_name", ["cpu+l4", "cpu+npu"])
+def test_repeated_transformer_blocks_coarsen_alike(cluster_name: str) -> None:
+    """A 12-layer gpt (376 nodes) is cut into the same groups in every layer: nearly every
+    node sits in a group whose sequence of ops recurs in every layer, also on an NPU that
+    lacks some of the ops (mixed groups)."""
+    layers = 12
+    analysed = analyse(str(build("gpt", {"layers": layers})))
+    cluster = load_cluster(cluster_name)
+    problem = build_problem(analysed.facts, cluster, build_cost_table(analysed, cluster))
+    coarse = coarsen(problem, DEFAULT_GROUP_TARGET)
+    assert coarse is not None and len(coarse.groups) <= DEFAULT_GROUP_TARGET
+    op = {n.name: n.op_type for n in problem.nodes}
+    shapes = Counter(tuple(op[m] for m in members) for members in coarse.groups.values())
+    per_layer = sum(len(shape) * count for shape, count in shapes.items()
+                    if count >= layers)
+    assert per_layer >= 0.95 * len(problem.nodes)
