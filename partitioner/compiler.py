@@ -89,7 +89,8 @@ def compile_model(
         forbidden: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must avoid.
         latency_target_s: Latency bound for the ``cost`` objective.
         max_partitions: Upper bound on the number of partitions.
-        time_limit_s: CP-SAT time limit.
+        time_limit_s: Wall-clock limit of the solve (search, bound, refinement); loading,
+            analysis, costing and writing come on top.
         seed: CP-SAT random seed (same input and seed give the same plan).
         workers: CP-SAT search workers.
         cost_model: Cost model; defaults to the cluster's default one.

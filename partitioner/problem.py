@@ -118,7 +118,7 @@ class SolveReport:
         objective: The minimised quantity's value in seconds (or price for ``cost``).
         bound: Proven lower bound on ``objective``.
         gap: ``(objective - bound) / objective``; 0 when optimal.
-        solve_time_s: Wall time spent in CP-SAT.
+        solve_time_s: Wall time of the whole solve (baselines to refinement).
         seed: Random seed given to CP-SAT.
         workers: Number of search workers.
         time_limit_s: Time limit given.

@@ -119,10 +119,11 @@ def solve(
 
     Args:
         problem: The placement problem.
-        time_limit_s: CP-SAT time limit (baselines, coarsening and evaluation come on top;
-            local refinement may add up to a fifth).
+        time_limit_s: Wall-clock limit of the whole solve, split into stages (``_Stages``);
+            only the baselines and coarsening, which come first, are not cut.
         seed: CP-SAT random seed.
-        workers: CP-SAT search workers (interleaved, so the result is reproducible).
+        workers: CP-SAT search workers (interleaved, with deterministic limits, so the same
+            input gives the same plan unless the clock stops a stage on a loaded machine).
         progress: Called as ``progress(best_objective, bound)`` on every improving CP-SAT
             solution, in the units of the model being solved.
         group_target: Coarsen to at most this many groups before CP-SAT.
