@@ -119,7 +119,6 @@ class Session:
 
 def _extract_in_memory(plan: Plan) -> dict[int, onnx.ModelProto]:
     """Partition models cut from the model the plan was compiled from (hash checked)."""
-    import onnx_ir as ir
 
     from partitioner.analysis import analyse
     from partitioner.extract import PartitionExtractor
@@ -127,4 +126,4 @@ def _extract_in_memory(plan: Plan) -> dict[int, onnx.ModelProto]:
     check_model_hash(plan, plan.model.path)
     shapes = {t.name: t.shape for t in plan.model.inputs}
     extractor = PartitionExtractor(analyse(plan.model.path, shapes).model)
-    return {p.index: ir.serde.serialize_model(extractor.extract(p)) for p in plan.partitions}
+    return {p.index: extractor.extract_proto(p) for p in plan.partitions}
