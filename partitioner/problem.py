@@ -124,6 +124,8 @@ class SolveReport:
         time_limit_s: Time limit given.
         baselines: Baseline results by name.
         groups: Coarsened group name -> member node names (for reports on large graphs).
+        clock_stopped: Whether the wall clock ended a stage before its deterministic budget
+            (a loaded or slow machine): the same input may then give another plan.
     """
 
     assignment: dict[str, str]
@@ -138,3 +140,4 @@ class SolveReport:
     time_limit_s: float
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    clock_stopped: bool = False

@@ -120,6 +120,8 @@ def summarise(result: Compilation) -> dict[str, Any]:
         "bound": report.bound,
         "gap": report.gap,
         "solve_time_s": report.solve_time_s,
+        "time_limit_s": report.time_limit_s,
+        "clock_stopped": report.clock_stopped,
         "seed": report.seed,
         "workers": report.workers,
         "predicted_latency_s": ev.latency_s,
@@ -180,6 +182,9 @@ def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
         f"(gap {summary['gap']:.2%}, solved in {summary['solve_time_s']:.2f} s)",
         f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",
     ]
+    if summary["clock_stopped"]:
+        lines.append("  note             the clock ended a solver stage early (a slow or busy "
+                     "machine): a rerun may give another plan")
     objective = summary["objective"]
     extra = {"throughput": "stage time", "cost": "price"}.get(objective)
     lines.append(f"  baselines (predicted latency{', ' + extra if extra else ''}):")

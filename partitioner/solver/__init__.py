@@ -50,6 +50,7 @@ from partitioner.solver.problem_builder import build_problem
 from partitioner.solver.refine import (
     NODE_EVALUATIONS_PER_S,
     SMALL,
+    consolidated,
     kick_and_refine,
     refine,
     repair,
@@ -216,7 +217,7 @@ def solve(
     if not candidates:
         rejected += [(name, r.assignment, evaluate(problem, r.assignment))
                      for name, r in baselines.items() if r.assignment]
-        repaired = _repaired(problem, rejected, stages, seed)
+        repaired = _repaired(problem, idx, rejected, stages, seed)
         if repaired is None:
             raise explain_no_plan(problem, baselines,
                                   min((ev.latency_s for _, _, ev in rejected), default=None),
@@ -247,9 +248,11 @@ def solve(
         if single is not None and len(set(assignment.values())) > 1:
             value, assignment, ev, source = single
     solve_time = time.perf_counter() - t_start
-    if any(r.clock_stopped for r in [*results, *([relaxed] if relaxed else [])]):
-        log.info("the clock, not the deterministic limit, stopped a CP-SAT search: "
-                 "a rerun on a less loaded machine may find another plan")
+    clock_stopped = (time.perf_counter() >= stages.end
+                     or any(r.clock_stopped for r in [*results, *([relaxed] if relaxed else [])]))
+    if clock_stopped:
+        log.info("the clock, not a deterministic budget, ended a stage: a rerun on a less "
+                 "loaded machine may find another plan")
 
     if source == "single":
         status = "SINGLE_DEVICE"
@@ -278,6 +281,7 @@ def solve(
         time_limit_s=time_limit_s,
         baselines=baselines,
         groups=dict(coarse.groups) if coarse is not None else {},
+        clock_stopped=clock_stopped,
     )
 
 
@@ -413,11 +417,20 @@ def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float
     return best
 
 
-def _repaired(problem: Problem, rejected: list[_Attempt], stages: _Stages, seed: int
-              ) -> _Candidate | None:
-    """An acceptable plan repaired (``refine.repair``) from the rejected plans nearest to
-    acceptable, within the refinement budget; None when none is found."""
-    starts = sorted(rejected, key=lambda a: violation(problem, a[2]))[:REFINE_STARTS]
+def _repaired(problem: Problem, idx: ProblemIndex, rejected: list[_Attempt], stages: _Stages,
+              seed: int) -> _Candidate | None:
+    """An acceptable plan when every candidate was rejected: a consolidated plan (``refine.
+    consolidated``: few devices, few partitions) when one is acceptable, else one repaired
+    (``refine.repair``) from the plans nearest to acceptable, within the refinement budget;
+    None when none is found."""
+    tried = list(rejected)
+    for k, device in enumerate(idx.devices):
+        plan = consolidated(problem, k)
+        ev = evaluate(problem, plan)
+        if is_acceptable(problem, ev):
+            return _candidate(problem, plan, ev, 0, f"consolidated on {device}")
+        tried.append((f"consolidated on {device}", plan, ev))
+    starts = sorted(tried, key=lambda a: violation(problem, a[2]))[:REFINE_STARTS]
     evaluations = int(stages.refine_s * NODE_EVALUATIONS_PER_S / len(problem.nodes))
     for source, assignment, ev in starts:
         assignment, ev = repair(problem, assignment, ev, evaluations // len(starts), seed,

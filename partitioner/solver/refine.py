@@ -211,3 +211,12 @@ def violation(problem: Problem, evaluation: Evaluation) -> tuple[float, float, f
     late = (max(0.0, evaluation.latency_s - target * (1 + 1e-9))
             if problem.objective == "cost" and target is not None else 0.0)
     return float(over), float(parts), late
+
+
+def consolidated(problem: Problem, device: int) -> dict[str, str]:
+    """Every node on ``device`` where it may run there, else on the first device in cluster
+    order it may use: a plan with few devices and so few partitions, which fits a tight
+    ``max_partitions`` when the solver's candidates, cut finer, do not."""
+    idx = index_of(problem)
+    return {name: idx.devices[device if device in idx.allowed[i] else min(idx.allowed[i])]
+            for i, name in enumerate(idx.names)}
