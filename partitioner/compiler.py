@@ -91,7 +91,8 @@ def compile_model(
         max_partitions: Upper bound on the number of partitions.
         time_limit_s: Wall-clock limit of the solve (search, bound, refinement); loading,
             analysis, costing and writing come on top.
-        seed: CP-SAT random seed (same input and seed give the same plan).
+        seed: CP-SAT random seed (same input and seed give the same plan, unless the clock
+            ends a solver stage on a loaded machine: ``SolveReport.clock_stopped``).
         workers: CP-SAT search workers.
         cost_model: Cost model; defaults to the cluster's default one.
         progress: Called with (best objective, bound) as the solver improves.

@@ -200,7 +200,12 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
         f"Command: `python -m partitioner.benchmarks --only solver_quality"
         f"{' --quick' if quick else ''}` (time limit {time_limit:g} s, seed 0, 2 workers). "
         "Latencies are predicted by the common evaluator in µs; `—` = baseline infeasible "
-        "(unsupported ops or memory). Gain = best single device / plan.",
+        "(unsupported ops or memory). Gain = best single device / plan. Zoo models at "
+        "these sizes (`models.zoo.build(name, params)`): "
+        + "; ".join(f"{name} " + ", ".join(f"{k}={v}" for k, v in params.items())
+                    for name, params in MODELS.items())
+        + "; gpt-large at its defaults (20 layers, d_model 1536, >2 GiB of weights). "
+        "`solve s` is the wall time of the whole solve, which the time limit bounds.",
         "",
         "| model | nodes | cluster | plan µs | bound µs | gap | status | best single | "
         "priority-greedy | HEFT | memory-greedy | gain | parts | worse than | solve s |",
