@@ -94,7 +94,7 @@ SERIAL_PROCESSORS = int(os.environ.get("HETPART_SERIAL_PROCESSORS", "2"))
 
 #: Share of the time limit kept for the latency relaxation (``relaxation``), which proves the
 #: bound; it usually finishes early on the zoo models.
-RELAXATION_SHARE = 0.25
+RELAXATION_SHARE = 0.35
 
 #: Share of the time limit for local refinement (``refine``) of the best candidates.
 REFINE_SHARE = 0.15

@@ -85,10 +85,10 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
                     sharpen_until: float | None = None) -> tuple[float, list[list[int]]]:
     """The least path bound over the footprint levels, and the paths' assignments.
 
-    With ``sharpeners``, ``sharpen_s`` and the time the first solves leave go to bounding
-    again, with stronger models, the segments on the cheapest path, until that path is
-    sharpened throughout, the time is spent or the clock reaches ``sharpen_until``
-    (``_sharpened``). The assignments stay the first solves', so the plans do not depend
+    With ``sharpeners``, the time until ``sharpen_until`` (a ``time.perf_counter()`` value;
+    without one, ``sharpen_s`` and the time the first solves leave) goes to bounding again,
+    with stronger models, the segments on the cheapest path, until that path is sharpened
+    throughout or the time is spent (``_sharpened``). The assignments stay the first solves', so the plans do not depend
     on how far sharpening got.
 
     Returns:
@@ -148,9 +148,10 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
                 break
             path = _path(idx, parts, per_tier, span, path.units - excess)
     if sharpeners and bound < float("inf"):
-        left = budget_s + sharpen_s - sum(result.used_s for result in spans.values())
-        if sharpen_until is not None:
-            left = min(left, sharpen_until - time.perf_counter())
+        # Sharpening feeds only the bound, so it may use the clock: up to ``sharpen_until``
+        # when given (whatever the stages before it left), else its budget.
+        left = (sharpen_until - time.perf_counter() if sharpen_until is not None
+                else budget_s + sharpen_s - sum(result.used_s for result in spans.values()))
         bound = _sharpened(idx, parts, list(zip(tiers, choices, strict=True)), span, subs,
                            sharpeners, left)
     return (bound if bound < float("inf") else 0.0), found
