@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -35,3 +37,19 @@ def golden(request: pytest.FixtureRequest):
         assert text == expected, f"output differs from {path}; run pytest --update-goldens"
 
     return check
+
+
+@pytest.fixture(scope="session")
+def tiny_relu_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-Relu ONNX model (x, y: float [1, 8]) for command-line tests."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    onnx.save(model, path)
+    return path

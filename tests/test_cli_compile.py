@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 from test_plan_fixtures import BRANCHY_SPLIT, branchy_model, cluster, device, save_and_analyse
 
 from partitioner.cli import main
@@ -21,21 +19,6 @@ from partitioner.plan_json import plan_to_dict
 LONG_ID = "g" * 250
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
-    onnx.save(model, path)
-    return path
-
-
 def _compile(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["compile", *argv, "--time-limit", "2", "--quiet"])
     out, err = capsys.readouterr()
@@ -47,10 +30,10 @@ def _hidden(folder: Path) -> list[str]:
 
 
 def test_cost_summary_keeps_the_latency_of_baselines_that_miss_the_target(
-    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_relu_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # On cpu+l4 the Relu takes about 0.010 ms on the CPU and 0.030 ms on the L4 (call overhead).
-    common = [str(model_path), "--cluster", "cpu+l4", "--objective", "cost",
+    common = [str(tiny_relu_model), "--cluster", "cpu+l4", "--objective", "cost",
               "--latency-target", "0.02"]
     code, out, err = _compile(capsys, *common, "--json", "-o", str(tmp_path / "plan"))
     assert code == 0, err
@@ -77,9 +60,9 @@ def test_cost_summary_keeps_the_latency_of_baselines_that_miss_the_target(
 
 
 def test_throughput_summary_shows_each_baselines_stage_time(
-    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_relu_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [str(model_path), "--cluster", "cpu+l4", "--objective", "throughput"]
+    argv = [str(tiny_relu_model), "--cluster", "cpu+l4", "--objective", "throughput"]
     code, out, err = _compile(capsys, *argv, "--json", "-o", str(tmp_path / "plan"))
     assert code == 0, err
     summary = json.loads(out)
@@ -111,11 +94,11 @@ def _long_id_cluster(folder: Path) -> Path:
 
 
 def test_failed_forced_compile_leaves_the_previous_plan_loadable(
-    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_relu_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clu = str(_long_id_cluster(tmp_path))
     root = tmp_path / "z"
-    code, _, err = _compile(capsys, str(model_path), "--cluster", clu, "--devices", "cpu",
+    code, _, err = _compile(capsys, str(tiny_relu_model), "--cluster", clu, "--devices", "cpu",
                             "-o", str(root))
     assert code == 0, err
     before = plan_to_dict(load_plan(root))
@@ -123,18 +106,18 @@ def test_failed_forced_compile_leaves_the_previous_plan_loadable(
     (root / "notes.txt").write_text("mine")
 
     # The replacement plan runs on the long-named device: its partition cannot be written.
-    code, out, err = _compile(capsys, str(model_path), "--cluster", clu, "--devices", LONG_ID,
+    code, out, err = _compile(capsys, str(tiny_relu_model), "--cluster", clu, "--devices", LONG_ID,
                               "-o", str(root), "--force")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "cannot write" in err and str(root / "partitions") in err, err
     assert "Traceback" not in err
-    assert plan_to_dict(load_plan(root, model=model_path)) == before
+    assert plan_to_dict(load_plan(root, model=tiny_relu_model)) == before
     assert sorted(p.relative_to(root) for p in root.rglob("*") if p.name != "notes.txt") == files
     assert (root / "notes.txt").read_text() == "mine"
     assert _hidden(tmp_path) == []  # no staging directory left behind
 
     # And the next --force still replaces it (the plan was not left half-deleted).
-    code, _, err = _compile(capsys, str(model_path), "--cluster", clu, "--devices", "cpu",
+    code, _, err = _compile(capsys, str(tiny_relu_model), "--cluster", clu, "--devices", "cpu",
                             "--objective", "throughput", "-o", str(root), "--force")
     assert code == 0, err
     assert load_plan(root).objective == "throughput"

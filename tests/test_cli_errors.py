@@ -4,26 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from partitioner.cli import main
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
-    onnx.save(model, path)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -70,10 +53,10 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_bad_command_lines_exit_2_with_one_line(
-    model_path: Path, tmp_path: Path, argv: list[str], message: str,
+    tiny_relu_model: Path, tmp_path: Path, argv: list[str], message: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = [a.replace("MODEL", str(model_path)).replace("P", str(tmp_path / "plan"))
+    argv = [a.replace("MODEL", str(tiny_relu_model)).replace("P", str(tmp_path / "plan"))
             if a in ("MODEL", "P", "MODEL/plan") else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -82,9 +65,9 @@ def test_bad_command_lines_exit_2_with_one_line(
 
 
 def test_compile_summary_reports_the_cost_bound_in_price_not_ms(
-    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_relu_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["compile", str(model_path), "--cluster", "cpu+l4", "--objective", "cost",
+    argv = ["compile", str(tiny_relu_model), "--cluster", "cpu+l4", "--objective", "cost",
             "--latency-target", "5", "--time-limit", "2", "-o", str(tmp_path / "plan")]
     assert main(argv) == 0
     bound_line = next(x for x in capsys.readouterr().out.splitlines() if "proven bound" in x)

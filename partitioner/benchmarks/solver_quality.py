@@ -236,7 +236,7 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               "processor, a serial work bound for one-processor clusters, a load-balancing LP "
               "with precedence rows and memory rows (`partitioner/solver/bounds.py`) and the "
               "proven bound of a CP-SAT relaxation of the evaluator's schedule on the "
-              "uncoarsened problem with a quarter of the time limit, solved first per segment "
+              "uncoarsened problem with 35 % of the time limit, solved first per segment "
               "between cut nodes and joined by a cheapest path over their devices, then on "
               "the whole graph (`partitioner/solver/relaxation.py`, `segments.py`). Where a "
               "device cannot hold every weight that may go there, each segment is solved per "

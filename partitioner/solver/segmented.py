@@ -88,8 +88,8 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
     With ``sharpeners``, the time until ``sharpen_until`` (a ``time.perf_counter()`` value;
     without one, ``sharpen_s`` and the time the first solves leave) goes to bounding again,
     with stronger models, the segments on the cheapest path, until that path is sharpened
-    throughout or the time is spent (``_sharpened``). The assignments stay the first solves', so the plans do not depend
-    on how far sharpening got.
+    throughout or the time is spent (``_sharpened``). The assignments stay the first
+    solves', so the plans do not depend on how far sharpening got.
 
     Returns:
         (bound in seconds, device index per node of each path found).
