@@ -38,7 +38,7 @@ def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
         if res.evaluation is not None:
             singles.append(res)
     if singles:
-        best = min(singles, key=lambda r: objective_value(problem, r.evaluation))  # type: ignore[arg-type]
+        best = min(singles, key=lambda r: _rank(problem, r))
         results["best_single"] = BaselineResult("best_single", best.assignment, best.evaluation,
                                                 f"= {best.name}")
     else:
@@ -51,11 +51,18 @@ def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
 
 
 def best_baseline(problem: Problem, results: dict[str, BaselineResult]) -> BaselineResult | None:
-    """The feasible baseline with the lowest objective (ties: the first in ``results``)."""
+    """The feasible baseline with the lowest objective (ties: the lower latency, then the
+    first in ``results``): under cost, free devices make many baselines cost the same."""
     feasible = [r for r in results.values() if r.evaluation is not None]
     if not feasible:
         return None
-    return min(feasible, key=lambda r: objective_value(problem, r.evaluation))  # type: ignore[arg-type]
+    return min(feasible, key=lambda r: _rank(problem, r))
+
+
+def _rank(problem: Problem, result: BaselineResult) -> tuple[float, float]:
+    ev = result.evaluation
+    assert ev is not None
+    return round(objective_value(problem, ev), 15), ev.latency_s
 
 
 def _finish(problem: Problem, name: str, built: dict[str, str] | str) -> BaselineResult:
@@ -78,7 +85,8 @@ def _judge(problem: Problem, name: str, assignment: dict[str, str],
                          for d, (need, cap) in over.items())
     elif problem.objective == "cost" and problem.latency_target_s is not None \
             and ev.latency_s > problem.latency_target_s:
-        note = f"latency {ev.latency_s:.6g} s misses the target {problem.latency_target_s:.6g} s"
+        note = (f"latency {ev.latency_s * 1e3:.6g} ms misses the target "
+                f"{problem.latency_target_s * 1e3:.6g} ms")
     else:
         note = f"{ev.num_partitions} partitions exceed max_partitions {problem.max_partitions}"
     return BaselineResult(name, assignment, None, note)
