@@ -109,6 +109,11 @@ def compile_model(
         raise ClusterError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     analysed = model if isinstance(model, AnalysedModel) else analyse(model, input_shapes)
     resolved = resolve_cluster(cluster, devices)
+    if devices:
+        left_out = [spec for spec in pins if spec.rpartition("=")[2].strip() not in devices]
+        if left_out:
+            raise ClusterError(f"--pin {', '.join(map(repr, left_out))}: the device is not "
+                               f"among --devices ({', '.join(devices)})")
     costs = build_cost_table(analysed, resolved, cost_model, progress=cost_progress)
     problem = build_problem(
         analysed.facts,

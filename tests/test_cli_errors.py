@@ -22,6 +22,8 @@ from partitioner.cli import main
          "name at least one device id"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", "l4,gpu9", "-o", "P"],
          "gpu9 not in cluster"),
+        (["compile", "MODEL", "--cluster", "cpu+l4", "--devices", "cpu", "--pin", "relu=l4",
+          "-o", "P"], "--pin 'relu=l4': the device is not among --devices (cpu)"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "-o", "MODEL/plan"],
          "tiny.onnx is not a directory"),
         (["compile", "MODEL", "--cluster", "cpu+l4", "--time-limit", "nan", "-o", "P"],

@@ -162,7 +162,7 @@ class _Group:
     """Nodes sharing one set of allowed devices (a bit mask)."""
 
     weights: int = 0
-    count: int = 0
+    weighted: int = 0  # nodes with weights
     footprint: int = 0  # the largest, over its nodes, of the smallest footprint anywhere
     workspace: int = 0  # the largest workspace on the first allowed device
     live: int = 0  # the largest live activations of a node running a positive time there
@@ -186,7 +186,7 @@ def _memory(problem: Problem, idx: ProblemIndex) -> list[Fact]:
         mask = sum(1 << k for k in allowed)
         g = groups.setdefault(mask, _Group())
         g.weights += idx.weights[i]
-        g.count += 1
+        g.weighted += 1 if idx.weights[i] else 0
         g.footprint = max(g.footprint, min(_footprint(idx, i, k) for k in allowed))
         g.workspace = max(g.workspace, idx.workspace[i][allowed[0]])
         g.live = max(g.live, idx.live[i] if idx.cost[i][allowed[0]] else 0)
@@ -214,7 +214,7 @@ def _memory(problem: Problem, idx: ProblemIndex) -> list[Fact]:
         if not inside:
             continue
         weights = sum(g.weights for g in inside)
-        count = sum(g.count for g in inside)
+        count = sum(g.weighted for g in inside)
         members = [k for k in range(len(idx.devices)) if s >> k & 1]
         heaviest = max((g.heaviest for g in inside), key=lambda i: idx.weights[i])
         if len(members) == 1:  # one group: the nodes only this device may run
