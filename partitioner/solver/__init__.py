@@ -7,7 +7,7 @@ to nodes and re-scored by the common evaluator (``evaluate``) together with the 
 a relaxation that proves the bound (its solutions are candidates too) -> the best few
 acceptable candidates refined locally (``refine``; when none is acceptable, the least
 overflowing repaired first). The returned assignment is therefore never worse than the best
-baseline under the evaluator. The time limit is split into stages (``_Stages``) that end at
+baseline under the evaluator. The time limit is split into stages (``stages.Stages``) that end at
 fixed points of the clock.
 
 ``bound`` is the best of the closed-form and LP bounds in ``bounds`` (critical path with
@@ -27,13 +27,19 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from partitioner.errors import SolverError
 from partitioner.problem import BaselineResult, Evaluation, Problem, SolveReport
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.bounds import lower_bound
+from partitioner.solver.candidates import (
+    Attempt,
+    Candidate,
+    add_if_acceptable,
+    candidate,
+    refine_best,
+    repaired,
+)
 from partitioner.solver.coarsen import coarsen
 from partitioner.solver.cpsat import (
     TICKS_PER_REFERENCE,
@@ -47,60 +53,18 @@ from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
 from partitioner.solver.index import ProblemIndex, index_of
 from partitioner.solver.load_relaxation import PRICE_SCALE, run_load_relaxation
 from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.refine import (
-    NODE_EVALUATIONS_PER_S,
-    SMALL,
-    consolidated,
-    kick_and_refine,
-    refine,
-    repair,
-    violation,
-)
 from partitioner.solver.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
 from partitioner.solver.serial import SerialModel
+from partitioner.solver.stages import Stages
 from partitioner.solver.throughput import ThroughputModel
 
 __all__ = ["DEFAULT_GROUP_TARGET", "build_problem", "evaluate", "run_baselines", "solve"]
 
 log = logging.getLogger(__name__)
 
-class _Candidate(NamedTuple):
-    """A plan that is acceptable, ranked by ``key``."""
-
-    value: float  # the objective
-    latency_s: float  # breaks ties in the objective (free devices under cost, equal stages)
-    rank: int  # the source's rank: solver solutions before the baselines' hint
-    tiebreak: int
-    assignment: dict[str, str]
-    evaluation: Evaluation
-    source: str
-
-    @property
-    def key(self) -> tuple[float, float, int, int]:
-        return self.value, self.latency_s, self.rank, self.tiebreak
-
-#: A plan that is not acceptable: (source name, assignment, evaluation).
-_Attempt = tuple[str, dict[str, str], Evaluation]
-
-#: Distinct candidates (CP-SAT solutions, best baseline) refined locally.
-REFINE_STARTS = 3
-
-#: Evaluations the greedy refinement of one candidate may spend at most.
-GREEDY_TRIES = 200
-
 #: Clusters with at most this many processors also run the serial latency model (``serial``)
 #: before the schedule model; the evaluator picks among both models' solutions.
 SERIAL_PROCESSORS = int(os.environ.get("HETPART_SERIAL_PROCESSORS", "2"))
-
-#: Share of the time limit kept for the latency relaxation (``relaxation``), which proves the
-#: bound; it usually finishes early on the zoo models.
-RELAXATION_SHARE = 0.35
-
-#: Share of the time limit for local refinement (``refine``) of the best candidates.
-REFINE_SHARE = 0.15
-
-#: Share of the time limit left for evaluating candidates and the closed-form bounds.
-FINISH_SHARE = 0.05
 
 #: Groups CP-SAT sees at most after coarsening.
 DEFAULT_GROUP_TARGET = 160
@@ -120,7 +84,7 @@ def solve(
 
     Args:
         problem: The placement problem.
-        time_limit_s: Wall-clock limit of the whole solve, split into stages (``_Stages``);
+        time_limit_s: Wall-clock limit of the whole solve, split into stages (``stages.Stages``);
             only the baselines and coarsening, which come first, are not cut.
         seed: CP-SAT random seed.
         workers: CP-SAT search workers (interleaved, with deterministic limits, so the same
@@ -146,10 +110,10 @@ def solve(
     idx = index_of(problem)
     baselines = run_baselines(problem)
     best = best_baseline(problem, baselines)
-    candidates: list[_Candidate] = []
-    rejected: list[_Attempt] = []
+    candidates: list[Candidate] = []
+    rejected: list[Attempt] = []
     if best is not None and best.evaluation is not None:
-        candidates.append(_candidate(problem, best.assignment, best.evaluation, 1, "hint"))
+        candidates.append(candidate(problem, best.assignment, best.evaluation, 1, "hint"))
 
     if all(len(a) == 1 for a in idx.allowed):
         assignment = {n: idx.devices[idx.allowed[i][0]] for i, n in enumerate(idx.names)}
@@ -185,7 +149,7 @@ def solve(
     results: list[ModelResult] = []
     keep = 5 if len(idx.names) <= 20_000 else 2
     relax = len(idx.names) <= RELAXATION_NODE_LIMIT
-    stages = _Stages(t_start, time_limit_s, relax)
+    stages = Stages(t_start, time_limit_s, relax)
     spent = 0.0
     for j, kind in enumerate(kinds):
         share = (stages.search_s - spent) / (len(kinds) - j)
@@ -202,7 +166,7 @@ def solve(
     solutions = [dev for r in results for dev in r.solutions]
     for k, dev in enumerate(solutions):
         full = coarse.expand(dev) if coarse is not None else dev
-        _add_if_acceptable(problem, idx, full, candidates, rejected, f"cpsat{k}", -k)
+        add_if_acceptable(problem, idx, full, candidates, rejected, f"cpsat{k}", -k)
     relaxed = None
     if relax:
         # Proves the bound on the uncoarsened problem; its optimum's assignment is one more
@@ -213,16 +177,16 @@ def solve(
                             if incumbent else None, max(0.05, stages.relaxation_s), seed,
                             workers, deadline=stages.relaxation_end)
         for dev in relaxed.solutions:
-            _add_if_acceptable(problem, idx, dev, candidates, rejected, "relaxation", 1)
+            add_if_acceptable(problem, idx, dev, candidates, rejected, "relaxation", 1)
     if not candidates:
         rejected += [(name, r.assignment, evaluate(problem, r.assignment))
                      for name, r in baselines.items() if r.assignment]
-        repaired = _repaired(problem, idx, rejected, stages, seed)
-        if repaired is None:
+        fixed = repaired(problem, idx, rejected, stages, seed)
+        if fixed is None:
             raise explain_no_plan(problem, baselines,
                                   min((ev.latency_s for _, _, ev in rejected), default=None),
                                   attempts=[(source, ev) for source, _, ev in rejected])
-        candidates.append(repaired)
+        candidates.append(fixed)
     candidates.sort(key=lambda c: c.key)
     bound = lower_bound(problem)
     # Tick rounding along a path: at most one tick per node and edge.
@@ -239,7 +203,7 @@ def solve(
             # Durations were rounded to nearest: remove the worst-case rounding along a path.
             bound = max(bound, result.bound_s - 0.5 * path_ticks)
             rounding_s = path_ticks
-    chosen = _refine_best(problem, candidates, max(0.05, stages.refine_s), seed,
+    chosen = refine_best(problem, candidates, max(0.05, stages.refine_s), seed,
                           bound + rounding_s, stages.end)
     value, assignment, ev, source = (chosen.value, chosen.assignment, chosen.evaluation,
                                      chosen.source)
@@ -283,45 +247,6 @@ def solve(
         groups=dict(coarse.groups) if coarse is not None else {},
         clock_stopped=clock_stopped,
     )
-
-
-@dataclass(frozen=True)
-class _Stages:
-    """The time limit split into stages: CP-SAT search, the relaxation (latency only),
-    refinement and the finish. Each stage has a fixed budget (``*_s``, spent by count or
-    deterministic time, so that the same input gives the same plan) and a wall-clock end
-    (``*_end``, ``time.perf_counter()``) that stops it on a slow or loaded machine, so the
-    whole solve ends near the limit. Baselines and coarsening run before the clock starts
-    to matter and are not cut."""
-
-    started: float
-    limit_s: float
-    relax: bool
-
-    @property
-    def relaxation_s(self) -> float:
-        return RELAXATION_SHARE * self.limit_s if self.relax else 0.0
-
-    @property
-    def refine_s(self) -> float:
-        return REFINE_SHARE * self.limit_s
-
-    @property
-    def search_s(self) -> float:
-        return self.limit_s * (1 - FINISH_SHARE) - self.refine_s - self.relaxation_s
-
-    @property
-    def search_end(self) -> float:
-        return self.started + self.search_s
-
-    @property
-    def relaxation_end(self) -> float:
-        return self.search_end + self.relaxation_s
-
-    @property
-    def end(self) -> float:
-        """Where refinement stops: the finish's share is left after it."""
-        return self.relaxation_end + self.refine_s
 
 
 def _single_within(problem: Problem, baselines: dict[str, BaselineResult], value: float,
@@ -382,78 +307,3 @@ def _run_model(problem: Problem, kind: str, tick: float, memory: str, hint: list
     return result
 
 
-def _refine_best(problem: Problem, candidates: list[_Candidate], budget_s: float,
-                 seed: int, proven: float, deadline: float) -> _Candidate:
-    """Refine the best few distinct candidates locally, then kick the best out of its local
-    optimum when the problem is small (``kick_and_refine``) and above the ``proven`` bound;
-    return the best result. Nothing runs on past ``deadline``."""
-    distinct: list[_Candidate] = []
-    for cand in candidates:
-        if all(cand.assignment != other.assignment for other in distinct):
-            distinct.append(cand)
-        if len(distinct) == REFINE_STARTS:
-            break
-    best = distinct[0]
-    n = len(best.assignment)
-    evaluations = int(budget_s * NODE_EVALUATIONS_PER_S / n)
-    spent = 0
-    for j, start in enumerate(distinct):
-        per_start = max(1, min(GREEDY_TRIES, evaluations // len(distinct)))
-        assignment, ev, moves, tries = refine(problem, start.assignment, start.evaluation,
-                                              per_start, deadline)
-        spent += tries
-        cand = _candidate(problem, assignment, ev, start.rank,
-                          "refined" if moves else start.source, start.tiebreak)
-        if cand.key < best.key or j == 0:
-            best = cand
-    if n <= SMALL:
-        # The rest of the budget kicks the best out of its optimum until it meets the
-        # proven bound.
-        assignment, ev, kept = kick_and_refine(problem, best.assignment, best.evaluation,
-                                               evaluations - spent, seed, proven * (1 + 1e-9),
-                                               deadline)
-        if kept:
-            best = _candidate(problem, assignment, ev, best.rank, "refined", best.tiebreak)
-    return best
-
-
-def _repaired(problem: Problem, idx: ProblemIndex, rejected: list[_Attempt], stages: _Stages,
-              seed: int) -> _Candidate | None:
-    """An acceptable plan when every candidate was rejected: a consolidated plan (``refine.
-    consolidated``: few devices, few partitions) when one is acceptable, else one repaired
-    (``refine.repair``) from the plans nearest to acceptable, within the refinement budget;
-    None when none is found."""
-    tried = list(rejected)
-    for k, device in enumerate(idx.devices):
-        plan = consolidated(problem, k)
-        ev = evaluate(problem, plan)
-        if is_acceptable(problem, ev):
-            return _candidate(problem, plan, ev, 0, f"consolidated on {device}")
-        tried.append((f"consolidated on {device}", plan, ev))
-    starts = sorted(tried, key=lambda a: violation(problem, a[2]))[:REFINE_STARTS]
-    evaluations = int(stages.refine_s * NODE_EVALUATIONS_PER_S / len(problem.nodes))
-    for source, assignment, ev in starts:
-        assignment, ev = repair(problem, assignment, ev, evaluations // len(starts), seed,
-                                stages.end)
-        if is_acceptable(problem, ev):
-            return _candidate(problem, assignment, ev, 0, f"repaired {source}")
-    return None
-
-
-def _add_if_acceptable(problem: Problem, idx: ProblemIndex, dev: list[int],
-                       candidates: list[_Candidate], rejected: list[_Attempt], source: str,
-                       tiebreak: int) -> None:
-    """Evaluate a model's device vector; keep it as a candidate when it is acceptable, else
-    among the rejected plans."""
-    assignment = {n: idx.devices[dev[i]] for i, n in enumerate(idx.names)}
-    ev = evaluate(problem, assignment)
-    if is_acceptable(problem, ev):
-        candidates.append(_candidate(problem, assignment, ev, 0, source, tiebreak))
-    else:
-        rejected.append((source, assignment, ev))
-
-
-def _candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,
-               source: str, tiebreak: int = 0) -> _Candidate:
-    return _Candidate(round(objective_value(problem, ev), 15), round(ev.latency_s, 15), rank,
-                      tiebreak, assignment, ev, source)
