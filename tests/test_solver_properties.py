@@ -264,11 +264,8 @@ def test_no_false_infeasible_under_tight_memory(seed: int, n: int, shared: bool)
     problem = _random_problem(seed, n, 3, shared=shared, memory=900)
     optimum = brute_force_optimum(problem)
     assert optimum < float("inf")
-    try:
-        report = solve(problem, time_limit_s=TIME_LIMIT_S)
-    except InfeasibleError as exc:
-        pytest.fail(f"SOLVER BUG: InfeasibleError ({str(exc).splitlines()[0]!r}) but brute "
-                    f"force finds a plan with latency {optimum}")
+    report = _solve_expecting_a_plan(
+        problem, f"brute force finds a plan with latency {optimum}")
     _check_plan(problem, report)
     assert report.objective >= optimum * (1 - 1e-9)
 
@@ -288,6 +285,14 @@ def _witness(problem: Problem) -> dict[str, str] | None:
             return None
         plan[n.name] = min(allowed, key=devices.index)
     return plan
+
+
+def _solve_expecting_a_plan(problem: Problem, witness: str) -> SolveReport:
+    """``solve(problem)``, failing the test if it says infeasible although ``witness``."""
+    try:
+        return solve(problem, time_limit_s=TIME_LIMIT_S)
+    except InfeasibleError as exc:
+        pytest.fail(f"SOLVER BUG: InfeasibleError ({str(exc).splitlines()[0]!r}) but {witness}")
 
 
 def _check_same_plan_again(problem: Problem, report: SolveReport) -> None:
@@ -323,11 +328,7 @@ def test_no_false_infeasible_under_max_partitions_after_coarsening(case: int) ->
     problem = _coarse_max_partitions_cases()[case]
     plan = _witness(problem)
     assert plan is not None and is_acceptable(problem, evaluate(problem, plan))
-    try:
-        report = solve(problem, time_limit_s=TIME_LIMIT_S)
-    except InfeasibleError as exc:
-        pytest.fail(f"SOLVER BUG: InfeasibleError ({str(exc).splitlines()[0]!r}) but the "
-                    f"fallback-first plan is acceptable")
+    report = _solve_expecting_a_plan(problem, "the fallback-first plan is acceptable")
     _check_plan(problem, report)
 
 
