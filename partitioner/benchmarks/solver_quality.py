@@ -134,11 +134,9 @@ def _objectives_section(jobs: list[tuple[str, Mapping[str, Any] | None, tuple[st
             base_value = (objective_value(problem, base.evaluation)
                           if base is not None and base.evaluation is not None else None)
             gaps.append(report.gap)
-
-            def show(value: float | None, scale: float = scale, unit: str = unit) -> str:
-                return "—" if value is None else f"{value * scale:,.4g} {unit}"
-            lines.append(f"| {name} | {objective} | {show(report.objective)} | "
-                         f"{show(base_value)} | {show(report.bound)} | {report.gap:.1%} | "
+            values = [_quantity(v, scale, unit)
+                      for v in (report.objective, base_value, report.bound)]
+            lines.append(f"| {name} | {objective} | {' | '.join(values)} | {report.gap:.1%} | "
                          f"{report.status} | {wall:.1f} |")
     within = sum(g <= 0.02 for g in gaps)
     lines += ["", f"Gap to the bound ≤ 2 %: {within}/{len(gaps)} cases.", ""]
@@ -190,6 +188,10 @@ def _synthetic_section(quick: bool, time_limit: float) -> str:
 
 def _us(value: float | None) -> str:
     return "—" if value is None else f"{value * 1e6:,.1f}"
+
+
+def _quantity(value: float | None, scale: float, unit: str) -> str:
+    return "—" if value is None else f"{value * scale:,.4g} {unit}"
 
 
 def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_limit: float,

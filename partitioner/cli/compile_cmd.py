@@ -21,8 +21,7 @@ from partitioner.compiler import Compilation, compile_model
 from partitioner.errors import SolverError
 from partitioner.plan import write_plan
 from partitioner.plan_io import check_plan_target
-from partitioner.problem import Evaluation
-from partitioner.solver.evaluate import evaluate
+from partitioner.solver.baselines import evaluation_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -138,22 +137,16 @@ def _baseline_summary(result: Compilation) -> dict[str, dict[str, Any]]:
     """Each baseline's predicted latency, stage time and price, and why it is infeasible.
 
     A baseline that built a complete placement but misses the latency target, memory or
-    ``max_partitions`` still has numbers: the solver keeps its placement, not its evaluation,
-    so it is evaluated again here (same problem, same evaluator).
+    ``max_partitions`` still has numbers (``baselines.evaluation_of``).
     """
     latency: dict[str, float | None] = {}
     stage: dict[str, float | None] = {}
     price: dict[str, float | None] = {}
     infeasible: dict[str, str] = {}
     for name, b in sorted(result.report.baselines.items()):
-        ev: Evaluation | None = b.evaluation
-        if ev is None:
+        if b.evaluation is None:
             infeasible[name] = b.note or "no feasible placement"
-            if b.assignment:
-                try:
-                    ev = evaluate(result.problem, b.assignment)
-                except SolverError:  # an incomplete or unrunnable placement has no numbers
-                    ev = None
+        ev = evaluation_of(result.problem, b)
         latency[name] = ev.latency_s if ev else None
         stage[name] = ev.stage_s if ev else None
         price[name] = ev.cost_per_1k if ev else None

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from partitioner.errors import SolverError
 from partitioner.problem import BaselineResult, Evaluation, Problem, SolveReport
-from partitioner.solver.baselines import best_baseline, run_baselines
+from partitioner.solver.baselines import best_baseline, evaluation_of, run_baselines
 from partitioner.solver.bounds import lower_bound
 from partitioner.solver.candidates import (
     Attempt,
@@ -179,8 +179,8 @@ def solve(
         for dev in relaxed.solutions:
             add_if_acceptable(problem, idx, dev, candidates, rejected, "relaxation", 1)
     if not candidates:
-        rejected += [(name, r.assignment, evaluate(problem, r.assignment))
-                     for name, r in baselines.items() if r.assignment]
+        rejected += [(name, r.assignment, seen) for name, r in baselines.items()
+                     if (seen := evaluation_of(problem, r)) is not None]
         fixed = repaired(problem, idx, rejected, stages, seed)
         if fixed is None:
             raise explain_no_plan(problem, baselines,

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from partitioner.errors import SolverError
 from partitioner.problem import BaselineResult, Evaluation, Problem
-from partitioner.solver.evaluate import evaluate, is_acceptable, memory_violations, objective_value
+from partitioner.solver.evaluate import (
+    evaluate,
+    is_acceptable,
+    memory_violations,
+    ranking,
+)
 from partitioner.solver.index import ProblemIndex, index_of
 
 
@@ -59,10 +64,21 @@ def best_baseline(problem: Problem, results: dict[str, BaselineResult]) -> Basel
     return min(feasible, key=lambda r: _rank(problem, r))
 
 
+def evaluation_of(problem: Problem, result: BaselineResult) -> Evaluation | None:
+    """A baseline's evaluation, also when it is not acceptable (a result keeps only an
+    acceptable one's, so a rejected placement is evaluated again: the evaluator caches it);
+    None when it built no complete placement."""
+    if result.evaluation is not None or not result.assignment:
+        return result.evaluation
+    try:
+        return evaluate(problem, result.assignment)
+    except SolverError:  # an incomplete or unrunnable placement has no numbers
+        return None
+
+
 def _rank(problem: Problem, result: BaselineResult) -> tuple[float, float]:
-    ev = result.evaluation
-    assert ev is not None
-    return round(objective_value(problem, ev), 15), ev.latency_s
+    assert result.evaluation is not None
+    return ranking(problem, result.evaluation)
 
 
 def _finish(problem: Problem, name: str, built: dict[str, str] | str) -> BaselineResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from partitioner.problem import Evaluation, Problem
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.evaluate import evaluate, is_acceptable, ranking
 from partitioner.solver.index import ProblemIndex
 from partitioner.solver.refine import (
     NODE_EVALUATIONS_PER_S,
@@ -123,5 +123,4 @@ def add_if_acceptable(problem: Problem, idx: ProblemIndex, dev: list[int],
 
 def candidate(problem: Problem, assignment: dict[str, str], ev: Evaluation, rank: int,
                source: str, tiebreak: int = 0) -> Candidate:
-    return Candidate(round(objective_value(problem, ev), 15), round(ev.latency_s, 15), rank,
-                      tiebreak, assignment, ev, source)
+    return Candidate(*ranking(problem, ev), rank, tiebreak, assignment, ev, source)

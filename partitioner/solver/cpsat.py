@@ -27,6 +27,7 @@ Model (flexible job shop), on a possibly coarsened Problem, time in integer tick
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Ticks the reference latency is scaled to.
 TICKS_PER_REFERENCE = 1_000_000
-
 
 
 @dataclass
@@ -122,6 +122,10 @@ class AssignmentModel:
     def ticks(self, seconds: float) -> int:
         """Seconds to ticks, rounded to nearest."""
         return int(round(seconds / self.tick_s))
+
+    def floor(self, seconds: float) -> int:
+        """Seconds to ticks, rounded down (keeps a relaxation a relaxation)."""
+        return int(math.floor(seconds / self.tick_s))
 
     def entry_overhead(self, i: int, k: int, oh: int) -> cp_model.LinearExprT:
         """``oh`` ticks when node ``i`` sits on device ``k`` and enters a call there."""

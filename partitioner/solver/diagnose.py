@@ -59,11 +59,8 @@ _KIND_LABELS = {
     "partitions": "max_partitions conflict(s)",
 }
 
-#: The line summarising the nodes of a kind not listed individually.
-_MORE = {
-    "stranded": "node(s) no device can run",
-    "too_big": "node(s) that fit on no device that may run them",
-}
+#: Kinds of fact listed node by node, up to ``MAX_LISTED`` each, the rest summarised.
+_LISTED_BY_NODE = ("stranded", "too_big")
 
 
 def check_feasible(problem: Problem) -> None:
@@ -108,11 +105,11 @@ def _lines(facts: list[Fact]) -> list[str]:
     shown: dict[str, int] = {}
     for f in facts:
         shown[f.kind] = shown.get(f.kind, 0) + 1
-        if f.kind not in _MORE or shown[f.kind] <= MAX_LISTED:
+        if f.kind not in _LISTED_BY_NODE or shown[f.kind] <= MAX_LISTED:
             lines.append(f.text)
-    for kind, label in _MORE.items():
+    for kind in _LISTED_BY_NODE:
         if shown.get(kind, 0) > MAX_LISTED:
-            lines.append(f"... and {shown[kind] - MAX_LISTED} more {label}")
+            lines.append(f"... and {shown[kind] - MAX_LISTED} more {_KIND_LABELS[kind]}")
     return lines
 
 

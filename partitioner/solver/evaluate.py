@@ -209,6 +209,12 @@ def objective_value(problem: Problem, evaluation: Evaluation) -> float:
     return evaluation.latency_s
 
 
+def ranking(problem: Problem, evaluation: Evaluation) -> tuple[float, float]:
+    """How plans rank: by objective, then by latency (ties under cost with free devices, or
+    equal stages); rounded so that float noise does not decide."""
+    return round(objective_value(problem, evaluation), 15), round(evaluation.latency_s, 15)
+
+
 def improves(problem: Problem, evaluation: Evaluation, than: Evaluation) -> bool:
     """Whether ``evaluation`` beats ``than``: a lower objective, or an equal one (within
     rounding) and a lower latency, so that ties under cost (free devices) or throughput

@@ -58,7 +58,7 @@ class LoadRelaxation(AssignmentModel):
             terms: list[cp_model.LinearExprT] = [
                 self.floor(idx.cost[i][k] or 0.0) * row[k]
                 for i, row in enumerate(self.x) if k in row]
-            overhead = self.floor(idx.overhead[k])
+            overhead = overheads[k]
             if overhead:
                 used = m.new_bool_var(f"used[{dev}]")
                 m.add_max_equality(used, on_k)
@@ -82,20 +82,13 @@ class LoadRelaxation(AssignmentModel):
                     self.links.setdefault((a, b), []).append(t * sent)
                     self.link_ticks += t
 
-    def floor(self, seconds: float) -> int:
-        """Seconds to ticks, rounded down (keeps the model a relaxation)."""
-        return int(math.floor(seconds / self.tick_s))
-
     def minimise_stage(self) -> None:
         """Throughput: the busiest processor or link."""
         idx, m = self.idx, self.model
-        loads: dict[int, list[cp_model.LinearExprT]] = {}
-        for k, terms in self.busy.items():
-            loads.setdefault(idx.group[k], []).extend(terms)
         upper = sum(self.floor(max((c or 0.0) for c in row)) for row in idx.cost)
         upper += sum(self.floor(o) for o in idx.overhead) + self.link_ticks
         stage = m.new_int_var(0, upper, "stage")
-        for terms in [*loads.values(), *self.links.values()]:
+        for terms in [*self._processor_loads(), *self.links.values()]:
             m.add(stage >= sum(terms))
         m.minimize(stage)
 
@@ -106,13 +99,10 @@ class LoadRelaxation(AssignmentModel):
             The price per 1,000 inferences of one objective unit (0 when every device is
             free: the objective is then 0).
         """
-        idx, m = self.idx, self.model
-        loads: dict[int, list[cp_model.LinearExprT]] = {}
-        for k, terms in self.busy.items():
-            loads.setdefault(idx.group[k], []).extend(terms)
+        m = self.model
         # Busy time in floored ticks is at most the real one: within the floored target.
         limit = self.floor(target_s * (1 + 1e-9))
-        for terms in loads.values():
+        for terms in self._processor_loads():
             m.add(sum(terms) <= limit)
         prices = [d.price_per_hour for d in self.problem.cluster.devices]
         top = max(prices)
@@ -121,6 +111,13 @@ class LoadRelaxation(AssignmentModel):
         weights = [math.floor(p / top * PRICE_SCALE) for p in prices]
         m.minimize(sum(weights[k] * sum(terms) for k, terms in self.busy.items()))
         return top / 3600.0 * 1000.0 * self.tick_s / PRICE_SCALE
+
+    def _processor_loads(self) -> list[list[cp_model.LinearExprT]]:
+        """The busy terms of each processor (devices sharing one add up)."""
+        loads: dict[int, list[cp_model.LinearExprT]] = {}
+        for k, terms in self.busy.items():
+            loads.setdefault(self.idx.group[k], []).extend(terms)
+        return list(loads.values())
 
     def _tensors(self) -> dict[tuple[int, str], tuple[int, list[int]]]:
         """(producer, tensor) -> (smallest bytes any consumer reads, consumers)."""

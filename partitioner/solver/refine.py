@@ -181,8 +181,9 @@ def repair(problem: Problem, assignment: dict[str, str], evaluation: Evaluation,
                 tries += 1
                 current[name] = idx.devices[k]
                 ev = evaluate(problem, current)
-                if step is None or key(ev) < step[0]:
-                    step = (key(ev), name, idx.devices[k], ev)
+                ranked = key(ev)
+                if step is None or ranked < step[0]:
+                    step = (ranked, name, idx.devices[k], ev)
                 current[name] = here
         if step is not None and step[0] < current_key:
             current_key, (_, name, dev, ev) = step[0], step

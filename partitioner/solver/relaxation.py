@@ -43,7 +43,6 @@ of more slots (``CALL_SLOTS``).
 
 from __future__ import annotations
 
-import math
 import time
 
 from ortools.sat.python import cp_model
@@ -276,10 +275,6 @@ class RelaxationModel(AssignmentModel):
     def at_least(self, bound_s: float) -> None:
         """Adds a makespan floor: a bound proven for a weaker form of the same model."""
         self.model.add(self.makespan >= self.floor(bound_s))
-
-    def floor(self, seconds: float) -> int:
-        """Seconds to ticks, rounded down (keeps the model a relaxation)."""
-        return int(math.floor(seconds / self.tick_s))
 
     def _max_partitions(self) -> None:
         # The entry count over-counts calls, so a partition limit would cut real plans off.
