@@ -168,7 +168,9 @@ def render(rows: list[Row], cluster: Cluster, profiled: ProfiledCostModel, quick
     lines = [
         "## Cost-model accuracy (predicted vs measured whole-model latency)",
         "",
-        f"Command: `{COMMAND}{' --quick' if quick else ''}` (part of `make bench`). Profiles "
+        f"Command: `{COMMAND}{' --quick' if quick else ''}` (part of `make bench`). ort-cpu is "
+        "ONNX Runtime in f32; ov-cpu is OpenVINO's CPU plugin compiled for f32 (the runner's "
+        "default `INFERENCE_PRECISION_HINT`, whatever the CPU). Profiles "
         "were measured in this run into a fresh cache. *raw* = sum of per-node latencies "
         "measured alone (best of the repeats, per-call overhead subtracted) + one per-call "
         "overhead; *cross* = the same after the runner's correction (a scale for tensor "
