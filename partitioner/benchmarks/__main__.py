@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,9 +60,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} done in {elapsed:.1f} s", file=sys.stderr, flush=True)
         print(section, flush=True)
         sections.append(section.rstrip() + f"\n\n_(section ran in {elapsed:.1f} s)_\n")
-    Path(args.out).write_text("\n".join(sections))
+    out = Path(args.out)
+    if args.only and out.exists():
+        # A partial run replaces its own sections and keeps the others' latest numbers.
+        text = splice(out.read_text(), sections[1:])
+    else:
+        text = "\n".join(sections)
+    out.write_text(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def splice(document: str, sections: list[str]) -> str:
+    """``document`` with each of ``sections`` in place of the one with its ``## `` title
+    (appended when it has none)."""
+    parts = re.split(r"(?m)^(?=## )", document)
+    head, old = parts[0], parts[1:]
+    titles = [part.splitlines()[0] for part in old]
+    for section in sections:
+        title = section.lstrip().splitlines()[0]
+        text = section.lstrip().rstrip() + "\n\n"
+        if title in titles:
+            old[titles.index(title)] = text
+        else:
+            old.append(text)
+            titles.append(title)
+    return head + "".join(old).rstrip() + "\n"
 
 
 if __name__ == "__main__":
