@@ -23,6 +23,7 @@ from partitioner.devices import Cluster
 from partitioner.errors import PlanError
 from partitioner.partitioning import Partition
 from partitioner.problem import BaselineResult, Problem, SolveReport
+from partitioner.versions import toolchain_versions
 
 if TYPE_CHECKING:
     from partitioner.analysis import AnalysedModel
@@ -175,6 +176,8 @@ class Plan:
 
     ``pins`` (node -> device) and ``forbidden`` (node -> devices) are the user's constraints
     as the problem resolved them: a ``--pin OP_TYPE=DEVICE`` appears once per node of that op.
+    ``compiled_with`` maps hetpart, onnxruntime, openvino and ortools to the versions that
+    compiled the plan (None: not installed); empty for hand-made and older plans.
     """
 
     format_version: str
@@ -192,6 +195,7 @@ class Plan:
     created_by: str = f"hetpart {__version__}"
     pins: dict[str, str] = field(default_factory=dict, hash=False)
     forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    compiled_with: dict[str, str | None] = field(default_factory=dict, hash=False)
 
     @property
     def assignment(self) -> dict[str, str]:
@@ -418,6 +422,7 @@ def build_plan(
         groups={k: tuple(v) for k, v in sorted(report.groups.items())},
         pins={n: problem.pins[n] for n in sorted(problem.pins)},
         forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
+        compiled_with=toolchain_versions(),
     )
 
 

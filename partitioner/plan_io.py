@@ -19,7 +19,7 @@ import re
 import secrets
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,14 +40,59 @@ ANNOTATED_FILE = "annotated.onnx"
 
 @functools.cache
 def plan_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of ``plan.json``."""
+    """The JSON Schema of ``plan.json`` (declared draft 2020-12; uses only keywords that
+    draft 7, which fastjsonschema implements, reads the same way)."""
     text = resources.files("partitioner").joinpath("schema/plan.schema.json").read_text()
     return dict(json.loads(text))
 
 
+def _no_remote_refs(uri: str) -> Any:
+    raise PlanError(f"plan schema: remote $ref {uri!r} is not allowed")
+
+
+@functools.cache
+def plan_validator() -> Callable[[Any], Any]:
+    """The schema compiled to Python by fastjsonschema, once per process (about 0.1 s).
+
+    The generated function checks a 100k-node plan in well under a second, where the
+    interpreted ``jsonschema`` validator took about 30 s.
+    """
+    import fastjsonschema
+
+    schema = plan_schema()
+    return fastjsonschema.compile(
+        _inline_refs(schema, schema.get("$defs", {})),  # a copy: compile rewrites $refs
+        handlers={"http": _no_remote_refs, "https": _no_remote_refs},
+        use_default=False,  # validate only: never fill defaults into the document
+    )
+
+
+def _inline_refs(node: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """A copy of ``node`` with every ``{"$ref": "#/$defs/NAME"}`` replaced by the definition.
+
+    fastjsonschema makes each ``$ref`` a function called with a freshly formatted name, once
+    per node of the plan; inline, the check of a 100k-node plan takes 30% less time.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, seen) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+        name = ref[len("#/$defs/") :]
+        if name in defs and name not in seen:  # a recursive definition keeps its $ref
+            return _inline_refs(defs[name], defs, (*seen, name))
+    return {k: _inline_refs(v, defs, seen) for k, v in node.items()}
+
+
 def validate_plan_document(data: Any, source: str) -> None:
-    """Check format version, then the schema; PlanError naming the first violation."""
-    import jsonschema
+    """Check format version, then the schema; PlanError naming the first violation.
+
+    The message is one line: ``SOURCE: invalid plan at PATH: WHAT`` where PATH is the JSON
+    path of the value at fault, keys and list indices joined by ``/`` (``(top level)`` for
+    the document itself), e.g. ``partitions/0/predicted_start_s``.
+    """
+    import fastjsonschema
 
     if not isinstance(data, dict):
         raise PlanError(f"{source}: expected a JSON object, got {type(data).__name__}")
@@ -57,11 +102,69 @@ def validate_plan_document(data: Any, source: str) -> None:
             f"{source}: unknown plan format version {version!r} (this hetpart reads "
             f"{_plan.FORMAT_VERSION!r})"
         )
-    validator = jsonschema.Draft202012Validator(plan_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PlanError(f"{source}: invalid plan at {where}: {error.message}")
+    try:
+        plan_validator()(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        where, what = _describe_violation(exc, data)
+        raise PlanError(f"{source}: invalid plan at {where}: {what}") from None
+
+
+#: Longest explanation a schema violation prints (enum lists and values can be long).
+_MAX_VIOLATION_CHARS = 300
+
+
+def _describe_violation(exc: Any, data: Any) -> tuple[str, str]:
+    """``(path, explanation)`` of a fastjsonschema violation, both on one line."""
+    name = exc.name or "data"
+    steps = _json_path(data, name[len("data") :]) if name.startswith("data") else None
+    if steps is None:  # the name did not match the document; use fastjsonschema's split
+        steps = list(exc.path[1:])
+    where = "/".join(_step(s) for s in steps) or "(top level)"
+    message = str(exc.message)
+    what = message[len(name) :].strip() if message.startswith(name) else message
+    if exc.rule == "required" and isinstance(exc.value, dict):
+        missing = [k for k in exc.rule_definition or () if k not in exc.value]
+        if missing:
+            what = ", ".join(repr(k) for k in missing) + (
+                " is a required property" if len(missing) == 1 else " are required properties"
+            )
+    elif exc.rule == "additionalProperties" and isinstance(exc.value, dict):
+        allowed = set((exc.definition or {}).get("properties", {}))
+        extra = sorted(k for k in exc.value if k not in allowed)
+        if extra:
+            what = f"unknown key(s) {extra}"
+    what = " ".join(what.split())
+    if len(what) > _MAX_VIOLATION_CHARS:
+        what = what[: _MAX_VIOLATION_CHARS - 3] + "..."
+    return where, what
+
+
+def _step(step: str | int) -> str:
+    text = str(step)
+    return repr(text) if isinstance(step, str) and ("/" in text or not text) else text
+
+
+def _json_path(value: Any, rest: str) -> list[str | int] | None:
+    """The keys and indices that fastjsonschema's ``rest`` of a name (``.key[0].key``) walks
+    through ``value``, or None. Keys may hold dots and brackets themselves (ONNX node names
+    such as ``/layer.0/MatMul``), so the walk follows the document, backtracking."""
+    if not rest:
+        return []
+    if isinstance(value, list):
+        match = re.match(r"\[(\d+)\]", rest)
+        if match and int(match.group(1)) < len(value):
+            index = int(match.group(1))
+            tail = _json_path(value[index], rest[match.end() :])
+            if tail is not None:
+                return [index, *tail]
+        return None
+    if isinstance(value, dict) and rest.startswith("."):
+        # Longest key first: "a.b" before "a" when both are keys.
+        for key in sorted((k for k in value if rest.startswith(k, 1)), key=len, reverse=True):
+            tail = _json_path(value[key], rest[1 + len(key) :])
+            if tail is not None:
+                return [key, *tail]
+    return None
 
 
 def check_plan(plan: Plan, source: str) -> None:

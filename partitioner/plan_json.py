@@ -25,7 +25,7 @@ from partitioner.plan import (
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready plain data (the ``plan.json`` document)."""
-    return {
+    data: dict[str, Any] = {
         "format_version": plan.format_version,
         "created_by": plan.created_by,
         "model": {
@@ -108,12 +108,16 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "pins": dict(plan.pins),
         "forbidden": {k: list(v) for k, v in plan.forbidden.items()},
     }
+    if plan.compiled_with:  # absent rather than empty: older plans rewrite byte for byte
+        data["compiled_with"] = dict(plan.compiled_with)
+    return data
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
     """Rebuild a Plan from a schema-valid ``plan.json`` document."""
     model = data["model"]
     objective = data["objective"]
+    costs_seen: dict[tuple[Any, ...], NodeCost] = {}  # equal costs share one frozen object
     return Plan(
         format_version=data["format_version"],
         created_by=data.get("created_by", ""),
@@ -176,7 +180,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
                 partition=n["partition"],
                 start_s=n["start_s"],
                 end_s=n["end_s"],
-                costs={d: _cost_from(c) for d, c in n["costs"].items()},
+                costs={d: _cost_from(c, costs_seen) for d, c in n["costs"].items()},
                 weight_bytes=n.get("weight_bytes", 0),
             )
             for name, n in data["placement"].items()
@@ -184,6 +188,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         groups={k: tuple(v) for k, v in data.get("groups", {}).items()},
         pins=dict(data.get("pins", {})),
         forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
+        compiled_with=dict(data.get("compiled_with", {})),
     )
 
 
@@ -262,7 +267,17 @@ def _cost(c: NodeCost) -> dict[str, Any]:
     return {"latency_s": c.latency_s, "memory_bytes": c.memory_bytes, "source": c.source}
 
 
-def _cost_from(c: dict[str, Any]) -> NodeCost:
-    if "unsupported" in c:
-        return NodeCost(unsupported=c["unsupported"])
-    return NodeCost(c["latency_s"], c.get("memory_bytes", 0), c.get("source", ""))
+def _cost_from(c: dict[str, Any], seen: dict[tuple[Any, ...], NodeCost]) -> NodeCost:
+    """The NodeCost of a ``costs`` entry, shared with equal entries seen before: a large plan
+    holds few distinct costs (one per operator signature and device) among its node x device
+    entries, and building a frozen dataclass per entry took much of the time of loading it."""
+    unsupported = c.get("unsupported")
+    key = (c.get("latency_s"), c.get("memory_bytes", 0), c.get("source", ""), unsupported)
+    cost = seen.get(key)
+    if cost is None:
+        if unsupported is not None:
+            cost = NodeCost(unsupported=unsupported)
+        else:
+            cost = NodeCost(c["latency_s"], c.get("memory_bytes", 0), c.get("source", ""))
+        seen[key] = cost
+    return cost
