@@ -9,7 +9,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from backends._common import ModelSource, check_feeds, load_proto, model_label
+from backends._common import (
+    ModelSource,
+    conform_feeds,
+    load_proto,
+    model_label,
+    onnx_input_specs,
+)
 from partitioner.errors import RunError
 
 
@@ -20,14 +26,14 @@ class NullPartition:
 
     def __init__(self, model: onnx.ModelProto, label: str) -> None:
         self.label = label
-        init = {t.name for t in model.graph.initializer}
-        self.input_names = tuple(i.name for i in model.graph.input if i.name not in init)
+        self.inputs = onnx_input_specs(model)
+        self.input_names = tuple(spec.name for spec in self.inputs)
         self.output_names = tuple(o.name for o in model.graph.output)
         self._outputs = {o.name: _zeros(o, label) for o in model.graph.output}
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Check that every input is fed and return the zero outputs."""
-        check_feeds(self.label, self.input_names, feeds)
+        """Check every input as the other runners do and return the zero outputs."""
+        conform_feeds(self.label, self.inputs, feeds)
         return dict(self._outputs)
 
 

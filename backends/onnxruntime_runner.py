@@ -10,11 +10,16 @@ import numpy as np
 import onnx
 
 from backends._common import (
+    ORT_TYPE_NAMES,
+    InputSpec,
     ModelSource,
     check_feeds,
+    conform,
+    conform_feeds,
     model_bytes,
     model_label,
     parse_cpu_list,
+    run_failure,
     thread_affinity,
 )
 from partitioner.errors import ClusterError, RunError
@@ -63,7 +68,12 @@ class OrtPartition:
         self._session = session
         self.label = label
         self.provider = provider
-        self.input_names = tuple(i.name for i in session.get_inputs())
+        #: What each input needs (dtype, shape): feeds are conformed to it (backends._common).
+        self.inputs = tuple(
+            InputSpec.of(i.name, ORT_TYPE_NAMES.get(i.type, i.type), i.shape)
+            for i in session.get_inputs()
+        )
+        self.input_names = tuple(spec.name for spec in self.inputs)
         self.output_names = tuple(o.name for o in session.get_outputs())
         self._pin = cpus if main_thread_pinned else None
         #: CPUs this partition's calls run on; the executor pins the device's thread to them.
@@ -77,18 +87,15 @@ class OrtPartition:
         # Per-call costs measured on a one-node session (docs/pitfalls.md): run(None, feeds)
         # 7.2 us; naming the outputs and reusing one RunOptions 5.3 us; calling the binding
         # under InferenceSession.run (skipping its per-call Python validation, which
-        # check_feeds replaces) 4.0 us.
+        # conform_feeds replaces) 4.0 us.
         self._outputs = list(self.output_names)
         self._run_options = ort.RunOptions()
         self._call = getattr(session, "_sess", session).run
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once on host arrays; returns every output as a NumPy array."""
-        try:
-            inputs = {name: feeds[name] for name in self.input_names}
-        except KeyError:
-            check_feeds(self.label, self.input_names, feeds)
-            raise
+        """Run once; inputs may be arrays, NumPy or Python scalars or lists (converted to the
+        declared dtype). Returns every output as a NumPy array."""
+        inputs = conform_feeds(self.label, self.inputs, feeds)
         try:
             if self._pin is None:
                 values = self._call(self._outputs, inputs, self._run_options)
@@ -96,7 +103,7 @@ class OrtPartition:
                 with thread_affinity(self._pin):
                     values = self._call(self._outputs, inputs, self._run_options)
         except Exception as exc:  # ORT raises its own pybind exception types
-            raise RunError(f"onnxruntime failed running {self.label}: {exc}") from exc
+            raise run_failure("onnxruntime", self.label, exc) from exc
         return dict(zip(self.output_names, values, strict=True))
 
     def run_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,20 +116,24 @@ class OrtPartition:
         import onnxruntime as ort
 
         check_feeds(self.label, self.input_names, feeds)
+        inputs = {}
+        for spec in self.inputs:
+            value = feeds[spec.name]
+            is_device = isinstance(value, ort.OrtValue)
+            inputs[spec.name] = value if is_device else conform(spec, value, self.label, False)
         try:
             binding = self._session.io_binding()
-            for name in self.input_names:
-                value = feeds[name]
+            for name, value in inputs.items():
                 if isinstance(value, ort.OrtValue):
                     binding.bind_ortvalue_input(name, value)
                 else:
-                    binding.bind_cpu_input(name, np.ascontiguousarray(value))
+                    binding.bind_cpu_input(name, value)
             for name in self.output_names:
                 binding.bind_output(name, self._device_type, self.device_id)
             self._session.run_with_iobinding(binding)
             return dict(zip(self.output_names, binding.get_outputs(), strict=True))
         except Exception as exc:
-            raise RunError(f"onnxruntime failed running {self.label}: {exc}") from exc
+            raise run_failure("onnxruntime", self.label, exc) from exc
 
 
 class OnnxRuntimeRunner:

@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import ModelSource, check_feeds, model_bytes, model_label
+from backends._common import (
+    InputSpec,
+    ModelSource,
+    conform_feeds,
+    load_proto,
+    model_bytes,
+    model_label,
+    onnx_input_specs,
+    run_failure,
+)
 from partitioner.errors import ClusterError, RunError
 
 logger = logging.getLogger(__name__)
@@ -19,27 +28,62 @@ _KNOWN_OPTIONS = {"device", "threads", "hint", "precision", "streams", "config",
 
 
 class OpenVinoPartition:
-    """A partition compiled by OpenVINO with one reusable infer request."""
+    """A partition compiled by OpenVINO with one reusable infer request.
+
+    Inputs and outputs go by their ONNX names: a compiled port's ``get_any_name()`` may be
+    another name of the same tensor that OpenVINO merged in while fusing (an Identity or a
+    no-op Reshape before a graph output; the dynamo-exported GPT-2's ``view_53`` came back
+    as ``layer_norm_8``), so every port is matched to the ONNX name among ``get_names()``.
+    """
 
     device_resident = False
 
-    def __init__(self, compiled: Any, label: str) -> None:
+    def __init__(
+        self, compiled: Any, label: str, inputs: tuple[InputSpec, ...], outputs: tuple[str, ...]
+    ) -> None:
         self.label = label
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self.input_names = tuple(p.get_any_name() for p in compiled.inputs)
-        self._outputs = [(p.get_any_name(), p) for p in compiled.outputs]
-        self.output_names = tuple(name for name, _ in self._outputs)
+        self.inputs = inputs
+        self.input_names = tuple(spec.name for spec in inputs)
+        self.output_names = outputs
+        in_ports = _match_ports(compiled.inputs, self.input_names, "input", label, required=False)
+        #: (ONNX input name, compiled input index); inputs OpenVINO dropped are not fed.
+        self._feed = [(name, index) for name, index in in_ports if index is not None]
+        out_ports = _match_ports(compiled.outputs, outputs, "output", label, required=True)
+        self._outputs = [(name, compiled.outputs[index]) for name, index in out_ports]
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run once; outputs are copied out of the request's buffers."""
-        check_feeds(self.label, self.input_names, feeds)
-        inputs = {name: np.ascontiguousarray(feeds[name]) for name in self.input_names}
+        inputs = conform_feeds(self.label, self.inputs, feeds)
         try:
-            results = self._request.infer(inputs)
+            results = self._request.infer({index: inputs[name] for name, index in self._feed})
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses
-            raise RunError(f"openvino failed running {self.label}: {exc}") from exc
+            raise run_failure("openvino", self.label, exc) from exc
         return {name: np.array(results[port], copy=True) for name, port in self._outputs}
+
+
+def _match_ports(
+    ports: Any, names: tuple[str, ...], kind: str, label: str, required: bool
+) -> list[tuple[str, int | None]]:
+    """Pair each ONNX name with the index of the compiled port that carries it.
+
+    The ONNX frontend keeps the graph's order, so port ``i`` is tried first.
+    """
+    port_names = [set(p.get_names()) for p in ports]
+    matched: list[tuple[str, int | None]] = []
+    for i, name in enumerate(names):
+        if i < len(port_names) and name in port_names[i]:
+            matched.append((name, i))
+            continue
+        index = next((j for j, known in enumerate(port_names) if name in known), None)
+        if index is None and required:
+            raise RunError(
+                f"openvino compiled {label} without its {kind} {name!r} "
+                f"(its {kind}s carry the names {[sorted(n) for n in port_names]})"
+            )
+        matched.append((name, index))
+    return matched
 
 
 class OpenVinoRunner:
@@ -103,7 +147,10 @@ class OpenVinoRunner:
             compiled = core.compile_model(ov_model, device, config)
         except Exception as exc:
             raise RunError(f"openvino cannot compile {label} for {device}: {exc}") from exc
-        return OpenVinoPartition(compiled, label)
+        # The graph's input and output names and types (weights stay on disk).
+        proto = load_proto(model, label, load_external=False)
+        outputs = tuple(o.name for o in proto.graph.output)
+        return OpenVinoPartition(compiled, label, onnx_input_specs(proto), outputs)
 
 
 def create() -> OpenVinoRunner:

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import ModelSource, check_feeds, load_proto, model_label
+from backends._common import (
+    ModelSource,
+    conform_feeds,
+    load_proto,
+    model_label,
+    onnx_input_specs,
+    run_failure,
+)
 from partitioner.errors import ClusterError, RunError
 
 
@@ -20,18 +27,17 @@ class ReferencePartition:
     def __init__(self, evaluator: Any, model: onnx.ModelProto, label: str) -> None:
         self.label = label
         self._evaluator = evaluator
-        init = {t.name for t in model.graph.initializer}
-        self.input_names = tuple(i.name for i in model.graph.input if i.name not in init)
+        self.inputs = onnx_input_specs(model)
+        self.input_names = tuple(spec.name for spec in self.inputs)
         self.output_names = tuple(o.name for o in model.graph.output)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run once with the reference evaluator."""
-        check_feeds(self.label, self.input_names, feeds)
-        inputs = {name: feeds[name] for name in self.input_names}
+        """Run once with the reference evaluator (inputs converted by ``conform``)."""
+        inputs = conform_feeds(self.label, self.inputs, feeds)
         try:
             values = self._evaluator.run(None, inputs)
         except Exception as exc:  # the evaluator raises whatever the op implementation raises
-            raise RunError(f"reference evaluator failed running {self.label}: {exc}") from exc
+            raise run_failure("reference evaluator", self.label, exc) from exc
         return {name: np.asarray(v) for name, v in zip(self.output_names, values, strict=True)}
 
 

@@ -10,6 +10,12 @@ device has its own worker thread, pinned once, because moving a thread between c
 every call costs more than the hand-off (docs/pitfalls.md). Tensors change hands only
 between different devices (a device value comes to the host; host arrays pass without a
 copy); each partition run and each hand-off is timed with ``perf_counter``.
+
+Model inputs are conformed once per run to the plan's declared TensorSpecs
+(``backends._common.conform``: NumPy and Python scalars, 0-d arrays and lists become
+contiguous arrays of the declared dtype; a wrong dtype or shape is a one-line RunError). A
+runner that fails, or returns fewer tensors than the plan expects of its partition, raises
+a RunError naming the partition, its device and the tensor where known.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import pin_thread
+from backends._common import InputSpec, conform, one_line, pin_thread
 from partitioner.devices import DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError, RunError
 from partitioner.plan import Plan, PlanPartition
@@ -144,6 +150,11 @@ class Executor:
         }
         self._graph_outputs = [t.name for t in plan.model.outputs]
         self._input_names = tuple(t.name for t in plan.model.inputs)
+        self._input_specs = tuple(
+            InputSpec.of(t.name, t.dtype, t.shape) for t in plan.model.inputs
+        )
+        #: Partition index -> the tensors its runner must return.
+        self._returns = {p.index: frozenset(o.name for o in p.outputs) for p in plan.partitions}
         self._sequential = self._plan_is_sequential()
         self._free_after = self._last_uses()
         self._order = sorted(self._parts)
@@ -208,11 +219,51 @@ class Executor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
-        """Run one input; returns outputs and measurements."""
+    def run(self, feeds: Mapping[str, Any]) -> RunResult:
+        """Run one input; returns outputs and measurements.
+
+        Raises:
+            RunError: a missing input, one of the wrong dtype or shape, or a partition that
+                failed (naming it, its device and the tensor where known).
+        """
         if self._sequential:
-            return self._run_sequential(feeds)
+            return self._run_sequential(self._model_inputs(feeds))
         return self._execute([feeds])[0]
+
+    def _model_inputs(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """``feeds`` with every model input conformed to the plan's TensorSpec."""
+        missing = [n for n in self._input_names if n not in feeds]
+        if missing:
+            raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
+        values = dict(feeds)
+        for spec in self._input_specs:
+            values[spec.name] = conform(spec, values[spec.name])
+        return values
+
+    def _invoke(self, index: int, inputs: dict[str, Any]) -> Any:
+        """Run partition ``index``'s runner; every failure becomes a RunError naming it."""
+        prepared = self._prepared[index]
+        try:
+            if getattr(prepared, "device_resident", False):
+                outputs = prepared.run_device(inputs)
+            else:
+                outputs = prepared.run(inputs)
+        except PartitionerError as exc:
+            raise RunError(_failure(self._parts[index], str(exc))) from exc
+        except Exception as exc:  # a runner bug must still name the partition
+            raise RunError(
+                _failure(self._parts[index], f"{type(exc).__name__}: {exc}")
+            ) from exc
+        if not outputs.keys() >= self._returns[index]:
+            missing = sorted(self._returns[index] - outputs.keys())
+            raise RunError(
+                _failure(
+                    self._parts[index],
+                    f"its runner returned no tensor {', '.join(map(repr, missing))} "
+                    f"(it returned {sorted(outputs)})",
+                )
+            )
+        return outputs
 
     def _plan_is_sequential(self) -> bool:
         """True when no two partitions can ever run at once: one device, or a chain.
@@ -239,11 +290,8 @@ class Executor:
                 free[index].append(name)
         return free
 
-    def _run_sequential(self, feeds: Mapping[str, np.ndarray]) -> RunResult:
-        missing = [n for n in self._input_names if n not in feeds]
-        if missing:
-            raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
-        values: dict[str, Any] = dict(feeds)
+    def _run_sequential(self, values: dict[str, Any]) -> RunResult:
+        """Run the partitions in index order; ``values`` holds the conformed model inputs."""
         result = RunResult({}, 0.0, {})
         clock = time.perf_counter
         start = clock()
@@ -258,14 +306,7 @@ class Executor:
                 else:
                     inputs[name] = values[name]
             r0 = clock()
-            try:
-                outputs = self._prepared[index].run(inputs)
-            except PartitionerError as exc:
-                raise RunError(_failure(self._parts[index], str(exc))) from exc
-            except Exception as exc:  # a runner bug must still name the partition
-                raise RunError(
-                    _failure(self._parts[index], f"{type(exc).__name__}: {exc}")
-                ) from exc
+            outputs = self._invoke(index, inputs)
             t1 = clock()
             result.partition_s[index] = t1 - r0
             result.spans[index] = (r0, t1)
@@ -276,19 +317,16 @@ class Executor:
         result.outputs = {name: _host(values[name]) for name in self._graph_outputs}
         return result
 
-    def stream(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> StreamResult:
+    def stream(self, feeds: Sequence[Mapping[str, Any]]) -> StreamResult:
         """Run ``feeds`` pipelined: a device starts input k+1 while others work on input k."""
         started = time.perf_counter()
-        results = self._execute(list(feeds))
+        results = self._execute(feeds)
         return StreamResult(results, time.perf_counter() - started)
 
     # -- dispatcher ------------------------------------------------------------------------
 
-    def _execute(self, batch: list[Mapping[str, np.ndarray]]) -> list[RunResult]:
-        for feeds in batch:
-            missing = [n for n in self.input_names if n not in feeds]
-            if missing:
-                raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
+    def _execute(self, items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
+        batch = [self._model_inputs(feeds) for feeds in items]
         values: list[dict[int, dict[str, Any]]] = [{} for _ in batch]
         results = [RunResult({}, 0.0, {}) for _ in batch]
         spans: list[list[float]] = [[float("inf"), 0.0] for _ in batch]
@@ -342,10 +380,9 @@ class Executor:
         return results
 
     def _task(
-        self, index: int, feeds: Mapping[str, np.ndarray], values: dict[int, dict[str, Any]]
+        self, index: int, feeds: Mapping[str, Any], values: dict[int, dict[str, Any]]
     ) -> tuple[dict[str, Any], list[TransferTiming], float, float, float]:
         part = self._parts[index]
-        prepared = self._prepared[index]
         t0 = time.perf_counter()
         inputs: dict[str, Any] = {}
         transfers: list[TransferTiming] = []
@@ -364,15 +401,7 @@ class Executor:
                 )
             inputs[i.name] = value
         r0 = time.perf_counter()
-        try:
-            if getattr(prepared, "device_resident", False):
-                outputs = prepared.run_device(inputs)
-            else:
-                outputs = prepared.run(inputs)
-        except PartitionerError as exc:
-            raise RunError(_failure(part, str(exc))) from exc
-        except Exception as exc:  # a runner bug must still name the partition
-            raise RunError(_failure(part, f"{type(exc).__name__}: {exc}")) from exc
+        outputs = self._invoke(index, inputs)
         t1 = time.perf_counter()
         return outputs, transfers, t0, r0, t1
 
@@ -384,7 +413,7 @@ class Executor:
                 values[dep] = {k: v for k, v in values[dep].items() if k in kept}
 
     def _collect(
-        self, feeds: Mapping[str, np.ndarray], values: dict[int, dict[str, Any]]
+        self, feeds: Mapping[str, Any], values: dict[int, dict[str, Any]]
     ) -> dict[str, np.ndarray]:
         produced: dict[str, Any] = {}
         for part_values in values.values():
@@ -401,6 +430,8 @@ class Executor:
 
 
 def _failure(part: PlanPartition, message: str) -> str:
+    """One line naming the partition and its device (runtimes' messages span several)."""
+    message = one_line(message)
     prefix = f"partition {part.index} on {part.device}"
     return message if message.startswith(prefix) else f"{prefix} failed: {message}"
 

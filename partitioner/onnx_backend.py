@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
+from backends._common import conform, onnx_input_specs
 from partitioner.devices import Cluster, DeviceSpec
 from partitioner.errors import ShapeError
 from partitioner.executor import Executor
@@ -95,6 +96,8 @@ class PartitionedRep(BackendRep):
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self._model = model
+        #: The declared inputs: what is fed is conformed to them (NumPy or Python scalars).
+        self._specs = onnx_input_specs(model)
         init = {t.name for t in model.graph.initializer}
         self._inputs = [i for i in model.graph.input if i.name not in init]
         self._compiled: dict[tuple[Any, ...], Executor] = {}
@@ -129,8 +132,11 @@ class PartitionedRep(BackendRep):
         if isinstance(inputs, dict):
             feeds = dict(inputs)
         else:
-            values = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+            values = [inputs] if isinstance(inputs, np.ndarray | np.generic) else list(inputs)
             feeds = dict(zip([i.name for i in self._inputs], values, strict=False))
+        for spec in self._specs:
+            if spec.name in feeds:
+                feeds[spec.name] = conform(spec, feeds[spec.name])
         executor = self.executor
         if executor is None or not self._compiled_static:
             shapes = {k: tuple(np.shape(v)) for k, v in feeds.items() if isinstance(v, np.ndarray)}

@@ -90,20 +90,22 @@ class Session:
     ) -> list[np.ndarray]:
         """Run once and return the requested outputs (all when ``output_names`` is None).
 
+        Inputs may be arrays, NumPy or Python scalars, 0-d arrays or lists: each becomes a
+        contiguous array of the declared dtype (``backends._common.conform``).
         ``run_options`` is accepted for drop-in compatibility with
         ``onnxruntime.InferenceSession.run`` and ignored.
 
         Raises:
-            RunError: an unknown output name, a missing input, or a runner failure (naming
-                the partition and device).
+            RunError: an unknown output name, a missing input, an input of the wrong dtype
+                or shape (naming it, what it expects and what it got), or a runner failure
+                (naming the partition and device).
         """
         names = list(output_names) if output_names else [t.name for t in self.plan.model.outputs]
         known = {t.name for t in self.plan.model.outputs}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise RunError(f"unknown output(s) {unknown}; the model outputs {sorted(known)}")
-        feeds = {k: np.asarray(v) for k, v in input_feed.items()}
-        result = self._executor.run(feeds)
+        result = self._executor.run(input_feed)
         self.last_result = result
         return [result.outputs[n] for n in names]
 

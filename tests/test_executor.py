@@ -179,10 +179,23 @@ def test_spec_sheet_device_needs_emulate_even_with_its_runner_installed(tmp_path
 def test_runner_failure_names_partition_and_device(tmp_path: Path) -> None:
     root = _plan_dir(tmp_path, branchy_model(), [device("a"), device("b")], BRANCHY_SPLIT)
     with Executor(load_plan(root), root) as executor:
-        with pytest.raises(RunError, match="partition 0 on a.*onnxruntime failed"):
+        # A wrong shape is refused before any runner sees it.
+        wrong = r"^input 'x': expected float32\[2,16\], got float32\[3,5\]$"
+        with pytest.raises(RunError, match=wrong):
             executor.run({"x": np.zeros((3, 5), np.float32)})
         with pytest.raises(RunError, match="missing model input"):
             executor.run({})
+        # What a runtime raises comes back as one line naming the partition and device.
+        with pytest.raises(RunError, match="^onnxruntime failed running partition 0 on a: .*"
+                           "invalid dimensions for input: x [^\n]*Expected: 16"):
+            executor._prepared[0].run({"x": np.zeros((3, 5), np.float32)})
+        def broken(feeds: object) -> dict[str, np.ndarray]:
+            raise RuntimeError("kaput\n  in some.cpp:12")
+
+        executor._prepared[0].run = broken
+        one_line = r"^partition 0 on a failed: RuntimeError: kaput in some\.cpp:12$"
+        with pytest.raises(RunError, match=one_line):
+            executor.run({"x": X})
 
 
 def test_session_api(tmp_path: Path) -> None:
