@@ -40,44 +40,109 @@ OPTION_KEYS = {
     "config",
 }
 
-_SUFFIX = {
-    "": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
-    "ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30, "ti": 2.0**40, "pi": 2.0**50,
+#: Prefixes as SI writes them: ``k`` (``K`` tolerated), ``M``, ``G``, ``T``, ``P`` are powers of
+#: 1000, ``Ki`` ... ``Pi`` powers of 1024. Lower-case ``m`` (milli), ``g``, ``t``, ``p`` are not
+#: prefixes: ``"24gb"`` is refused rather than guessed.
+_PREFIXES = {
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50,
+    "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "": 1.0,
 }
-_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtTpP]i?)?\s*(.*?)\s*$")
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(.*?)\s*$")
 _CPU_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
-_UNITS = {"bytes": ("b", "byte", "bytes", ""), "rate": ("b/s", "bps", "byte/s", ""),
-          "flops": ("flop/s", "flops", "")}
+#: Units by kind, case-sensitive: ``B`` is a byte and ``b`` a bit, so ``"25GB/s"`` and
+#: ``"25GBps"`` are bytes per second, ``"25Gb/s"`` and ``"25Gbps"`` bits per second (/ 8).
+_UNITS: dict[str, dict[str, float]] = {
+    "bytes": {"B": 1.0, "byte": 1.0, "bytes": 1.0},
+    "rate": {
+        "B/s": 1.0, "Bps": 1.0, "byte/s": 1.0, "bytes/s": 1.0,
+        "b/s": 0.125, "bps": 0.125, "bit/s": 0.125, "bits/s": 0.125,
+    },
+    "flops": {"FLOP/s": 1.0, "FLOPS": 1.0, "flop/s": 1.0, "flops": 1.0, "Flop/s": 1.0},
+}
+_KIND_NAMES = {"bytes": "a size in bytes", "rate": "a bandwidth", "flops": "a FLOP rate"}
+_EXAMPLES = {
+    "bytes": "'24GB', '80GiB', '512MiB'",
+    "rate": "'25GB/s' or '25GBps' (bytes per second), '100Gb/s' or '100Gbps' (bits per second)",
+    "flops": "'121TFLOP/s', '7.37TFLOPS'",
+}
+
+
+def _split_unit(unit: str, kind: str) -> float | None:
+    """The factor of ``unit`` (prefix and unit, e.g. ``"GiB"``, ``"Gbps"``) for ``kind``."""
+    for prefix, factor in _PREFIXES.items():
+        if unit.startswith(prefix) and unit[len(prefix) :] in _UNITS[kind]:
+            return factor * _UNITS[kind][unit[len(prefix) :]]
+    return None
+
+
+def _unit_problem(unit: str, kind: str) -> str:
+    """Why ``unit`` is refused for ``kind``, with what to write instead."""
+    if not unit:
+        return "a string needs a unit (or write a plain number of base units)"
+    if unit in _PREFIXES:
+        return f"{unit!r} is a prefix without a unit"
+    if kind == "rate" and _split_unit(unit, "bytes") is not None:
+        return f"{unit!r} is an amount, not a rate: add '/s'"
+    if kind == "rate" and unit.endswith("s") and _split_unit(unit[:-1], "bytes") is not None:
+        return f"{unit!r} is ambiguous: write '{unit[:-1]}/s' or '{unit[:-1]}ps'"
+    if kind == "rate" and unit.lower().endswith(("bs", "b")):
+        return f"{unit!r} is ambiguous: say bytes (B/s, Bps) or bits (b/s, bps) per second"
+    if kind == "bytes" and _split_unit(unit, "rate") is not None:
+        return f"{unit!r} is a rate; a size takes bytes"
+    if kind == "bytes" and unit.endswith("b"):
+        return f"{unit!r} would be bits; sizes are in bytes: 'B' (b is a bit)"
+    if unit[:1] in ("m", "g", "t", "p") and _split_unit(unit[:1].upper() + unit[1:], kind):
+        return (
+            f"{unit!r}: prefixes are k, M, G, T, P (powers of 1000) or Ki, Mi, Gi, Ti, Pi "
+            f"(powers of 1024), case as written ('m' would be milli)"
+        )
+    return f"unknown unit {unit!r}"
 
 
 def parse_quantity(value: Any, kind: str, where: str) -> float:
     """Parse a number or a unit string such as ``"80GiB"``, ``"3.35TB/s"``, ``"989 TFLOP/s"``.
 
+    Units follow the usual convention, case-sensitively: ``B`` is a byte and ``b`` a bit, so
+    ``GB/s`` and ``GBps`` are bytes per second and ``Gb/s``, ``Gbps`` and ``Mbps`` bits per
+    second (divided by 8 here). A unit that could mean either (``"25gbs"``), a bandwidth
+    without ``/s`` (``"25GB"``), a size in bits (``"24Gb"``) and a string without a unit
+    (``"24G"``, ``"1e9"``) are refused. Plain numbers are base units: bytes, bytes per
+    second, FLOP/s.
+
     Args:
-        value: An int/float, or a string with an optional SI (k, M, G, T, P) or binary
-            (Ki, Mi, Gi, Ti) prefix and a unit matching ``kind``.
-        kind: ``"bytes"``, ``"rate"`` (bytes per second) or ``"flops"``.
-        where: Context for error messages, e.g. ``"device 'gpu0' key 'memory'"``.
+        value: An int/float, or a string: a number, an optional SI (k, M, G, T, P) or binary
+            (Ki, Mi, Gi, Ti, Pi) prefix and a unit matching ``kind``.
+        kind: ``"bytes"``, ``"rate"`` (a bandwidth) or ``"flops"``.
+        where: Context for error messages: the file and key, e.g. ``"c.toml: device 'gpu0'
+            key 'memory'"``.
+
+    Returns:
+        The quantity in base units (bytes, bytes per second, FLOP/s).
 
     Raises:
-        ClusterError: the value is not a positive quantity of the right kind.
+        ClusterError: the value is not a positive quantity of the right kind; the message
+            starts with ``where`` and says what to write instead.
     """
     if isinstance(value, bool):
         raise ClusterError(f"{where}: expected a number, got {value!r}")
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
-        match = _QUANTITY.match(value)
-        unit = match.group(3).lower() if match else None
-        if not match or unit not in _UNITS[kind]:
+        match = _NUMBER.match(value)
+        factor = _split_unit(match.group(2), kind) if match and match.group(2) else None
+        if factor is None:
+            why = _unit_problem(match.group(2), kind) if match else "no number"
             raise ClusterError(
-                f"{where}: cannot parse {value!r} as {kind} (examples: 24GiB, 300GB/s, 121TFLOP/s)"
+                f"{where}: cannot parse {value!r} as {_KIND_NAMES[kind]}: {why} "
+                f"(examples: {_EXAMPLES[kind]})"
             )
-        number = float(match.group(1)) * _SUFFIX[(match.group(2) or "").lower()]
+        number = float(match.group(1)) * factor
     else:
         raise ClusterError(f"{where}: expected a number or a unit string, got {value!r}")
     if not number > 0:
         raise ClusterError(f"{where}: must be positive, got {value!r}")
+    if number == float("inf"):
+        raise ClusterError(f"{where}: must be finite, got {value!r}")
     return number
 
 

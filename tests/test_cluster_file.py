@@ -135,14 +135,14 @@ def test_unknown_cluster_spec() -> None:
     ("value", "kind", "expected"),
     [("80GiB", "bytes", 80 * 2**30), ("24GB", "bytes", 24e9), (1024, "bytes", 1024),
      ("3.35TB/s", "rate", 3.35e12), ("300 GB/s", "rate", 300e9),
-     ("989TFLOP/s", "flops", 989e12), ("1.5e3", "flops", 1500.0)],
+     ("989TFLOP/s", "flops", 989e12), (1.5e3, "flops", 1500.0)],
 )
 def test_parse_quantity(value: object, kind: str, expected: float) -> None:
     assert parse_quantity(value, kind, "here") == pytest.approx(expected)
 
 
 def test_parse_quantity_rejects_wrong_unit() -> None:
-    with pytest.raises(ClusterError, match="here: cannot parse '80GiB' as rate"):
+    with pytest.raises(ClusterError, match="here: cannot parse '80GiB' as a bandwidth"):
         parse_quantity("80GiB", "rate", "here")
 
 
