@@ -5,18 +5,37 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    := out
 
-.PHONY: install browser-deps demo test test-fast bench lint clean
+LOCK   := requirements/lock.txt
+EXTRAS := zoo,openvino,dev
+
+.PHONY: install lock test-latest browser-deps demo test test-fast bench lint clean
 
 install: $(STAMP)
 
-# torch==2.13.0 first: on these machines it resolves to the local CPU wheel; letting pip pick
-# torch while resolving the extras could pull the CUDA build.
-$(STAMP): pyproject.toml
+# Everything comes from the lock (every dependency and extra, pinned); the project itself is
+# installed without resolving again. The lock pins torch's local CPU wheel (2.13.0+cpu): an
+# unpinned torch would pull the CUDA build.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[zoo,openvino,dev]'
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock to the newest versions pyproject allows; commit it on its own after
+# `make test` passes against it.
+lock: install
+	$(VENV)/bin/pip-compile --quiet --upgrade --strip-extras --allow-unsafe --extra $(EXTRAS) \
+	  --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+
+# The suite against the newest versions pyproject allows, ignoring the lock, in its own venv:
+# how an upgrade is tried before `make lock`.
+LATEST := .venv-latest
+test-latest: browser-deps
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
+	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(onnx|onnxruntime|openvino|ortools|numpy|torch|transformers)=='
+	$(LATEST)/bin/python -m pytest -q --durations=15 tests
 
 HETPART := $(VENV)/bin/hetpart
 
@@ -39,7 +58,7 @@ demo: install
 	@echo "HTML report: $(OUT)/report.html"
 
 test: install browser-deps
-	$(PY) -m pytest -q -x --durations=15 tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
