@@ -153,6 +153,22 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
 
+#: Latency percentiles every run record carries, as onnxruntime_perf_test and OpenVINO's
+#: benchmark_app report them: ``latency_p50_s`` (= ``measured_latency_s``, the median),
+#: ``latency_p90_s``, ``latency_p99_s``.
+PERCENTILES = (50, 90, 99)
+
+
+def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
+    """``{"latency_p50_s": ..., "latency_p90_s": ..., "latency_p99_s": ...}``, linearly
+    interpolated between the sorted runs (so p50 is the median; with few runs p99 lies
+    near the slowest)."""
+    if not latencies:
+        return {}
+    values = np.percentile(np.asarray(latencies, dtype=np.float64), PERCENTILES)
+    return {f"latency_p{p}_s": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
+
+
 def measure(
     executor: Executor,
     feeds: Mapping[str, np.ndarray],
@@ -161,14 +177,19 @@ def measure(
     warmup: int = 1,
     stream: int = 0,
 ) -> tuple[dict[str, Any], RunResult]:
-    """Run ``repeat`` times (after ``warmup``) and, with ``stream``, N inputs pipelined.
+    """Run ``warmup`` untimed times, ``repeat`` timed ones and, with ``stream``, N inputs
+    pipelined.
 
     Returns:
-        The record (``measured_latency_s`` median, per-partition and transfer medians,
-        ``throughput_per_s`` and per-input latencies when streaming) and the last result.
+        The record (``measured_latency_s`` median, ``min_latency_s``, ``latency_p50_s`` /
+        ``latency_p90_s`` / ``latency_p99_s``, ``warmup``, per-partition and transfer
+        medians, ``throughput_per_s`` and per-input latencies when streaming) and the last
+        result.
     """
     if repeat < 1:
         raise RunError(f"--repeat {repeat}: must be at least 1")
+    if warmup < 0:
+        raise RunError(f"--warmup {warmup}: must be at least 0")
     plan = executor.plan
     for _ in range(warmup):
         executor.run(feeds)
@@ -181,8 +202,10 @@ def measure(
     record: dict[str, Any] = {
         "model": plan.model.name,
         "repeat": repeat,
+        "warmup": warmup,
         "measured_latency_s": _median([r.latency_s for r in runs]),
         "min_latency_s": min(r.latency_s for r in runs),
+        **latency_percentiles([r.latency_s for r in runs]),
         "predicted_latency_s": plan.solver.predicted_latency_s,
         "predicted_stage_s": plan.solver.predicted_stage_s,
         "emulated": dict(sorted(executor.emulated.items())),
@@ -245,6 +268,7 @@ __all__ = [
     "InputError",
     "check_model_hash",
     "compare_outputs",
+    "latency_percentiles",
     "load_inputs",
     "load_run",
     "measure",

@@ -34,11 +34,68 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def version_line() -> str:
+    """``hetpart 0.1.0 (onnxruntime 1.22.0, openvino 2025.1.0, ortools 9.12.4544)``."""
+    from partitioner.versions import format_versions, toolchain_versions
+
+    versions = dict(toolchain_versions())
+    head = f"hetpart {versions.pop('hetpart')}"
+    return f"{head} ({format_versions(versions)})" if versions else head
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_line` and exit 0 (versions are read only then)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object):
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="print the versions of hetpart, onnxruntime, openvino and ortools, and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser, seen: set[int] | None = None) -> None:
+    """Accept ``-v/--verbose`` after every (nested) sub-command too: ``hetpart compile -v``.
+
+    The sub-commands' copy defaults to SUPPRESS, so it never resets a ``-v`` given before the
+    sub-command."""
+    seen = set() if seen is None else seen
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if "-v" not in child._option_string_actions:
+                child.add_argument(
+                    "-v",
+                    "--verbose",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help="log progress details",
+                )
+            _verbose_everywhere(child, seen)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="hetpart",
         description="Compile ONNX models into heterogeneous placement plans, run and explain them.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
@@ -49,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.register(sub)
+    _verbose_everywhere(parser)
     return parser
 
 

@@ -71,6 +71,7 @@ def _number(
 
 #: argparse ``type=`` validators: a bad value exits 2 with a one-line message naming the flag.
 positive_int = _number(int, 1, True, "positive integer")
+non_negative_int = _number(int, 0, True, "non-negative integer")
 positive_float = _number(float, 0.0, False, "positive number")
 non_negative_float = _number(float, 0.0, True, "non-negative number")
 #: Random seeds: CP-SAT takes a 32-bit seed and NumPy's generators a non-negative one.

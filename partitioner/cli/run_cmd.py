@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from partitioner.cli.common import non_negative_float, positive_int, print_json, seed_int
+from partitioner.cli.common import (
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from partitioner.executor import Executor
 from partitioner.plan_io import check_model_hash, load_plan
 from partitioner.run_support import (
@@ -40,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--repeat", type=positive_int, default=10, metavar="N", help="timed runs (median)"
     )
     p.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=1,
+        metavar="N",
+        help="untimed runs before the timed ones (default 1; 0 times the first run too)",
+    )
+    p.add_argument(
         "--stream",
         type=positive_int,
         default=0,
@@ -68,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         model_path = resolve_model_path(plan, plan_dir)
         check_model_hash(plan, model_path)
     with Executor(plan, plan_dir, emulate=args.emulate) as executor:
-        record, last = measure(executor, feeds, repeat=args.repeat, stream=args.stream)
+        record, last = measure(
+            executor, feeds, repeat=args.repeat, warmup=args.warmup, stream=args.stream
+        )
     ok = True
     if model_path is not None:
         expected = whole_model_outputs(model_path, feeds)
@@ -90,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
 def format_record(record: dict[str, Any], plan_dir: Path) -> str:
     """Human-readable summary of a run record."""
     ms = 1e3
-    lines = [f"ran {plan_dir} ({record['model']}), {record['repeat']} timed runs"]
+    warmup = record.get("warmup")
+    lines = [
+        f"ran {plan_dir} ({record['model']}), {record['repeat']} timed runs"
+        + (f" after {warmup} warm-up run{'s' if warmup != 1 else ''}" if warmup is not None else "")
+    ]
     if record["emulated"]:
         lines.append("  EMULATED devices (timings are not those of the real hardware):")
         lines += [f"    {dev}: {why}" for dev, why in record["emulated"].items()]
@@ -98,6 +117,12 @@ def format_record(record: dict[str, Any], plan_dir: Path) -> str:
         f"  latency          {record['measured_latency_s'] * ms:.3f} ms measured (median), "
         f"{record['predicted_latency_s'] * ms:.3f} ms predicted"
     )
+    if "latency_p90_s" in record:
+        lines.append(
+            f"  percentiles      p50 {record['latency_p50_s'] * ms:.3f} ms, "
+            f"p90 {record['latency_p90_s'] * ms:.3f} ms, p99 {record['latency_p99_s'] * ms:.3f} ms"
+            f" (min {record['min_latency_s'] * ms:.3f} ms)"
+        )
     if "throughput_per_s" in record:
         s = record["stream"]
         lines.append(
