@@ -71,7 +71,9 @@ def split_into_partitions(
     position = {name: i for i, name in enumerate(order)}
     successors: dict[str, list[str]] = {name: [] for name in order}
     indegree = dict.fromkeys(order, 0)
-    for src, dst in set(edges):
+    # Each dependency once, in the given order (a set's order of string pairs changes with
+    # PYTHONHASHSEED).
+    for src, dst in dict.fromkeys(edges):
         successors[src].append(dst)
         indegree[dst] += 1
 

@@ -126,6 +126,9 @@ class SolveReport:
         groups: Coarsened group name -> member node names (for reports on large graphs).
         clock_stopped: Whether the wall clock ended a stage before its deterministic budget
             (a loaded or slow machine): the same input may then give another plan.
+        clock_stopped_stages: The stages the clock ended (``search``, ``relaxation``,
+            ``refinement``; ``solver.stages``), empty when none: with none, the same input,
+            seed and worker count give the same report, timings aside.
     """
 
     assignment: dict[str, str]
@@ -141,3 +144,4 @@ class SolveReport:
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clock_stopped: bool = False
+    clock_stopped_stages: tuple[str, ...] = ()

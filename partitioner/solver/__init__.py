@@ -212,11 +212,14 @@ def solve(
         if single is not None and len(set(assignment.values())) > 1:
             value, assignment, ev, source = single
     solve_time = time.perf_counter() - t_start
-    clock_stopped = (time.perf_counter() >= stages.end
-                     or any(r.clock_stopped for r in [*results, *([relaxed] if relaxed else [])]))
-    if clock_stopped:
-        log.info("the clock, not a deterministic budget, ended a stage: a rerun on a less "
-                 "loaded machine may find another plan")
+    stopped = tuple(stage for stage, cut in (
+        ("search", any(r.clock_stopped for r in results)),
+        ("relaxation", relaxed is not None and relaxed.clock_stopped),
+        ("refinement", time.perf_counter() >= stages.end),
+    ) if cut)
+    if stopped:
+        log.info("the clock, not a deterministic budget, ended the %s stage(s): a rerun on a "
+                 "less loaded machine may find another plan", ", ".join(stopped))
 
     if source == "single":
         status = "SINGLE_DEVICE"
@@ -245,7 +248,8 @@ def solve(
         time_limit_s=time_limit_s,
         baselines=baselines,
         groups=dict(coarse.groups) if coarse is not None else {},
-        clock_stopped=clock_stopped,
+        clock_stopped=bool(stopped),
+        clock_stopped_stages=stopped,
     )
 
 

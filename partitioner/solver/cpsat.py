@@ -49,7 +49,8 @@ class ModelResult:
 
     Attributes:
         status: CP-SAT status name.
-        solutions: Device index per node for each improving solution, last = best.
+        solutions: Device index per node of the best few solutions (the solver's final
+            pool), last = best.
         objective_s: Best model objective in seconds (price units for cost), or None.
         bound_s: Proven model bound in the same unit, or None.
         wall_s: Wall time of the solve.
@@ -309,7 +310,7 @@ class ScheduleModel(AssignmentModel):
 def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
         unit_s: float, progress: Callable[[float, float], None] | None = None,
         keep: int = 5, deadline: float | None = None) -> ModelResult:
-    """Solve ``model`` deterministically and collect the last ``keep`` improving solutions.
+    """Solve ``model`` deterministically; keep up to ``keep`` of its best solutions.
 
     Determinism: ``interleave_search`` (with several workers; one worker's search is
     deterministic as it is) with a deterministic-time limit of the model's
@@ -321,6 +322,14 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     Interleaved search with a single worker is avoided: on CP-SAT 9.15 it returned OPTIMAL
     8.0 ms for a model whose optimum is 7.1 ms (tests/test_solver_bruteforce.py, seed 310),
     and a wrong OPTIMAL is a wrong proven bound.
+
+    The solutions returned are the solver's final solution pool (``solution_pool_size``
+    best distinct solutions, ``fill_additional_solutions_in_response``), not the improving
+    solutions the callback saw: with two interleaved workers the callback's sequence
+    differs from run to run (a worker's solution counts as improving or not depending on
+    which thread reports first within a batch; a random 235-node load relaxation gave 21,
+    22, 23 or 24 callback solutions in five runs of the same model, the same final
+    solution and pool every time), and any of them may become the plan.
     """
     solver = cp_model.CpSolver()
     params = solver.parameters
@@ -328,43 +337,55 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     params.num_workers = max(1, workers)
     params.interleave_search = workers > 1
     params.max_deterministic_time = max(0.01, model.deterministic_per_s * time_limit_s)
+    params.fill_additional_solutions_in_response = True
+    if keep > 1:
+        # A larger pool is kept diverse (``solution_pool_diversity_limit``): the candidates
+        # the evaluator, whose objective differs from the model's, picks among.
+        params.solution_pool_size = max(params.solution_pool_size, 2 * keep)
     t0 = time.perf_counter()
     wall_limit = 1.2 * time_limit_s + 0.5
     if deadline is not None:
         wall_limit = max(0.01, min(wall_limit, deadline - t0))
     params.max_time_in_seconds = wall_limit
-    cb = _Collector(model, unit_s, progress, keep)
+    cb = _Collector(unit_s, progress)
     status = solver.solve(model.model, cb)
     wall = time.perf_counter() - t0
     name = solver.status_name(status)
-    dtime = solver.response_proto.deterministic_time
+    response = solver.response_proto
+    dtime = response.deterministic_time
     used = min(time_limit_s, dtime / model.deterministic_per_s)
-    result = ModelResult(status=name, solutions=cb.solutions, wall_s=wall, used_s=used,
+    # Only a proof (OPTIMAL, INFEASIBLE) or the deterministic limit end a search the same
+    # way on every run; a search that reached the wall limit counts as stopped by the clock
+    # even when its deterministic time came close to its limit.
+    result = ModelResult(status=name, wall_s=wall, used_s=used,
                          clock_stopped=name in ("FEASIBLE", "UNKNOWN")
-                         and dtime < 0.99 * params.max_deterministic_time)
+                         and (dtime < params.max_deterministic_time
+                              or wall >= 0.99 * wall_limit))
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         result.objective_s = solver.objective_value * unit_s
         result.bound_s = solver.best_objective_bound * unit_s
-        if not cb.solutions:
-            result.solutions.append(model.extract(solver.boolean_value))
+        pool = [model.extract(lambda var, sol=sol: sol.values[var.index])
+                for sol in response.additional_solutions]
+        final = model.extract(solver.boolean_value)
+        for dev in reversed([final, *pool]):  # best last
+            if dev in result.solutions:
+                result.solutions.remove(dev)
+            result.solutions.append(dev)
+        del result.solutions[:-keep]
     log.info("CP-SAT %s in %.2fs: objective %s bound %s", name, wall,
              result.objective_s, result.bound_s)
     return result
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
-    def __init__(self, model: AssignmentModel, unit_s: float,
-                 progress: Callable[[float, float], None] | None, keep: int) -> None:
+    """Reports progress; its solutions are not kept (``run``: their sequence is racy)."""
+
+    def __init__(self, unit_s: float, progress: Callable[[float, float], None] | None) -> None:
         super().__init__()
-        self._model = model
         self._unit = unit_s
         self._progress = progress
-        self._keep = keep
-        self.solutions: list[list[int]] = []
 
     def on_solution_callback(self) -> None:
-        self.solutions.append(self._model.extract(self.boolean_value))
-        del self.solutions[:-self._keep]
         if self._progress is not None:
             self._progress(self.objective_value * self._unit,
                            self.best_objective_bound * self._unit)

@@ -48,7 +48,8 @@ import time
 from ortools.sat.python import cp_model
 
 from partitioner.problem import Problem
-from partitioner.solver.cpsat import AssignmentModel, ModelResult, run
+from partitioner.solver.cpsat import AssignmentModel, ModelResult
+from partitioner.solver.cpsat import run as cpsat_run
 from partitioner.solver.index import index_of
 from partitioner.solver.segmented import SpanSharpener, segmented_bound
 from partitioner.solver.segments import segments
@@ -319,7 +320,9 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     (``segmented``), then the whole graph with the time left; the better bound is kept and
     every optimum found is returned as a solution (the segments' joined along their paths).
     No solve runs on past ``deadline`` (``time.perf_counter()``); the whole graph's share
-    is kept from the segments' sharpening.
+    is kept from the segments' sharpening. Every budget, sharpening's too, is deterministic
+    time, so the bound is the same on every run unless the clock stopped a solve
+    (``clock_stopped`` of the result then says so).
     """
     started = time.perf_counter()
     idx = index_of(problem)
@@ -327,6 +330,13 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     solutions: list[list[int]] = []
     bound = 0.0
     rest = time_limit_s
+    stopped: list[bool] = []  # whether the clock ended each segment solve
+
+    def run(model: AssignmentModel, **kwargs: object) -> ModelResult:
+        result = cpsat_run(model, **kwargs)  # type: ignore[arg-type]
+        stopped.append(result.clock_stopped)
+        return result
+
     if len(parts) > 1:
         def solve_span(sub: Problem, has_source: bool, local_hint: list[int] | None,
                        limit_s: float) -> ModelResult:
@@ -355,8 +365,7 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
         rest -= (SEGMENT_SHARE + SHARPEN_SHARE) * time_limit_s
         bound, solutions = segmented_bound(
             problem, idx, parts, solve_span, SEGMENT_SHARE * time_limit_s, hint,
-            [sharpener(slots) for slots in CALL_SLOTS], SHARPEN_SHARE * time_limit_s,
-            sharpen_until=None if deadline is None else deadline - rest)
+            [sharpener(slots) for slots in CALL_SLOTS], SHARPEN_SHARE * time_limit_s)
     model = RelaxationModel(problem, tick_s)
     if hint is not None:
         model.hint_assignment(hint)
@@ -364,6 +373,7 @@ def run_relaxation(problem: Problem, tick_s: float, hint: list[int] | None,
     # the plans this relaxation's solutions may become.
     whole = run(model, time_limit_s=max(0.05, rest), seed=seed, workers=workers,
                 unit_s=tick_s, keep=1, deadline=deadline)
+    whole.clock_stopped = any(stopped)
     whole.bound_s = max(bound, whole.bound_s or 0.0)
     whole.solutions = solutions + whole.solutions
     whole.wall_s = time.perf_counter() - started

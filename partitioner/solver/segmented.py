@@ -148,8 +148,8 @@ def segmented_bound(problem: Problem, idx: ProblemIndex, parts: list[Segment],
                 break
             path = _path(idx, parts, per_tier, span, path.units - excess)
     if sharpeners and bound < float("inf"):
-        # Sharpening feeds only the bound, so it may use the clock: up to ``sharpen_until``
-        # when given (whatever the stages before it left), else its budget.
+        # Up to ``sharpen_until`` when given (whatever the stages before it left: the bound
+        # then depends on the machine's speed), else its budget, spent in deterministic time.
         left = (sharpen_until - time.perf_counter() if sharpen_until is not None
                 else budget_s + sharpen_s - sum(result.used_s for result in spans.values()))
         bound = _sharpened(idx, parts, list(zip(tiers, choices, strict=True)), span, subs,
@@ -165,9 +165,10 @@ def _sharpened(idx: ProblemIndex, parts: list[Segment],
     ``left_s`` of wall time, by each sharpener in turn (stronger and slower ones last): the
     path with the least bound is found again after each round, and its segments not yet
     sharpened at this level share the time left (each what the ones before it left). Each
-    solve starts from the segment's best result so far (its hint and floor). (Wall time,
-    because CP-SAT's deterministic time runs four to ten times slower than the clock on
-    these models.)"""
+    solve starts from the segment's best result so far (its hint and floor). Each solve
+    is charged its ``used_s`` (deterministic time over the model's rate), so the same
+    input gets the same bound; it used to be charged its wall time, which made the bound,
+    and with it the status and gap, differ between runs with ``clock_stopped`` false."""
     sharp: dict[tuple, ModelResult] = {}
 
     def value(choice: _Choice) -> ModelResult:
@@ -193,7 +194,7 @@ def _sharpened(idx: ProblemIndex, parts: list[Segment],
                 done.add(choice.key)
                 result = sharpen(subs[choice.key], parts[choice.segment].source is not None,
                                  value(choice), limit)
-                left_s -= result.wall_s
+                left_s -= result.used_s
                 if (result.bound_s or 0.0) > (value(choice).bound_s or 0.0):
                     sharp[choice.key] = result
     return bound
