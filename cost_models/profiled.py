@@ -3,10 +3,14 @@
 Each signature is cut out as a one-node ONNX model, run with synthetic feeds (warm-up, then
 repeats within a time budget; median and p10-p90 spread), and the runner's per-call overhead,
 measured in the same session with the same loop, is subtracted. Results live in the SQLite
-profile cache keyed by signature and runner fingerprint. A node the runner refuses to compile
-is Unsupported with the runner's message; one that cannot be measured here (no shapes, fails
-on synthetic data) falls back to the fitted model, then the roofline. Non-local devices always
-get the roofline.
+profile cache keyed by signature and runner fingerprint (which includes the harness version,
+so rows of an older harness are not reused). A node the runtime refuses to load (twice, with
+the same message, from a well-formed single-node model with concrete shapes) is Unsupported
+with the runtime's message, and that verdict is cached. A failure of our harness (no model or
+feed could be built, an exception in our code, a configuration error, a run on synthetic data
+that fails, a refusal that does not repeat) is never cached: it is logged, the node is costed
+by the fitted model, then the roofline, for this run only, and ``fallbacks`` says which and
+why. Non-local devices always get the roofline.
 
 Nodes timed alone miss fusion and in-graph dispatch (see ``cost_models.calibration``). With
 ``calibrate=True`` :meth:`ProfiledCostModel.prepare` also times the whole model per runner and
@@ -29,7 +33,7 @@ from cost_models.roofline import TENSOR_OPS, RooflineCostModel, workspace_bytes
 from cost_models.single_node import SingleNodeBuilder, random_feeds
 from partitioner.costs import Cost, Supported, Unsupported
 from partitioner.devices import Cluster, DeviceSpec
-from partitioner.errors import CostModelError
+from partitioner.errors import ClusterError, CostModelError
 from partitioner.graph_types import NodeInfo
 from partitioner.measure import add_probe, median_and_spread, statistic_of, time_calls
 from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
@@ -51,8 +55,17 @@ class ProfileStats:
     """What :meth:`ProfiledCostModel.prepare` did."""
 
     measured: int = 0
+    """Signatures tried now (whatever came of it)."""
     reused: int = 0
+    """Signatures whose cached row (measurement or verdict) was used as is."""
     failed: int = 0
+    """Tries that gave no measurement: ``unsupported + unmeasured``."""
+    unsupported: int = 0
+    """Tries where the runtime refused the node (a verdict; cached)."""
+    unmeasured: int = 0
+    """Tries where our harness failed (never cached; costed by the fitted/roofline model)."""
+    fallbacks: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """device id -> (signature, reason) of each signature that failed in the harness."""
     calibrated: dict[str, tuple[float, float]] = field(default_factory=dict)
     """device id -> (sum of node measurements, measured whole model - overhead)."""
 
@@ -96,6 +109,13 @@ class ProfiledCostModel:
         self._corrections: dict[tuple[str, str | None], Correction] = {}
         self._model_scales: dict[tuple[str, str], float | None] = {}
         self._overheads: dict[str, float] = {}
+        #: Builds the feeds of a single-node model (a seam for tests).
+        self.make_feeds: Callable[[Any], dict[str, Any]] = random_feeds
+        #: (fingerprint, signature) -> why the harness could not measure it in this run.
+        self._unmeasured: dict[tuple[str, str], str] = {}
+        #: (signature, device id) -> (cost source, reason) of every local node costed by
+        #: the fitted or roofline model instead of a measurement, since the last prepare().
+        self.fallbacks: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- identities ------------------------------------------------------------------------
     def fingerprint(self, device: DeviceSpec) -> str:
@@ -115,7 +135,8 @@ class ProfiledCostModel:
     def _builder(self, model: Any) -> SingleNodeBuilder:
         # Keyed by identity of the model object itself (never id(): ids are reused).
         if self._builder_for is None or self._builder_for[0] is not model:
-            self._builder_for = (model, SingleNodeBuilder(model.model))
+            tensors = getattr(getattr(model, "facts", None), "tensors", None)
+            self._builder_for = (model, SingleNodeBuilder(model.model, tensors))
         return self._builder_for[1]
 
     # -- measuring -------------------------------------------------------------------------
@@ -132,8 +153,28 @@ class ProfiledCostModel:
             self._overheads[fp] = statistic_of(samples, self.statistic)
         return self._overheads[fp]
 
+    def _harness_failure(self, fp: str, node: NodeInfo, device: DeviceSpec,
+                         reason: str) -> ProfileRecord:
+        """Our harness failed on ``node``: warn, remember it for this run, never cache it."""
+        self._unmeasured[(fp, node.signature)] = reason
+        log.warning("could not measure %s (%s) on %s, not cached (costed by the fitted or "
+                    "roofline model instead): %s", node.name, node.qualified_op, device.id,
+                    reason)
+        return ProfileRecord(node.signature, node.qualified_op, float(node.flops),
+                             float(node.bytes_read + node.bytes_written), 0.0, 0.0, 0,
+                             UNMEASURED + reason)
+
     def measure_node(self, model: Any, node: NodeInfo, device: DeviceSpec) -> ProfileRecord:
-        """Measure ``node`` alone on ``device`` now and store it in the cache."""
+        """Measure ``node`` alone on ``device`` now; cache a measurement or a verdict.
+
+        Only two outcomes are cached: a measurement, and the runtime refusing to load the
+        (well-formed, concretely shaped) single-node model twice in a row with the same
+        message: "the runtime cannot run this node". Failures of our harness (no model or
+        feed could be built, an exception in our code, a configuration error, a failure
+        while running on synthetic data, a refusal that does not repeat) are logged and
+        returned with an ``unmeasured: `` error but never cached, so a later run measures
+        the node again instead of inheriting a failure that was ours.
+        """
         fp = self.fingerprint(device)
 
         def record(median: float = 0.0, spread: float = 0.0, repeats: int = 0,
@@ -143,30 +184,56 @@ class ProfiledCostModel:
                                  repeats, error, best)
 
         try:
-            single = self._builder(model).build(model.node_proto(node.name))
-            feeds = random_feeds(single)
-        except CostModelError as exc:
-            rec = record(error=UNMEASURED + _short(exc))
-        else:
-            options = dict(device.runner_options, label=f"node {node.name} ({node.op_type})")
+            single = self.single_node_model(model, node)
+            feeds = self.make_feeds(single)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is ours
+            return self._harness_failure(fp, node, device, f"harness: {_short(exc)}")
+        options = dict(device.runner_options, label=f"node {node.name} ({node.op_type})")
+        runner = self._runner(device)
+        try:
+            prepared = runner.prepare(single, options)
+        except ClusterError as exc:  # runner configuration, not the node
+            return self._harness_failure(fp, node, device, f"configuration: {_short(exc)}")
+        except Exception as first:  # the runtime refused: a verdict only if it repeats
             try:
-                prepared = self._runner(device).prepare(single, options)
-            except Exception as exc:  # the runner's refusal is the unsupported reason
+                prepared = runner.prepare(single, options)
+            except Exception as exc:
+                if _short(exc) != _short(first):
+                    return self._harness_failure(
+                        fp, node, device,
+                        f"flaky: the runtime refused twice with different messages: "
+                        f"{_short(first)} / {_short(exc)}")
                 rec = record(error=_short(exc))
-            else:
-                try:
-                    samples = time_calls(lambda: prepared.run(feeds), self.warmup,
-                                         self.repeats, self.budget_s, self.min_time_s)
-                except Exception as exc:  # synthetic data may be invalid for this node
-                    rec = record(error=UNMEASURED + _short(exc))
-                else:
-                    median, spread = median_and_spread(samples)
-                    overhead = self.session_overhead(device)
-                    rec = record(max(median - overhead, 0.0), spread, len(samples),
-                                 best=max(min(samples) - overhead, 0.0))
-        if rec.error:
-            log.info("%s on %s: %s", node.name, device.id, rec.error)
+                log.info("%s on %s: %s", node.name, device.id, rec.error)
+                self.cache.put(fp, rec)
+                return rec
+            log.warning("%s (%s) on %s: the runtime refused it once, then loaded it: %s",
+                        node.name, node.qualified_op, device.id, _short(first))
+        try:
+            samples = time_calls(lambda: prepared.run(feeds), self.warmup, self.repeats,
+                                 self.budget_s, self.min_time_s)
+        except Exception as exc:  # noqa: BLE001 - synthetic data, or our feeds
+            return self._harness_failure(fp, node, device,
+                                         f"run on synthetic feeds failed: {_short(exc)}")
+        median, spread = median_and_spread(samples)
+        overhead = self.session_overhead(device)
+        rec = record(max(median - overhead, 0.0), spread, len(samples),
+                     best=max(min(samples) - overhead, 0.0))
+        self._unmeasured.pop((fp, node.signature), None)
         self.cache.put(fp, rec)
+        return rec
+
+    def single_node_model(self, model: Any, node: NodeInfo) -> Any:
+        """The single-node model measured for ``node`` (inputs and outputs concretely shaped
+        from the analysed graph). Every failure here is the harness's."""
+        return self._builder(model).build(model.node_proto(node.name))
+
+    def cached(self, fp: str, signature: str) -> ProfileRecord | None:
+        """The cached row usable as is: a measurement or a runtime verdict (rows that say
+        "unmeasured", which older harnesses wrote, are measured again)."""
+        rec = self.cache.get(fp, signature)
+        if rec is not None and rec.error is not None and rec.error.startswith(UNMEASURED):
+            return None
         return rec
 
     def prepare(self, model: Any, cluster: Cluster,
@@ -182,6 +249,8 @@ class ProfiledCostModel:
             Counts of measured, reused and failed signatures (and calibrations made).
         """
         stats = ProfileStats()
+        self._unmeasured.clear()  # a new run tries every harness failure again
+        self.fallbacks.clear()
         todo: list[tuple[NodeInfo, DeviceSpec]] = []
         for device in (d for d in cluster.devices if d.local):
             fp, seen = self.fingerprint(device), set()
@@ -189,7 +258,7 @@ class ProfiledCostModel:
                 if node.signature in seen:
                     continue
                 seen.add(node.signature)
-                if self.cache.get(fp, node.signature) is not None:
+                if self.cached(fp, node.signature) is not None:
                     stats.reused += 1
                 elif self.measure:
                     todo.append((node, device))
@@ -197,13 +266,20 @@ class ProfiledCostModel:
             rec = self.measure_node(model, node, device)
             stats.measured += 1
             stats.failed += rec.error is not None
+            if rec.error is not None and rec.error.startswith(UNMEASURED):
+                stats.unmeasured += 1
+                stats.fallbacks.setdefault(device.id, []).append(
+                    (node.signature, rec.error[len(UNMEASURED):]))
+            elif rec.error is not None:
+                stats.unsupported += 1
             if progress is not None:
                 progress(done, len(todo))
         if self.calibrate:
             for device in (d for d in cluster.devices if d.local):
                 known = self.cache.calibrations(self.fingerprint(device))
                 row = known.get(model.facts.model_sha256)
-                if row is not None and stats.measured == 0:  # nothing new: reuse it
+                # Nothing new cached (harness failures are not): reuse it.
+                if row is not None and stats.measured == stats.unmeasured:
                     stats.calibrated[device.id] = (row[0] + row[1], row[2])
                     continue
                 pair = self.calibrate_model(model, device)
@@ -277,18 +353,29 @@ class ProfiledCostModel:
     # -- costing ---------------------------------------------------------------------------
     def _raw(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
         fp = self.fingerprint(device)
-        rec = self.cache.get(fp, node.signature)
-        if rec is None and self.measure:
-            rec = self.measure_node(model, node, device)
+        rec = self.cached(fp, node.signature)
+        reason = self._unmeasured.get((fp, node.signature))
+        if rec is None and reason is None:
+            if self.measure:
+                rec = self.measure_node(model, node, device)
+                if rec.error is not None and rec.error.startswith(UNMEASURED):
+                    reason, rec = rec.error[len(UNMEASURED):], None
+            else:
+                reason = "not profiled (measuring is off)"
         if rec is not None and rec.error is None:
             return Supported(rec.latency(self.statistic), workspace_bytes(node, device),
                              self.name)
-        if rec is not None and not rec.error.startswith(UNMEASURED):  # type: ignore[union-attr]
+        if rec is not None:
             return Unsupported(f"{device.id}: {device.runner} cannot run it: {rec.error}")
         predicted = self.fitted.predict(fp, node)
+        cost: Cost
         if predicted is not None:
-            return Supported(predicted, workspace_bytes(node, device), "fitted")
-        return self.roofline.estimate(model, node, device)
+            cost = Supported(predicted, workspace_bytes(node, device), "fitted")
+        else:
+            cost = self.roofline.estimate(model, node, device)
+        source = cost.source if isinstance(cost, Supported) else "unsupported"
+        self.fallbacks[(node.signature, device.id)] = (source, reason or "unmeasured")
+        return cost
 
     def estimate(self, model: Any, node: NodeInfo, device: DeviceSpec) -> Cost:
         """Measured (or fitted) latency, calibrated; the roofline for devices off this host."""

@@ -1,7 +1,18 @@
-"""Single-node ONNX models cut from an analysed model, and synthetic feeds, for profiling."""
+"""Single-node ONNX models cut from an analysed model, and synthetic feeds, for profiling.
+
+Everything here is the profiling *harness*: when it cannot build a well-formed single-node
+model or a feed for it, it raises :class:`HarnessError`, which the profiler never caches as
+a verdict about the runtime (the runtime was not even asked). Single-node models declare
+the concrete shapes of the analysed graph for every input and output (never the symbolic or
+rank-less types a model file may carry: OpenVINO refuses a dynamic-rank Parameter, and a
+synthetic feed needs concrete dimensions), and feeds are always ``np.ndarray`` (0-d arrays
+for scalars: NumPy arithmetic on a 0-d array returns a NumPy scalar, which ONNX Runtime
+refuses as a feed).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,6 +22,11 @@ from onnx import helper
 from partitioner.errors import CostModelError
 from partitioner.measure import IR_VERSION
 from partitioner.normalise import outer_scope_inputs, subgraphs
+from partitioner.profile_cache import HARNESS_VERSION  # noqa: F401 (re-exported)
+
+
+class HarnessError(CostModelError):
+    """Our harness could not build a valid single-node model or feed (not a runtime verdict)."""
 
 
 def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
@@ -20,19 +36,61 @@ def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
     return infos
 
 
-class SingleNodeBuilder:
-    """Builds one-node models from a model; value infos and initializers are indexed once."""
+def concrete_dims(info: onnx.ValueInfoProto) -> tuple[int, ...] | None:
+    """The dimensions of a tensor value info when its shape is fully known, else None
+    (not a tensor, no shape field: rank unknown, or a symbolic / missing dimension)."""
+    if info.type.WhichOneof("value") != "tensor_type":
+        return None
+    ttype = info.type.tensor_type
+    if not ttype.HasField("shape"):
+        return None
+    dims = []
+    for d in ttype.shape.dim:
+        if not d.HasField("dim_value") or d.dim_value < 0:
+            return None
+        dims.append(d.dim_value)
+    return tuple(dims)
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+
+class SingleNodeBuilder:
+    """Builds one-node models from a model; value infos and initializers are indexed once.
+
+    Args:
+        model: The (analysed, normalised) model.
+        shapes: Concrete shapes of the analysed graph by value name (``facts.tensors``:
+            anything with a ``shape`` attribute, or a tuple). They replace a value info
+            whose shape is symbolic or missing.
+    """
+
+    def __init__(self, model: onnx.ModelProto, shapes: Mapping[str, Any] | None = None) -> None:
         self._model = model
         self._infos = _value_infos(model.graph)
         self._inits = {t.name: t for t in model.graph.initializer}
+        self._shapes = shapes or {}
+
+    def _concrete(self, name: str, node: onnx.NodeProto) -> onnx.ValueInfoProto:
+        info = self._infos.get(name)
+        if info is None:
+            raise HarnessError(f"node {node.name!r}: value {name!r} has no known type")
+        if info.type.WhichOneof("value") != "tensor_type":
+            return info  # sequences, optionals, maps keep their type
+        if concrete_dims(info) is not None:
+            return info
+        known = self._shapes.get(name)
+        dims = getattr(known, "shape", known)
+        if dims is None or any(int(d) < 0 for d in dims):
+            raise HarnessError(
+                f"node {node.name!r}: value {name!r} has no concrete shape in the analysed graph"
+            )
+        return helper.make_tensor_value_info(name, info.type.tensor_type.elem_type,
+                                             [int(d) for d in dims])
 
     def build(self, node: onnx.NodeProto) -> onnx.ModelProto:
-        """A model running only ``node``: activations become inputs, weights stay initializers.
+        """A model running only ``node``: activations become inputs with concrete shapes,
+        weights stay initializers.
 
         Raises:
-            CostModelError: an input or output of the node has no known type and shape.
+            HarnessError: an input or output of the node has no known type or shape.
         """
         names = [n for n in node.input if n]
         for sub in subgraphs(node):
@@ -41,17 +99,9 @@ class SingleNodeBuilder:
         for name in dict.fromkeys(names):
             if name in self._inits:
                 inits.append(self._inits[name])
-            elif name in self._infos:
-                inputs.append(self._infos[name])
             else:
-                raise CostModelError(f"node {node.name!r}: input {name!r} has no known shape")
-        outputs = []
-        for name in node.output:
-            if not name:
-                continue
-            if name not in self._infos:
-                raise CostModelError(f"node {node.name!r}: output {name!r} has no known shape")
-            outputs.append(self._infos[name])
+                inputs.append(self._concrete(name, node))
+        outputs = [self._concrete(name, node) for name in node.output if name]
         graph = helper.make_graph([node], f"single_{node.name}", inputs, outputs, inits)
         single = helper.make_model(graph, opset_imports=list(self._model.opset_import))
         single.functions.extend(self._model.functions)
@@ -62,24 +112,37 @@ class SingleNodeBuilder:
 def random_feed(info: onnx.ValueInfoProto, rng: np.random.Generator) -> np.ndarray:
     """A synthetic value for a graph input: small normal floats, zero ints, true bools.
 
+    Always an ``np.ndarray`` of the declared dtype and shape (0-d for scalars).
+
     Raises:
-        CostModelError: the input has a symbolic or missing dimension.
+        HarnessError: the input is not a tensor, or has no rank or a symbolic dimension.
     """
+    if info.type.WhichOneof("value") != "tensor_type":
+        raise HarnessError(f"input {info.name!r} is not a tensor; no synthetic feed for it")
     ttype = info.type.tensor_type
+    if not ttype.HasField("shape"):
+        raise HarnessError(f"input {info.name!r} has no shape (unknown rank)")
     dims = []
     for d in ttype.shape.dim:
         if not d.HasField("dim_value"):
-            raise CostModelError(f"input {info.name!r} has a symbolic dimension {d.dim_param!r}")
+            raise HarnessError(f"input {info.name!r} has a symbolic dimension {d.dim_param!r}")
         dims.append(d.dim_value)
-    dtype = helper.tensor_dtype_to_np_dtype(ttype.elem_type)
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(ttype.elem_type))
+    except Exception as exc:  # unknown or undefined elem_type
+        raise HarnessError(f"input {info.name!r}: no NumPy dtype for elem_type "
+                           f"{ttype.elem_type} ({exc})") from None
     if np.issubdtype(dtype, np.floating):
-        return (rng.standard_normal(dims) * 0.5).astype(dtype)
-    if dtype == np.bool_:
-        return np.ones(dims, dtype=dtype)
-    return np.zeros(dims, dtype=dtype)
+        value = np.asarray(rng.standard_normal(dims) * 0.5).astype(dtype)
+    elif dtype == np.bool_:
+        value = np.ones(dims, dtype=dtype)
+    else:
+        value = np.zeros(dims, dtype=dtype)
+    # Arithmetic on 0-d arrays yields NumPy scalars: make sure every feed is an ndarray.
+    return np.ascontiguousarray(np.asarray(value, dtype=dtype)).reshape(dims)
 
 
-def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, Any]:
+def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
     """Synthetic feeds for every graph input of ``model`` that is not an initializer."""
     rng = np.random.default_rng(seed)
     inits = {t.name for t in model.graph.initializer}

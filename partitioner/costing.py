@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from partitioner.costs import Cost, CostTable
@@ -75,4 +75,45 @@ def build_cost_table(
             table.set(node.name, device.id, cost)
     log.info("costed %d nodes x %d devices with %s (%d distinct pairs)",
              len(model.facts.nodes), len(cluster.devices), cm.name, len(memo))
+    report_fallbacks(model, getattr(cm, "fallbacks", None))
     return table
+
+
+def fallback_summary(model: AnalysedModel,
+                     fallbacks: Mapping[tuple[str, str], tuple[str, str]] | None
+                     ) -> dict[str, dict[str, Any]]:
+    """Per device: how many nodes were costed by a fallback model instead of a measurement,
+    by which model, and why (reason -> node count).
+
+    Args:
+        model: The analysed model.
+        fallbacks: ``(signature, device id) -> (cost source, reason)``, as a profiled cost
+            model's ``fallbacks``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if not fallbacks:
+        return out
+    by_signature: dict[str, list[tuple[str, str, str]]] = {}
+    for (signature, device), (source, reason) in fallbacks.items():
+        by_signature.setdefault(signature, []).append((device, source, reason))
+    for node in model.facts.nodes:
+        for device, source, reason in by_signature.get(node.signature, ()):
+            entry = out.setdefault(device, {"nodes": 0, "sources": {}, "reasons": {}})
+            entry["nodes"] += 1
+            entry["sources"][source] = entry["sources"].get(source, 0) + 1
+            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
+    return out
+
+
+def report_fallbacks(model: AnalysedModel,
+                     fallbacks: Mapping[tuple[str, str], tuple[str, str]] | None) -> None:
+    """Warn, per device, how many nodes fell back from measurement to a model, and why."""
+    for device, entry in sorted(fallback_summary(model, fallbacks).items()):
+        sources = ", ".join(f"{n} {s}" for s, n in sorted(entry["sources"].items()))
+        reasons = sorted(entry["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+        why = "; ".join(f"{n}x {r}" for r, n in reasons[:3])
+        more = f"; and {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else ""
+        chosen = all(r.startswith("not profiled") for r in entry["reasons"])
+        log.log(logging.INFO if chosen else logging.WARNING,
+                "%s: %d node(s) not measured, costed by a model instead (%s): %s%s",
+                device, entry["nodes"], sources, why, more)

@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "hetpart-profile-cache"
 SCHEMA_VERSION = "4"
+#: Version of the profiling harness (``cost_models.single_node``: how single-node models and
+#: feeds are built, and which failures become verdicts). It is part of every runner
+#: fingerprint, so rows written by an older harness (e.g. one that fed NumPy scalars for 0-d
+#: inputs and stored the failures) are never reused: bump it whenever a harness change could
+#: change what a row says.
+HARNESS_VERSION = "2"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,11 +104,12 @@ def cpu_model() -> str:
 
 
 def runner_fingerprint(runner: str, version: str, options: Mapping[str, Any]) -> str:
-    """Stable short hash of runner name, version, options, CPU model and usable CPU count."""
+    """Stable short hash of runner name, version, options, CPU model, usable CPU count and
+    the profiling :data:`HARNESS_VERSION`."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     key = json.dumps(
         {"runner": runner, "version": version, "options": dict(options), "cpu": cpu_model(),
-         "cpus": cpus},
+         "cpus": cpus, "harness": HARNESS_VERSION},
         sort_keys=True, default=str,
     )
     return f"{runner}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         "nodes": len(analysed.facts.nodes),
         "signatures": len({n.signature for n in analysed.facts.nodes}),
         "devices": [d.id for d in local], "measured": stats.measured, "reused": stats.reused,
-        "failed": stats.failed,
+        "failed": stats.failed, "unsupported": stats.unsupported,
+        "unmeasured": stats.unmeasured,
+        "unmeasured_reasons": {k: sorted({why for _, why in v})
+                               for k, v in stats.fallbacks.items()},
         "calibration": {k: {"node_sum_s": p, "measured_s": m}
                         for k, (p, m) in stats.calibrated.items()},
         "correction": {k: {"tensor_scale": c.tensor_scale, "other_scale": c.other_scale,
@@ -75,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['model']}: {summary['nodes']} nodes, {summary['signatures']} distinct "
           f"signatures, on {', '.join(summary['devices'])}")
     print(f"measured {stats.measured}, reused {stats.reused} from {cache.path}"
-          + (f", {stats.failed} failed or unmeasurable" if stats.failed else ""))
+          + (f", {stats.unsupported} refused by the runtime" if stats.unsupported else ""))
+    for device_id, failures in sorted(stats.fallbacks.items()):
+        reasons = sorted({why for _, why in failures})
+        print(f"  {device_id}: {len(failures)} signature(s) could not be measured (not cached; "
+              f"costed by the fitted or roofline model): {reasons[0]}"
+              + (f" (and {len(reasons) - 1} other reason(s))" if len(reasons) > 1 else ""))
     for d in local:
         line = f"  {d.id}: calibration {corrections[d.id].describe()}"
         if d.id in stats.calibrated:
