@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -295,6 +296,23 @@ def check_model_hash(plan: Plan, model_path: str | Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a plan is parsed and built.
+
+    The millions of dicts, lists and dataclasses of a large plan hold no cycles, but each
+    batch of allocations starts a collection that walks all of them again: at 100k nodes that
+    was 15-30% of ``load_plan``'s time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_plan(plan_dir: str | Path, model: str | Path | None = None) -> Plan:
     """Load and verify ``PLAN_DIR/plan.json``.
 
@@ -312,12 +330,14 @@ def load_plan(plan_dir: str | Path, model: str | Path | None = None) -> Plan:
     path = root / PLAN_FILE
     if not path.is_file():
         raise PlanError(f"{root} is not a plan directory: {PLAN_FILE} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read plan: {exc}") from None
-    validate_plan_document(data, str(path))
-    plan = _plan_json.plan_from_dict(data)
+    with _gc_paused():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PlanError(f"{path}: cannot read plan: {exc}") from None
+        validate_plan_document(data, str(path))
+        plan = _plan_json.plan_from_dict(data)
+        del data
     check_plan(plan, str(path))
     missing = [p.file for p in plan.partitions if not (root / p.file).is_file()]
     if missing:

@@ -181,3 +181,22 @@ def test_schema_keeps_to_keywords_fastjsonschema_implements() -> None:
 
     walk(plan_io.plan_schema())
     assert found == set()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_load_plan_restores_the_garbage_collector(branchy, tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    analysed, plan = branchy
+    write_plan(plan, analysed, tmp_path / "plan")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        load_plan(tmp_path / "plan")
+        assert gc.isenabled() is enabled
+        (tmp_path / "plan" / "plan.json").write_text('{"format_version": "hetpart-plan/1"}')
+        with pytest.raises(PlanError, match="'model', "):
+            load_plan(tmp_path / "plan")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
