@@ -113,3 +113,12 @@ def test_bad_warmup_exits_2(argv: list[str], message: str, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_report_names_the_versions_that_compiled_the_plan(
+    plan_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(plan_dir), "--no-color", "--top", "0"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "compiled " in x)
+    assert line.startswith(f"  compiled   with hetpart {__version__}, onnxruntime ")
+    assert "ortools" in line and "openvino" in line

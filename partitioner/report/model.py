@@ -51,6 +51,7 @@ class Summary:
     repeat: int = 0
     emulated: dict[str, str] = field(default_factory=dict)
     measured_throughput_per_s: float | None = None
+    compiled_with: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ def _summary(plan: Plan, measurements: Measurements | None) -> Summary:
         repeat=measurements.repeat if measurements else 0,
         emulated=dict(measurements.emulated) if measurements else {},
         measured_throughput_per_s=measurements.throughput_per_s if measurements else None,
+        compiled_with=dict(plan.compiled_with),
     )
 
 

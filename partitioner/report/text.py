@@ -13,6 +13,7 @@ from partitioner.report.fmt import (
     fmt_time,
 )
 from partitioner.report.model import NodeRow, Report, comparison
+from partitioner.versions import format_versions
 
 #: Default number of nodes the text report lists (the most expensive ones).
 DEFAULT_TOP = 20
@@ -95,6 +96,7 @@ def _summary(report: Report, paint: _Painter) -> list[str]:
         f"(gap {paint(fmt_pct(s.gap), 'good' if s.gap <= 0.02 else 'warn')})",
         f"  solver     {s.solve_time_s:.2f} s (limit {s.time_limit_s:g} s), seed {s.seed}, "
         f"{s.workers} workers" + (f", {s.num_groups} coarsened groups" if s.num_groups else ""),
+        *([f"  compiled   with {format_versions(s.compiled_with)}"] if s.compiled_with else []),
         f"  plan       {s.num_partitions} partitions on "
         + ", ".join(paint(d, d) for d in s.devices_used)
         + f"; {s.num_transfers} transfers ({fmt_bytes(s.transfer_bytes)})",
