@@ -129,9 +129,10 @@ def parse_quantity(value: Any, kind: str, where: str) -> float:
         number = float(value)
     elif isinstance(value, str):
         match = _NUMBER.match(value)
-        factor = _split_unit(match.group(2), kind) if match and match.group(2) else None
-        if factor is None:
-            why = _unit_problem(match.group(2), kind) if match else "no number"
+        unit = match.group(2) if match else ""
+        factor = _split_unit(unit, kind) if unit else None
+        if match is None or factor is None:
+            why = _unit_problem(unit, kind) if match else "no number"
             raise ClusterError(
                 f"{where}: cannot parse {value!r} as {_KIND_NAMES[kind]}: {why} "
                 f"(examples: {_EXAMPLES[kind]})"
