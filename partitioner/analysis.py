@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from partitioner import shapes as sh
 from partitioner.errors import ShapeError
 from partitioner.flops import control_flow_flops, node_flops
-from partitioner.folding import fold_constants
+from partitioner.folding import drop_dead_nodes, fold_constants
 from partitioner.graph_types import EdgeInfo, GraphFacts, NodeInfo, TensorInfo
 from partitioner.loading import load
 from partitioner.normalise import Row, read_rows, topological_sort, unique_node_names
@@ -122,7 +122,7 @@ def _analyse(
 
     table, inferred, others = _infer_into(m, rows, source)
     missing = _unshaped(rows, table, others)
-    kept = fold_constants(m, rows, table, source)
+    kept = drop_dead_nodes(m, fold_constants(m, rows, table, source), source)
     if missing and kept is not rows:
         table, inferred, others = _infer_into(m, kept, source)
         missing = _unshaped(kept, table, others)

@@ -129,13 +129,48 @@ def fold_constants(
         folded.add(i)
     if not folded:
         return rows
-    kept_rows = [r for i, r in enumerate(rows) if i not in folded]
-    kept = [r.proto for r in kept_rows]
-    used: set[str] = set(graph_outputs)
+    logger.info("%s: folded %d constant nodes", source, len(folded))
+    return _keep_rows(graph, [r for i, r in enumerate(rows) if i not in folded], new_inits)
+
+
+def drop_dead_nodes(model: onnx.GraphProto | onnx.ModelProto, rows: list[Row],
+                    source: str) -> list[Row]:
+    """Remove the nodes of the main graph whose outputs reach no graph output, in place.
+
+    Exporters leave such nodes behind (a Transpose whose only consumers were shape
+    arithmetic that ``fold_constants`` replaced, say). Kept, a dead node would be placed
+    like any other and could end up alone in a runner call with nothing to return.
+
+    Returns:
+        The rows of the nodes kept (``rows`` itself when every node is live).
+    """
+    graph = model.graph if isinstance(model, onnx.ModelProto) else model
+    live: set[str] = {vi.name for vi in graph.output}
+    keep: list[Row] = []
+    for row in reversed(rows):
+        if any(o in live for o in row.outputs if o):
+            live.update(row.deps)
+            keep.append(row)
+    if len(keep) == len(rows):
+        return rows
+    keep.reverse()
+    kept_names = {r.name for r in keep}
+    logger.info("%s: dropped %d node(s) whose outputs nothing reads: %s", source,
+                len(rows) - len(keep), [r.name for r in rows if r.name not in kept_names][:10])
+    return _keep_rows(graph, keep, {})
+
+
+def _keep_rows(graph: onnx.GraphProto, kept_rows: list[Row],
+               new_inits: dict[str, onnx.TensorProto]) -> list[Row]:
+    """Rewrite ``graph`` to the nodes of ``kept_rows`` and the initializers (old, and
+    ``new_inits`` from folding) they or the graph outputs still read."""
+    inits = {t.name for t in graph.initializer}
+    used: set[str] = {vi.name for vi in graph.output}
     for row in kept_rows:
         used.update(row.deps)
     kept_inits = [t for t in graph.initializer if t.name in used]
     kept_inits.extend(t for name, t in new_inits.items() if name in used)
+    kept = [r.proto for r in kept_rows]
     del graph.node[:]
     graph.node.extend(kept)
     del graph.initializer[:]
@@ -144,7 +179,6 @@ def fold_constants(
     stale = [vi for vi in graph.input if vi.name in inits and vi.name not in input_names]
     for vi in stale:
         graph.input.remove(vi)
-    logger.info("%s: folded %d constant nodes", source, len(folded))
     return read_rows(graph)
 
 

@@ -262,3 +262,20 @@ def test_big_constant_outputs_and_graph_outputs_are_not_folded():
     x = np.ones((1024, 1024), np.float32)
     for want, got in zip(run_ort(model, {"x": x}), run_ort(a.model, {"x": x}), strict=True):
         np.testing.assert_array_equal(want, got)
+
+
+def test_nodes_whose_outputs_nothing_reads_are_dropped() -> None:
+    """A CRNN export leaves a Transpose behind whose only reader was shape arithmetic that
+    folding replaced; kept, the solver placed it alone in a runner call with no outputs."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["t"], name="dead_transpose", perm=[1, 0]),
+        helper.make_node("Shape", ["t"], ["s"], name="shape_of_dead"),
+        helper.make_node("Sigmoid", ["r"], ["y"], name="sigmoid"),
+    ]
+    model = make_model(nodes, [vi("x", [2, 3])], [vi("y", [2, 3])])
+    analysed = analyse(model)
+    assert [n.name for n in analysed.facts.nodes] == ["relu", "sigmoid"]
+    assert [n.name for n in analysed.model.graph.node] == ["relu", "sigmoid"]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 3
+    np.testing.assert_allclose(run_ort(analysed.model, {"x": x})[0], run_ort(model, {"x": x})[0])
