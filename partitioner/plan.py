@@ -130,6 +130,8 @@ class SolverStats:
     devices_used: tuple[str, ...]
     busy_s: dict[str, float] = field(default_factory=dict, hash=False)
     peak_memory: dict[str, int] = field(default_factory=dict, hash=False)
+    #: Stages the clock ended early (``SolveReport.clock_stopped_stages``): a rerun may differ.
+    clock_stopped_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -395,6 +397,7 @@ def build_plan(
         devices_used=tuple(sorted({p.device for p in partitions})),
         busy_s={d: float(ev.busy_s[d]) for d in sorted(ev.busy_s)},
         peak_memory={d: int(ev.peak_memory[d]) for d in sorted(ev.peak_memory)},
+        clock_stopped_stages=tuple(report.clock_stopped_stages),
     )
     if ev.num_partitions != len(partitions):
         logger.warning(

@@ -78,10 +78,14 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             for t in plan.transfers
         ],
         "solver": {
-            **{k: v for k, v in vars(plan.solver).items() if k != "devices_used"},
+            **{k: v for k, v in vars(plan.solver).items()
+               if k not in ("devices_used", "clock_stopped_stages")},
             "devices_used": list(plan.solver.devices_used),
             "busy_s": dict(plan.solver.busy_s),
             "peak_memory": dict(plan.solver.peak_memory),
+            # Only when the clock decided: plans of a reproducible solve stay as they were.
+            **({"clock_stopped_stages": list(plan.solver.clock_stopped_stages)}
+               if plan.solver.clock_stopped_stages else {}),
         },
         "baselines": {
             name: {
@@ -165,7 +169,8 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
             for t in data["transfers"]
         ),
         solver=SolverStats(
-            **{**data["solver"], "devices_used": tuple(data["solver"]["devices_used"])}
+            **{**data["solver"], "devices_used": tuple(data["solver"]["devices_used"]),
+               "clock_stopped_stages": tuple(data["solver"].get("clock_stopped_stages", ()))}
         ),
         baselines={
             k: BaselineSummary(

@@ -95,6 +95,17 @@ def test_roundtrip_is_exact_and_stable(branchy, tmp_path: Path) -> None:
     assert list(json.loads(text)) == sorted(json.loads(text))
 
 
+def test_clock_stopped_stages_are_recorded_only_when_the_clock_decided(branchy) -> None:
+    _, plan = branchy
+    assert "clock_stopped_stages" not in plan_to_dict(plan)["solver"]
+    stopped = dataclasses.replace(
+        plan, solver=dataclasses.replace(plan.solver, clock_stopped_stages=("relaxation",)))
+    data = plan_to_dict(stopped)
+    assert data["solver"]["clock_stopped_stages"] == ["relaxation"]
+    validate_plan_document(data, "plan.json")
+    assert plan_from_dict(data) == stopped
+
+
 def test_partitions_are_standalone_and_compose_to_the_model(branchy, tmp_path: Path) -> None:
     analysed, plan = branchy
     root = _write(analysed, plan, tmp_path)

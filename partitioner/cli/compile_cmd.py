@@ -121,6 +121,7 @@ def summarise(result: Compilation) -> dict[str, Any]:
         "solve_time_s": report.solve_time_s,
         "time_limit_s": report.time_limit_s,
         "clock_stopped": report.clock_stopped,
+        "clock_stopped_stages": list(report.clock_stopped_stages),
         "seed": report.seed,
         "workers": report.workers,
         "predicted_latency_s": ev.latency_s,
@@ -176,7 +177,8 @@ def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
         f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",
     ]
     if summary["clock_stopped"]:
-        lines.append("  note             the clock ended a solver stage early (a slow or busy "
+        stages = ", ".join(summary["clock_stopped_stages"]) or "a solver stage"
+        lines.append(f"  note             the clock ended {stages} early (a slow or busy "
                      "machine): a rerun may give another plan")
     objective = summary["objective"]
     extra = {"throughput": "stage time", "cost": "price"}.get(objective)
