@@ -63,7 +63,8 @@ def _session_runners(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Call
     from partitioner.registry import get_runner
 
     sessions: dict[str, Callable[[], Any]] = {}
-    for label, runner_name in (("ORT session", "onnxruntime"), ("OpenVINO f32 session", "openvino")):
+    runners = (("ORT session", "onnxruntime"), ("OpenVINO f32 session", "openvino"))
+    for label, runner_name in runners:
         try:
             prepared = get_runner(runner_name).prepare(str(path), {})
         except RunnerNotAvailableError:

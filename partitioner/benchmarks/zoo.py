@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -84,7 +85,7 @@ def _latencies(path: Path, repeats: int) -> dict[str, float]:
     return {key: 1e3 * min(values) for key, values in times.items()}
 
 
-def _openvino_requests(path: Path) -> dict[str, object]:
+def _openvino_requests(path: Path) -> dict[str, Any]:
     """One infer request per precision in ``_OPENVINO_PRECISIONS`` that this CPU runs."""
     try:
         import openvino as ov

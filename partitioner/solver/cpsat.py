@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -364,8 +365,7 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         result.objective_s = solver.objective_value * unit_s
         result.bound_s = solver.best_objective_bound * unit_s
-        pool = [model.extract(lambda var, sol=sol: sol.values[var.index])
-                for sol in response.additional_solutions]
+        pool = [model.extract(_value_in(sol)) for sol in response.additional_solutions]
         final = model.extract(solver.boolean_value)
         for dev in reversed([final, *pool]):  # best last
             if dev in result.solutions:
@@ -375,6 +375,11 @@ def run(model: AssignmentModel, *, time_limit_s: float, seed: int, workers: int,
     log.info("CP-SAT %s in %.2fs: objective %s bound %s", name, wall,
              result.objective_s, result.bound_s)
     return result
+
+
+def _value_in(solution: Any) -> Callable[[cp_model.IntVar], int]:
+    """A variable's value in one solution of CP-SAT's pool (``additional_solutions``)."""
+    return lambda var: int(solution.values[var.index])
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
