@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 
 from partitioner.errors import ClusterError, RunError
-from partitioner.loading import MAX_IR_VERSION
-from partitioner.shapes import DTYPES
+from partitioner.graph.loading import MAX_IR_VERSION
+from partitioner.graph.shapes import DTYPES
 
 ModelSource = onnx.ModelProto | str | Path
 
@@ -180,7 +180,7 @@ class InputSpec:
 
 def onnx_input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
     """The specs of ``model``'s graph inputs that are not initializers, in graph order."""
-    from partitioner.shapes import type_name
+    from partitioner.graph.shapes import type_name
 
     init = {t.name for t in model.graph.initializer}
     specs = []

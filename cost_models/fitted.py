@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from cost_models.roofline import RooflineCostModel
-from partitioner.costs import Cost, Supported
-from partitioner.devices import DeviceSpec
-from partitioner.graph_types import NodeInfo
-from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
+from partitioner.cluster.types import DeviceSpec
+from partitioner.costing.types import Cost, Supported
+from partitioner.graph.types import NodeInfo
+from partitioner.profiling.cache import ProfileCache, ProfileRecord, runner_fingerprint
 
 MIN_SAMPLES = 4
 RIDGE = 1e-3

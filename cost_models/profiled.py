@@ -31,12 +31,12 @@ from cost_models.calibration import Correction, fit_correction
 from cost_models.fitted import FittedCostModel
 from cost_models.roofline import TENSOR_OPS, RooflineCostModel, workspace_bytes
 from cost_models.single_node import SingleNodeBuilder, random_feeds
-from partitioner.costs import Cost, Supported, Unsupported
-from partitioner.devices import Cluster, DeviceSpec
+from partitioner.cluster.types import Cluster, DeviceSpec
+from partitioner.costing.types import Cost, Supported, Unsupported
 from partitioner.errors import ClusterError, CostModelError
-from partitioner.graph_types import NodeInfo
-from partitioner.measure import add_probe, median_and_spread, statistic_of, time_calls
-from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
+from partitioner.graph.types import NodeInfo
+from partitioner.profiling.cache import ProfileCache, ProfileRecord, runner_fingerprint
+from partitioner.profiling.timing import add_probe, median_and_spread, statistic_of, time_calls
 from partitioner.registry import get_runner
 
 log = logging.getLogger(__name__)

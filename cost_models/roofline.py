@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from partitioner.costs import Cost, Supported, Unsupported
-from partitioner.devices import DeviceSpec
-from partitioner.graph_types import NodeInfo
+from partitioner.cluster.types import DeviceSpec
+from partitioner.costing.types import Cost, Supported, Unsupported
+from partitioner.graph.types import NodeInfo
 
 TENSOR_EFFICIENCY = 0.6
 VECTOR_EFFICIENCY = 0.5

@@ -20,9 +20,9 @@ import onnx
 from onnx import helper
 
 from partitioner.errors import CostModelError
-from partitioner.measure import IR_VERSION
-from partitioner.normalise import outer_scope_inputs, subgraphs
-from partitioner.profile_cache import HARNESS_VERSION  # noqa: F401 (re-exported)
+from partitioner.graph.normalise import outer_scope_inputs, subgraphs
+from partitioner.profiling.cache import HARNESS_VERSION  # noqa: F401 (re-exported)
+from partitioner.profiling.timing import IR_VERSION
 
 
 class HarnessError(CostModelError):

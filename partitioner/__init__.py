@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return compile
     if name == "Session":
-        from partitioner.session import Session
+        from partitioner.runtime.session import Session
 
         return Session
     raise AttributeError(f"module 'partitioner' has no attribute {name!r}")

@@ -9,17 +9,17 @@ from dataclasses import dataclass
 
 import onnx
 
-from partitioner.analysis import AnalysedModel, analyse
-from partitioner.cluster_file import load_cluster
-from partitioner.costing import build_cost_table
-from partitioner.costs import CostTable
-from partitioner.devices import Cluster
+from partitioner.cluster.file import load_cluster
+from partitioner.cluster.types import Cluster
+from partitioner.costing.table import build_cost_table
+from partitioner.costing.types import CostTable
 from partitioner.errors import ClusterError
-from partitioner.plan import Plan, build_plan
-from partitioner.problem import OBJECTIVES, Problem, SolveReport
+from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.plan.types import Plan, build_plan
 from partitioner.protocols import CostModel
 from partitioner.solver import solve
-from partitioner.solver.problem_builder import build_problem
+from partitioner.solver.build import build_problem
+from partitioner.solver.problem import OBJECTIVES, Problem, SolveReport
 
 log = logging.getLogger(__name__)
 

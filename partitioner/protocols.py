@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from partitioner.analysis import AnalysedModel
-    from partitioner.costs import Cost
-    from partitioner.devices import DeviceSpec
-    from partitioner.graph_types import NodeInfo
+    from partitioner.cluster.types import DeviceSpec
+    from partitioner.costing.types import Cost
+    from partitioner.graph.analysis import AnalysedModel
+    from partitioner.graph.types import NodeInfo
 
 
 @runtime_checkable

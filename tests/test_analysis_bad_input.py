@@ -176,8 +176,8 @@ def test_value_nobody_produces(tmp_path, capsys):
 
 
 def test_proto_with_external_data_and_no_folder():
-    from partitioner.analysis import analyse
     from partitioner.errors import ModelError
+    from partitioner.graph.analysis import analyse
 
     with pytest.raises(ModelError, match="ModelProto"):
         analyse(_external(_weighted_model(), "weights.bin"))

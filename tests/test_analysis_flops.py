@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from partitioner.analysis import analyse
+from partitioner.graph.analysis import analyse
 
 F = TensorProto.FLOAT
 

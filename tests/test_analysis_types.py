@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from partitioner.analysis import analyse
 from partitioner.errors import ShapeError
+from partitioner.graph.analysis import analyse
 
 F = TensorProto.FLOAT
 I64 = TensorProto.INT64

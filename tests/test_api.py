@@ -12,7 +12,7 @@ from test_plan_fixtures import branchy_model, cluster, device
 
 import partitioner
 from partitioner.errors import PlanError
-from partitioner.plan import Plan
+from partitioner.plan.types import Plan
 from partitioner.registry import cost_models
 
 

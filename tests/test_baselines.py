@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.devices import DeviceSpec
-from partitioner.problem import Problem
+from partitioner.cluster.types import DeviceSpec
 from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.evaluate import evaluate
-from partitioner.solver.random_problem import demo_cluster, random_problem, toy_device, toy_problem
+from partitioner.solver.problem import Problem
+from partitioner.testing.random_problem import demo_cluster, random_problem, toy_device, toy_problem
 
 MS = 1e-3
 

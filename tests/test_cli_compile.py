@@ -10,9 +10,9 @@ from test_plan_fixtures import BRANCHY_SPLIT, branchy_model, cluster, device, sa
 
 from partitioner.cli import main
 from partitioner.errors import PlanError
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.plan_io import load_plan, write_plan
-from partitioner.plan_json import plan_to_dict
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.codec import plan_to_dict
+from partitioner.plan.io import load_plan, write_plan
 
 #: A device id too long for a file name (``p<i>_<id>.onnx`` exceeds 255 bytes): the partition
 #: file of a plan that uses it cannot be written, a real failure half-way through writing.

@@ -11,10 +11,10 @@ from test_plan_fixtures import branchy_model, cluster, device, save_and_analyse
 
 from partitioner import __version__
 from partitioner.cli import build_parser, main
-from partitioner.executor import Executor
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.plan_io import load_plan, write_plan
-from partitioner.run_support import latency_percentiles, load_run, measure, random_inputs
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.io import load_plan, write_plan
+from partitioner.runtime.executor import Executor
+from partitioner.runtime.records import latency_percentiles, load_run, measure, random_inputs
 from partitioner.versions import toolchain_versions
 
 

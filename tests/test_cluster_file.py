@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from partitioner.cluster_file import (
+from partitioner.cluster.file import (
     PRESET_DIR,
     check_runners_installed,
     cluster_from_toml,
@@ -15,7 +15,7 @@ from partitioner.cluster_file import (
     load_cluster,
     parse_quantity,
 )
-from partitioner.devices import Cluster, DeviceSpec
+from partitioner.cluster.types import Cluster, DeviceSpec
 from partitioner.errors import ClusterError, RunnerNotAvailableError
 
 GOOD = """

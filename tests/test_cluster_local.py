@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from partitioner.cluster_file import load_cluster
-from partitioner.local_cluster import (
+from partitioner.cluster.file import load_cluster
+from partitioner.cluster.local import (
     detect_local_cluster,
     measure_runner,
     measured_thread_handoff,
     usable_cpus,
 )
-from partitioner.profile_cache import ProfileCache
+from partitioner.profiling.cache import ProfileCache
 
 
 def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

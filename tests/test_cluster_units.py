@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_cluster_file import GOOD, write
 
-from partitioner.cluster_file import cluster_from_toml, parse_quantity
+from partitioner.cluster.file import cluster_from_toml, parse_quantity
 from partitioner.errors import ClusterError
 
 

@@ -7,15 +7,15 @@ from collections import Counter
 import pytest
 
 from models.zoo import build
-from partitioner.analysis import analyse
-from partitioner.cluster_file import load_cluster
-from partitioner.costing import build_cost_table
+from partitioner.cluster.file import load_cluster
+from partitioner.costing.table import build_cost_table
+from partitioner.graph.analysis import analyse
 from partitioner.solver import DEFAULT_GROUP_TARGET, solve
 from partitioner.solver.baselines import best_baseline
+from partitioner.solver.build import build_problem
 from partitioner.solver.coarsen import coarsen
 from partitioner.solver.index import index_of
-from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.random_problem import demo_cluster, random_problem
+from partitioner.testing.random_problem import demo_cluster, random_problem
 
 
 def test_small_problems_are_not_coarsened() -> None:

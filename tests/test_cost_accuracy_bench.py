@@ -6,8 +6,8 @@ from pathlib import Path
 
 from cost_models.profiled import ProfiledCostModel
 from partitioner.benchmarks.cost_accuracy import Row, render
-from partitioner.cluster_file import load_cluster
-from partitioner.profile_cache import ProfileCache
+from partitioner.cluster.file import load_cluster
+from partitioner.profiling.cache import ProfileCache
 
 
 def test_render_reports_errors_verdict_and_misses(tmp_path: Path) -> None:

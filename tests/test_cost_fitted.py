@@ -11,8 +11,8 @@ import pytest
 
 from cost_models.fitted import ALL_OPS, FittedCostModel, create, fit_records
 from partitioner.errors import CostModelError
-from partitioner.graph_types import NodeInfo
-from partitioner.profile_cache import ProfileCache, ProfileRecord
+from partitioner.graph.types import NodeInfo
+from partitioner.profiling.cache import ProfileCache, ProfileRecord
 
 
 def law(flops: float, nbytes: float) -> float:

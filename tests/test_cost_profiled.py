@@ -12,12 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cost_models.profiled import ProfiledCostModel
-from partitioner.analysis import AnalysedModel, analyse
-from partitioner.costing import build_cost_table, default_cost_model
-from partitioner.costs import Supported, Unsupported
-from partitioner.devices import Cluster
-from partitioner.local_cluster import detect_local_cluster
-from partitioner.profile_cache import ProfileCache, ProfileRecord
+from partitioner.cluster.local import detect_local_cluster
+from partitioner.cluster.types import Cluster
+from partitioner.costing.table import build_cost_table, default_cost_model
+from partitioner.costing.types import Supported, Unsupported
+from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.profiling.cache import ProfileCache, ProfileRecord
 
 
 def tiny_mlp(n: int = 32, layers: int = 2) -> onnx.ModelProto:
@@ -84,14 +84,14 @@ def test_cost_table_from_profiles(analysed: AnalysedModel, ort_cluster: Cluster,
 
 
 def test_default_model_is_profiled_for_local_roofline_for_presets(ort_cluster: Cluster) -> None:
-    from partitioner.cluster_file import load_cluster
+    from partitioner.cluster.file import load_cluster
 
     assert default_cost_model(load_cluster("cpu+l4")).name == "roofline"
     assert default_cost_model(ort_cluster, cache=ProfileCache(":memory:")).name == "profiled"
 
 
 def test_non_local_device_gets_roofline(analysed: AnalysedModel, cache_path: Path) -> None:
-    from partitioner.cluster_file import load_cluster
+    from partitioner.cluster.file import load_cluster
 
     l4 = load_cluster("cpu+l4").device("l4")
     cost = ProfiledCostModel(ProfileCache(cache_path)).estimate(analysed,

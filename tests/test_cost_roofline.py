@@ -11,11 +11,11 @@ from cost_models.roofline import (
     RooflineCostModel,
     create,
 )
-from partitioner.cluster_file import load_cluster
-from partitioner.costs import Supported, Unsupported
-from partitioner.devices import DeviceSpec
+from partitioner.cluster.file import load_cluster
+from partitioner.cluster.types import DeviceSpec
+from partitioner.costing.types import Supported, Unsupported
 from partitioner.errors import CostModelError
-from partitioner.graph_types import GraphFacts, NodeInfo, TensorInfo
+from partitioner.graph.types import GraphFacts, NodeInfo, TensorInfo
 
 
 def node(op: str, flops: int, read: int, written: int, domain: str = "") -> NodeInfo:

@@ -24,10 +24,10 @@ from test_plan_fixtures import (
 from partitioner import Session
 from partitioner.cli import main
 from partitioner.errors import ClusterError, PlanError, RunError
-from partitioner.executor import Executor
-from partitioner.plan import load_plan, write_plan
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.run_support import load_run
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.types import load_plan, write_plan
+from partitioner.runtime.executor import Executor
+from partitioner.runtime.records import load_run
 
 X = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
 
@@ -294,7 +294,7 @@ def test_cli_emulate_flag(tmp_path: Path, capsys) -> None:
 
 
 def test_host_hand_offs_share_arrays_without_aliasing_between_runs(tmp_path: Path) -> None:
-    from partitioner.executor import _hand_off
+    from partitioner.runtime.executor import _hand_off
 
     array = np.arange(4, dtype=np.float32)
     assert _hand_off(array) is array  # host memory is shared: no copy between host devices

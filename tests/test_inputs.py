@@ -16,11 +16,11 @@ from test_plan_fixtures import alternate, cluster, device, save_and_analyse
 from backends._common import InputSpec, conform
 from partitioner import Session
 from partitioner.errors import RunError
-from partitioner.executor import Executor
-from partitioner.onnx_backend import PartitionedBackend
-from partitioner.plan import load_plan, write_plan
-from partitioner.plan_assign import plan_from_assignment
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.types import load_plan, write_plan
 from partitioner.registry import get_runner
+from partitioner.runtime.executor import Executor
+from partitioner.testing.onnx_backend import PartitionedBackend
 
 
 def scalar_model() -> onnx.ModelProto:

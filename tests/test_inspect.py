@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from partitioner.analysis import analyse
 from partitioner.cli import main
+from partitioner.graph.analysis import analyse
 
 F = TensorProto.FLOAT
 JSON_KEYS = {"nodes", "ops", "flops", "weight_bytes", "parameters", "largest_activation",

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from partitioner.onnx_backend import (
+from partitioner.testing.onnx_backend import (
     REPRESENTATIVE_MODULES,
     PartitionedBackend,
     failure_kinds,
@@ -137,10 +137,10 @@ def _sequence_model() -> onnx.ModelProto:
 
 def test_partitions_with_sequence_boundaries_load_and_chain_in_ort() -> None:
     """Extracted partitions keep sequence types at their boundaries (ORT refused tensor ones)."""
-    from partitioner.analysis import analyse
-    from partitioner.extract import PartitionExtractor
-    from partitioner.onnx_backend import DEVICE_IDS, local_pair
-    from partitioner.plan_assign import plan_from_assignment
+    from partitioner.graph.analysis import analyse
+    from partitioner.plan.assign import plan_from_assignment
+    from partitioner.plan.extract import PartitionExtractor
+    from partitioner.testing.onnx_backend import DEVICE_IDS, local_pair
 
     analysed = analyse(_sequence_model())
     assignment = {n.name: DEVICE_IDS[i % 2] for i, n in enumerate(analysed.facts.nodes)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from partitioner.partitioning import bottom_levels, split_into_partitions
+from partitioner.solver.partitioning import bottom_levels, split_into_partitions
 
 ORDER = ["a", "b1", "b2", "c1", "c2", "d"]
 EDGES = [("a", "b1"), ("b1", "b2"), ("a", "c1"), ("c1", "c2"), ("b2", "d"), ("c2", "d")]

@@ -20,14 +20,14 @@ from test_plan_fixtures import (
     token_model,
 )
 
-from partitioner import extract
-from partitioner.costs import CostTable, Supported, Unsupported
+from partitioner.costing.types import CostTable, Supported, Unsupported
 from partitioner.errors import PlanError
-from partitioner.executor import Executor
-from partitioner.plan import FORMAT_VERSION, load_plan, write_plan
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.plan_io import plan_schema, validate_plan_document
-from partitioner.plan_json import plan_digest, plan_from_dict, plan_to_dict
+from partitioner.plan import extract
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.codec import plan_digest, plan_from_dict, plan_to_dict
+from partitioner.plan.io import plan_schema, validate_plan_document
+from partitioner.plan.types import FORMAT_VERSION, load_plan, write_plan
+from partitioner.runtime.executor import Executor
 
 
 @pytest.fixture()
@@ -268,7 +268,7 @@ def test_annotated_whole_model(branchy, tmp_path: Path) -> None:
 
 def _branchy_problem(tmp_path: Path, clu, **constraints):
     """The branchy model on ``clu``'s devices a (100 µs a node) and b (200 µs), as a Problem."""
-    from partitioner.solver.problem_builder import build_problem
+    from partitioner.solver.build import build_problem
 
     analysed = save_and_analyse(branchy_model(), tmp_path, "branchy")
     costs = CostTable()
@@ -279,9 +279,9 @@ def _branchy_problem(tmp_path: Path, clu, **constraints):
 
 
 def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None:
-    from partitioner.plan import build_plan
-    from partitioner.problem import SolveReport
+    from partitioner.plan.types import build_plan
     from partitioner.solver.evaluate import evaluate
+    from partitioner.solver.problem import SolveReport
 
     clu = cluster(device("a"), device("b"))
     analysed, costs, problem = _branchy_problem(
@@ -316,9 +316,9 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
 
 
 def test_baseline_prices_are_recorded_and_survive_write_and_load(tmp_path: Path) -> None:
-    from partitioner.plan import BaselineSummary, build_plan
-    from partitioner.problem import BaselineResult, SolveReport
+    from partitioner.plan.types import BaselineSummary, build_plan
     from partitioner.solver.evaluate import evaluate
+    from partitioner.solver.problem import BaselineResult, SolveReport
 
     priced = [dataclasses.replace(device(d), price_per_hour=p) for d, p in (("a", 3.6), ("b", 36))]
     clu = cluster(*priced)

@@ -93,7 +93,7 @@ def test_two_processes_write_the_same_plan(tmp_path: Path) -> None:
 _SOLVE = """
 import hashlib, json, sys
 from partitioner.solver import solve
-from partitioner.solver.random_problem import demo_cluster, random_problem
+from partitioner.testing.random_problem import demo_cluster, random_problem
 p = random_problem(200, demo_cluster("cpu+gpu"), seed=0, objective="throughput")
 r = solve(p, time_limit_s=float(sys.argv[1]))
 print(json.dumps({"assignment": sorted(r.assignment.items()), "objective": r.objective,

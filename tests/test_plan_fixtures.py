@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from partitioner.analysis import AnalysedModel, analyse
-from partitioner.devices import Cluster, DeviceSpec
+from partitioner.cluster.types import Cluster, DeviceSpec
+from partitioner.graph.analysis import AnalysedModel, analyse
 
 
 def device(device_id: str, runner: str = "onnxruntime", **options: object) -> DeviceSpec:

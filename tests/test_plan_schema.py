@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from test_plan_fixtures import BRANCHY_SPLIT, branchy_model, cluster, device, save_and_analyse
 
-from partitioner import __version__, plan_io
-from partitioner.costs import CostTable, Supported
+from partitioner import __version__
+from partitioner.costing.types import CostTable, Supported
 from partitioner.errors import PlanError
-from partitioner.plan import load_plan, write_plan
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.plan_io import plan_schema, plan_validator, validate_plan_document
-from partitioner.plan_json import plan_from_dict, plan_json, plan_to_dict
+from partitioner.plan import io as plan_io
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.codec import plan_from_dict, plan_json, plan_to_dict
+from partitioner.plan.io import plan_schema, plan_validator, validate_plan_document
+from partitioner.plan.types import load_plan, write_plan
 from partitioner.versions import format_versions, installed_version, toolchain_versions
 
 
@@ -145,7 +146,7 @@ def test_nothing_imports_jsonschema() -> None:
     ]
     assert offenders == []
     code = (
-        "import sys, partitioner.plan_io as p; p.plan_validator(); "
+        "import sys, partitioner.plan.io as p; p.plan_validator(); "
         "print('jsonschema' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,15 +13,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import partitioner.profile_cache as profile_cache
+import partitioner.profiling.cache as profile_cache
 from cost_models.profiled import UNMEASURED, ProfiledCostModel
 from cost_models.single_node import HarnessError, SingleNodeBuilder, random_feed, random_feeds
-from partitioner.analysis import AnalysedModel, analyse
-from partitioner.costing import build_cost_table, fallback_summary
-from partitioner.costs import CostTable, Supported, Unsupported
-from partitioner.devices import Cluster
-from partitioner.local_cluster import detect_local_cluster
-from partitioner.profile_cache import ProfileCache, ProfileRecord, runner_fingerprint
+from partitioner.cluster.local import detect_local_cluster
+from partitioner.cluster.types import Cluster
+from partitioner.costing.table import build_cost_table, fallback_summary
+from partitioner.costing.types import CostTable, Supported, Unsupported
+from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.profiling.cache import ProfileCache, ProfileRecord, runner_fingerprint
 
 
 def scalar_model() -> onnx.ModelProto:

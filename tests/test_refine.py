@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from partitioner.solver.evaluate import evaluate, is_acceptable
 from partitioner.solver.index import index_of
-from partitioner.solver.random_problem import demo_cluster, random_problem
 from partitioner.solver.refine import kick_and_refine, refine
+from partitioner.testing.random_problem import demo_cluster, random_problem
 
 
 def _greedy_from_cpu(kind: str, seed: int):

@@ -14,8 +14,8 @@ from test_report_fixtures import write_run
 from partitioner.cli import main
 from partitioner.cli.report_cmd import use_color
 from partitioner.compiler import compile_model
-from partitioner.plan_io import load_plan, write_plan
-from partitioner.plan_json import plan_digest
+from partitioner.plan.codec import plan_digest
+from partitioner.plan.io import load_plan, write_plan
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from partitioner.devices import Cluster, DeviceSpec, Link
-from partitioner.plan import (
+from partitioner.cluster.types import Cluster, DeviceSpec, Link
+from partitioner.plan.types import (
     FORMAT_VERSION,
     BaselineSummary,
     ModelRef,

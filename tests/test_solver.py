@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 
 from partitioner.errors import InfeasibleError, SolverError
-from partitioner.solver import cpsat, solve
-from partitioner.solver.cpsat import ScheduleModel, run
+from partitioner.solver import solve
 from partitioner.solver.evaluate import evaluate
-from partitioner.solver.random_problem import (
+from partitioner.solver.models import cpsat
+from partitioner.solver.models.cpsat import ScheduleModel, run
+from partitioner.testing.random_problem import (
     demo_cluster,
     random_problem,
     toy_device,

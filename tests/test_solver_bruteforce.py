@@ -12,17 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from partitioner.errors import InfeasibleError
-from partitioner.partitioning import split_into_partitions
-from partitioner.problem import Problem
 from partitioner.solver import solve
 from partitioner.solver.baselines import best_baseline
-from partitioner.solver.bounds import lower_bound
-from partitioner.solver.cpsat import run
+from partitioner.solver.bounds.cheap import lower_bound
+from partitioner.solver.bounds.segments import segments
 from partitioner.solver.evaluate import evaluate, objective_value
 from partitioner.solver.index import index_of, live_while_running
-from partitioner.solver.random_problem import brute_force_optimum, toy_device, toy_problem
-from partitioner.solver.relaxation import RelaxationModel, run_relaxation
-from partitioner.solver.segments import segments
+from partitioner.solver.models.cpsat import run
+from partitioner.solver.models.relaxation import RelaxationModel, run_relaxation
+from partitioner.solver.partitioning import split_into_partitions
+from partitioner.solver.problem import Problem
+from partitioner.testing.random_problem import brute_force_optimum, toy_device, toy_problem
 
 MS = 1e-3
 
@@ -70,7 +70,7 @@ def test_cpsat_is_between_brute_force_optimum_and_best_baseline(objective: str) 
             f"seed {seed}: status OPTIMAL at {report.objective}, brute-force optimum {optimum}")
         exact += is_exact
     # The CP-SAT model schedules nodes while execution waits for whole calls (see
-    # partitioner.solver.cpsat); with evaluator re-scoring and refinement the cases are exact
+    # partitioner.solver.models.cpsat); with evaluator re-scoring and refinement the cases are exact
     # (12/12 for both objectives, and 24/24 on seeds 0-23, when measured).
     assert exact >= cases - 1, f"{exact}/{cases} optimal"
 

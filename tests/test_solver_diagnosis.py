@@ -6,14 +6,15 @@ import random
 
 import pytest
 
-from partitioner.costs import Supported, Unsupported
+from partitioner.costing.types import Supported, Unsupported
 from partitioner.errors import InfeasibleError
-from partitioner.problem import Problem
-from partitioner.solver import cpsat, solve
+from partitioner.solver import solve
 from partitioner.solver.baselines import run_baselines
 from partitioner.solver.diagnose import check_feasible, diagnose, explain_no_plan, find_facts
 from partitioner.solver.evaluate import evaluate
-from partitioner.solver.random_problem import brute_force_optimum, toy_device, toy_problem
+from partitioner.solver.models import cpsat
+from partitioner.solver.problem import Problem
+from partitioner.testing.random_problem import brute_force_optimum, toy_device, toy_problem
 
 MS = 1e-3
 TWO = (toy_device("d0"), toy_device("d1"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from partitioner.errors import SolverError
-from partitioner.problem import Evaluation
 from partitioner.solver.evaluate import evaluate, memory_violations
-from partitioner.solver.random_problem import toy_device, toy_problem
+from partitioner.solver.problem import Evaluation
+from partitioner.testing.random_problem import toy_device, toy_problem
 
 MS = 1e-3
 

@@ -7,14 +7,14 @@ import random
 
 import pytest
 
-from partitioner.problem import Problem
-from partitioner.solver.budget_path import Option, cheapest_path
+from partitioner.solver.bounds.budget_path import Option, cheapest_path
+from partitioner.solver.bounds.memory_budget import BUDGET_UNITS, binding_budget, levels
+from partitioner.solver.bounds.segments import segments
 from partitioner.solver.evaluate import evaluate, is_acceptable
 from partitioner.solver.index import index_of
-from partitioner.solver.memory_budget import BUDGET_UNITS, binding_budget, levels
-from partitioner.solver.random_problem import brute_force_optimum, toy_device, toy_problem
-from partitioner.solver.relaxation import run_relaxation
-from partitioner.solver.segments import segments
+from partitioner.solver.models.relaxation import run_relaxation
+from partitioner.solver.problem import Problem
+from partitioner.testing.random_problem import brute_force_optimum, toy_device, toy_problem
 
 MS = 1e-3
 MB = 2**20

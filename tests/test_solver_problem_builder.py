@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.costs import CostTable, Supported
-from partitioner.devices import Cluster
+from partitioner.cluster.types import Cluster
+from partitioner.costing.types import CostTable, Supported
 from partitioner.errors import SolverError
-from partitioner.graph_types import EdgeInfo, GraphFacts, NodeInfo
-from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.random_problem import toy_device
+from partitioner.graph.types import EdgeInfo, GraphFacts, NodeInfo
+from partitioner.solver.build import build_problem
+from partitioner.testing.random_problem import toy_device
 
 
 def _facts() -> GraphFacts:

@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from test_solver_bruteforce import _random_problem
 
-from partitioner.costs import Supported
+from partitioner.costing.types import Supported
 from partitioner.errors import InfeasibleError
-from partitioner.problem import OBJECTIVES, Problem, SolveReport
 from partitioner.solver import DEFAULT_GROUP_TARGET, solve
 from partitioner.solver.baselines import run_baselines
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
-from partitioner.solver.random_problem import brute_force_optimum, demo_cluster, random_problem
+from partitioner.solver.problem import OBJECTIVES, Problem, SolveReport
+from partitioner.testing.random_problem import brute_force_optimum, demo_cluster, random_problem
 
 #: Brute force only below this many assignments (7 nodes x 3 devices = 2,187).
 BRUTE_FORCE_LIMIT = 2_187

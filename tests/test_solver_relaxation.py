@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.problem import Problem
-from partitioner.solver.cpsat import run
 from partitioner.solver.evaluate import evaluate
-from partitioner.solver.random_problem import toy_device, toy_problem
-from partitioner.solver.relaxation import RelaxationModel, run_relaxation
+from partitioner.solver.models.cpsat import run
+from partitioner.solver.models.relaxation import RelaxationModel, run_relaxation
+from partitioner.solver.problem import Problem
+from partitioner.testing.random_problem import toy_device, toy_problem
 
 MS = 1e-3
 TICK = 1e-6

@@ -1,11 +1,11 @@
-"""Series decomposition at cut nodes (``partitioner.solver.segments``)."""
+"""Series decomposition at cut nodes (``partitioner.solver.bounds.segments``)."""
 
 from __future__ import annotations
 
-from partitioner.costs import Supported
+from partitioner.costing.types import Supported
+from partitioner.solver.bounds.segments import Segment, cut_nodes, segment_problem, segments
 from partitioner.solver.index import index_of
-from partitioner.solver.random_problem import toy_device, toy_problem
-from partitioner.solver.segments import Segment, cut_nodes, segment_problem, segments
+from partitioner.testing.random_problem import toy_device, toy_problem
 
 MS = 1e-3
 # s -> (a1 | b1) -> j1 -> (a2 | b2) -> j2 -> t, plus a residual edge s -> j2 over j1.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from partitioner.partitioning import bottom_levels
 from partitioner.solver.index import index_of
-from partitioner.solver.random_problem import demo_cluster, random_problem
+from partitioner.solver.partitioning import bottom_levels
 from partitioner.solver.timed_cut import timed_partitions
+from partitioner.testing.random_problem import demo_cluster, random_problem
 
 
 def test_timed_calls_cover_every_node_once_in_a_topological_order_on_random_problems() -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import onnx
 
-from partitioner.analysis import analyse
+from partitioner.graph.analysis import analyse
 
 COMMAND = "python -m partitioner.benchmarks --only analysis"
 BUDGET_S = 10.0

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from cost_models.profiled import ProfiledCostModel
-from partitioner.analysis import AnalysedModel, analyse
-from partitioner.costs import Supported
-from partitioner.devices import Cluster, DeviceSpec
-from partitioner.local_cluster import detect_local_cluster
-from partitioner.measure import median_and_spread, time_calls
-from partitioner.profile_cache import ProfileCache
+from partitioner.cluster.local import detect_local_cluster
+from partitioner.cluster.types import Cluster, DeviceSpec
+from partitioner.costing.types import Supported
+from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.profiling.cache import ProfileCache
+from partitioner.profiling.timing import median_and_spread, time_calls
 
 log = logging.getLogger(__name__)
 

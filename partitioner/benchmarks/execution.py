@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.devices import Cluster
-from partitioner.executor import Executor
-from partitioner.extract import PartitionExtractor
-from partitioner.onnx_backend import local_pair
-from partitioner.plan_assign import plan_from_assignment
-from partitioner.run_support import random_inputs
+from partitioner.cluster.types import Cluster
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.extract import PartitionExtractor
+from partitioner.runtime.executor import Executor
+from partitioner.runtime.records import random_inputs
+from partitioner.testing.onnx_backend import local_pair
 
 OPTIONS = {"threads": 1}
 
@@ -57,7 +57,7 @@ def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int
     """Measure the whole-model session and k-partition plans, interleaved in rounds."""
     from backends.onnxruntime_runner import create as ort_runner
     from models import zoo
-    from partitioner.analysis import analyse
+    from partitioner.graph.analysis import analyse
 
     path = Path(zoo.build(model_name))
     analysed = analyse(str(path))
@@ -144,7 +144,7 @@ def _raw_chain(sessions: list[Any], feeds: dict[str, np.ndarray]) -> Callable[[]
 
 
 def _spec(t: Any) -> Any:
-    from partitioner.plan import TensorSpec
+    from partitioner.plan.types import TensorSpec
 
     return TensorSpec(t.name, tuple(t.shape), t.dtype, (0, 2) if "int" in t.dtype else None)
 
@@ -198,7 +198,7 @@ def _overhead_section(quick: bool) -> list[str]:
 
 
 def _node_test_section(quick: bool) -> list[str]:
-    from partitioner.onnx_backend import (
+    from partitioner.testing.onnx_backend import (
         REPRESENTATIVE_MODULES,
         failure_kinds,
         node_test_pass_rate,
@@ -212,7 +212,7 @@ def _node_test_section(quick: bool) -> list[str]:
     lines = [
         "### ONNX backend node tests through partitioned execution",
         "",
-        f"`partitioner.onnx_backend.PartitionedBackend` on {scope}: each model is placed",
+        f"`partitioner.testing.onnx_backend.PartitionedBackend` on {scope}: each model is placed",
         "alternately on two ONNX Runtime CPU devices (consecutive nodes in different",
         "partitions) and run by the executor. Only tests plain ONNX Runtime passes count.",
         "",

@@ -76,11 +76,11 @@ def _session_runners(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Call
 def run(quick: bool = False) -> str:
     """Measure plans against single-runner sessions; returns a Markdown section."""
     from models.zoo import build
-    from partitioner.analysis import analyse
     from partitioner.compiler import compile_model
-    from partitioner.executor import Executor
-    from partitioner.plan_io import write_plan
-    from partitioner.run_support import random_inputs
+    from partitioner.graph.analysis import analyse
+    from partitioner.plan.io import write_plan
+    from partitioner.runtime.executor import Executor
+    from partitioner.runtime.records import random_inputs
 
     rounds = 15 if quick else 40
     stream_n = 16 if quick else 64

@@ -44,11 +44,11 @@ def run(quick: bool = False) -> str:
         A Markdown section with one row per (model, cluster) and geometric-mean gains.
     """
     from models.zoo import build
-    from partitioner.analysis import analyse
-    from partitioner.cluster_file import load_cluster
-    from partitioner.costing import build_cost_table
+    from partitioner.cluster.file import load_cluster
+    from partitioner.costing.table import build_cost_table
+    from partitioner.graph.analysis import analyse
     from partitioner.solver import solve
-    from partitioner.solver.problem_builder import build_problem
+    from partitioner.solver.build import build_problem
 
     # The zoo runs at ``hetpart compile``'s default limit, what a user gets; the synthetic
     # graphs, which only check the solver holds up, at half of it.
@@ -93,13 +93,13 @@ def _objectives_section(jobs: list[tuple[str, Mapping[str, Any] | None, tuple[st
     import dataclasses
 
     from models.zoo import build
-    from partitioner.analysis import analyse
-    from partitioner.cluster_file import load_cluster
-    from partitioner.costing import build_cost_table
+    from partitioner.cluster.file import load_cluster
+    from partitioner.costing.table import build_cost_table
+    from partitioner.graph.analysis import analyse
     from partitioner.solver import solve
     from partitioner.solver.baselines import best_baseline, run_baselines
+    from partitioner.solver.build import build_problem
     from partitioner.solver.evaluate import objective_value
-    from partitioner.solver.problem_builder import build_problem
 
     cluster = load_cluster(OBJECTIVES_CLUSTER)
     lines = [
@@ -110,7 +110,7 @@ def _objectives_section(jobs: list[tuple[str, Mapping[str, Any] | None, tuple[st
         f"inferences (US cents) within a latency target of {TARGET_OVER_FASTEST:g}× the "
         "fastest baseline's latency. The bound is proven by a CP-SAT relaxation that counts "
         "busy time with call levels and each tensor once per link "
-        "(`partitioner/solver/load_relaxation.py`).",
+        "(`partitioner/solver/models/load_relaxation.py`).",
         "",
         "| model | objective | plan | best baseline | bound | gap | status | solve s |",
         "|---|---|---:|---:|---:|---:|---|---:|",
@@ -151,12 +151,12 @@ SYNTHETIC = ((60, "cpu+gpu"), (60, "cpu+npu"), (60, "cpu+cpu"), (400, "cpu+gpu")
 def _synthetic_section(quick: bool, time_limit: float) -> str:
     """Random DAGs on demo clusters whose devices each win somewhere (see random_problem)."""
     from partitioner.solver import solve
-    from partitioner.solver.random_problem import demo_cluster, random_problem
+    from partitioner.testing.random_problem import demo_cluster, random_problem
 
     lines = [
         "### Synthetic heterogeneous problems",
         "",
-        "Random layered DAGs (`partitioner.solver.random_problem`, seed 0) with roofline costs "
+        "Random layered DAGs (`partitioner.testing.random_problem`, seed 0) with roofline costs "
         "on demo clusters where each device wins somewhere: `cpu+gpu` (GPU 30× the FLOP/s, "
         "lacks 5 % of ops), `cpu+npu` (lacks 25 %), `cpu+cpu` (two runners sharing one "
         "processor, one 3× faster with 17× the call overhead). Same columns as above; "
@@ -236,11 +236,11 @@ def _render(rows: list[tuple[Any, ...]], gains: dict[str, list[float]], time_lim
               f"Gap to the bound ≤ 2 %: {within}/{len(gaps)} cases. The bound is proven for "
               "the evaluator's model: the best of a device-aware critical path, work per "
               "processor, a serial work bound for one-processor clusters, a load-balancing LP "
-              "with precedence rows and memory rows (`partitioner/solver/bounds.py`) and the "
+              "with precedence rows and memory rows (`partitioner/solver/bounds/cheap.py`) and the "
               "proven bound of a CP-SAT relaxation of the evaluator's schedule on the "
               "uncoarsened problem with 35 % of the time limit, solved first per segment "
               "between cut nodes and joined by a cheapest path over their devices, then on "
-              "the whole graph (`partitioner/solver/relaxation.py`, `segments.py`). Where a "
+              "the whole graph (`partitioner/solver/models/relaxation.py`, `segments.py`). Where a "
               "device cannot hold every weight that may go there, each segment is solved per "
               "subset of its heavy nodes on it and the path keeps within its memory "
               "(`segmented.py`, `memory_budget.py`). The segments on the cheapest path are "

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from partitioner.cli.common import print_json
-from partitioner.cluster_file import list_presets, load_cluster
-from partitioner.devices import Cluster, DeviceSpec
+from partitioner.cluster.file import list_presets, load_cluster
+from partitioner.cluster.types import Cluster, DeviceSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,10 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from partitioner.analysis import AnalysedModel, analyse
 from partitioner.cli.common import add_input_shape_arg, parse_input_shapes, print_json
-from partitioner.graph_types import TensorInfo
-from partitioner.shapes import tensor_nbytes
+from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.graph.shapes import tensor_nbytes
+from partitioner.graph.types import TensorInfo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,6 @@ import argparse
 import statistics
 from typing import Any
 
-from partitioner.analysis import analyse
 from partitioner.cli.common import (
     add_input_shape_arg,
     parse_input_shapes,
@@ -14,9 +13,10 @@ from partitioner.cli.common import (
     print_json,
 )
 from partitioner.cli.progress import ProgressLine
-from partitioner.cluster_file import load_cluster
+from partitioner.cluster.file import load_cluster
 from partitioner.errors import ClusterError
-from partitioner.profile_cache import ProfileCache
+from partitioner.graph.analysis import analyse
+from partitioner.profiling.cache import ProfileCache
 from partitioner.registry import cost_models
 
 

@@ -13,9 +13,9 @@ from partitioner.cli.common import (
     print_json,
     seed_int,
 )
-from partitioner.executor import Executor
-from partitioner.plan_io import check_model_hash, load_plan
-from partitioner.run_support import (
+from partitioner.plan.io import check_model_hash, load_plan
+from partitioner.runtime.executor import Executor
+from partitioner.runtime.records import (
     compare_outputs,
     load_inputs,
     measure,

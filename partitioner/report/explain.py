@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from partitioner.errors import ReportError
-from partitioner.plan import Plan
+from partitioner.plan.types import Plan
 from partitioner.report.fmt import fmt_bytes, fmt_delta_time, fmt_time
 from partitioner.report.inputs import GraphDetail
 from partitioner.report.moves import NodeContext, analyse_node

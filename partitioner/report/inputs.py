@@ -1,7 +1,7 @@
 """What a report reads from a plan directory besides the plan: run measurements and graph detail.
 
 ``run.json`` (written by ``hetpart run PLAN_DIR --save``) must carry the digest of the plan it
-measured (``partitioner.plan_json.plan_digest``); a run of another plan is refused. Node-to-node
+measured (``partitioner.plan.codec.plan_digest``); a run of another plan is refused. Node-to-node
 edges are not in ``plan.json``; they are recovered from the partition files (``onnx.load``
 without external data, so even large plans read fast). Weights, busy time and peak memory
 are stored in the plan itself.
@@ -21,9 +21,9 @@ import onnx
 from onnx import helper
 
 from partitioner.errors import PlanError, ReportError
-from partitioner.plan import Plan
-from partitioner.plan_io import PLAN_FILE, RUN_FILE, file_sha256, load_plan
-from partitioner.plan_json import plan_digest
+from partitioner.plan.codec import plan_digest
+from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256, load_plan
+from partitioner.plan.types import Plan
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from partitioner.plan import BaselineSummary, NodeCost, Plan
+from partitioner.plan.types import BaselineSummary, NodeCost, Plan
 from partitioner.report.fmt import fmt_money, fmt_time
 from partitioner.report.inputs import GraphDetail, Measurements, NodeEdge
 from partitioner.report.moves import MoveEstimate, NodeContext, analyse_node

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from partitioner.plan import Plan
+from partitioner.plan.types import Plan
 from partitioner.report.fmt import fmt_bytes, fmt_delta_time, fmt_ratio, fmt_time
 from partitioner.report.inputs import GraphDetail, NodeEdge
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from partitioner.plan import Plan
+from partitioner.plan.types import Plan
 from partitioner.report.inputs import Measurements
 
 

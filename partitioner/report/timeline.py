@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from partitioner.plan import Plan
+from partitioner.plan.types import Plan
 from partitioner.report.inputs import Measurements
 
 

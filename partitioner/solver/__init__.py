@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 
 from partitioner.errors import SolverError
-from partitioner.problem import BaselineResult, Evaluation, Problem, SolveReport
 from partitioner.solver.baselines import best_baseline, evaluation_of, run_baselines
-from partitioner.solver.bounds import lower_bound
+from partitioner.solver.bounds.cheap import lower_bound
+from partitioner.solver.build import build_problem
 from partitioner.solver.candidates import (
     Attempt,
     Candidate,
@@ -41,22 +41,22 @@ from partitioner.solver.candidates import (
     repaired,
 )
 from partitioner.solver.coarsen import coarsen
-from partitioner.solver.cpsat import (
+from partitioner.solver.diagnose import check_feasible, explain_no_plan
+from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
+from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.models.cpsat import (
     TICKS_PER_REFERENCE,
     AssignmentModel,
     ModelResult,
     ScheduleModel,
     run,
 )
-from partitioner.solver.diagnose import check_feasible, explain_no_plan
-from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
-from partitioner.solver.index import ProblemIndex, index_of
-from partitioner.solver.load_relaxation import PRICE_SCALE, run_load_relaxation
-from partitioner.solver.problem_builder import build_problem
-from partitioner.solver.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
-from partitioner.solver.serial import SerialModel
+from partitioner.solver.models.load_relaxation import PRICE_SCALE, run_load_relaxation
+from partitioner.solver.models.relaxation import RELAXATION_NODE_LIMIT, run_relaxation
+from partitioner.solver.models.serial import SerialModel
+from partitioner.solver.models.throughput import ThroughputModel
+from partitioner.solver.problem import BaselineResult, Evaluation, Problem, SolveReport
 from partitioner.solver.stages import Stages
-from partitioner.solver.throughput import ThroughputModel
 
 __all__ = ["DEFAULT_GROUP_TARGET", "build_problem", "evaluate", "run_baselines", "solve"]
 

@@ -17,7 +17,6 @@ A baseline that is not feasible (unsupported nodes, memory, latency target) is r
 from __future__ import annotations
 
 from partitioner.errors import SolverError
-from partitioner.problem import BaselineResult, Evaluation, Problem
 from partitioner.solver.evaluate import (
     evaluate,
     is_acceptable,
@@ -25,6 +24,7 @@ from partitioner.solver.evaluate import (
     ranking,
 )
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.problem import BaselineResult, Evaluation, Problem
 
 
 def run_baselines(problem: Problem) -> dict[str, BaselineResult]:

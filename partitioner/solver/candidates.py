@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from partitioner.problem import Evaluation, Problem
 from partitioner.solver.evaluate import evaluate, is_acceptable, ranking
 from partitioner.solver.index import ProblemIndex
+from partitioner.solver.problem import Evaluation, Problem
 from partitioner.solver.refine import (
     NODE_EVALUATIONS_PER_S,
     SMALL,

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from partitioner.costs import CostTable, Supported, Unsupported
-from partitioner.problem import Problem, ProblemEdge, ProblemNode
+from partitioner.costing.types import CostTable, Supported, Unsupported
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.problem import Problem, ProblemEdge, ProblemNode
 
 
 @dataclass(frozen=True)

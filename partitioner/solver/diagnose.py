@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from partitioner.costs import Unsupported
+from partitioner.costing.types import Unsupported
 from partitioner.errors import InfeasibleError, SolverError
-from partitioner.problem import BaselineResult, Evaluation, Problem
 from partitioner.solver.evaluate import evaluate, memory_violations
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.problem import BaselineResult, Evaluation, Problem
 
 #: Nodes listed individually per kind of fact before summarising the rest.
 MAX_LISTED = 10

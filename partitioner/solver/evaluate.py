@@ -2,7 +2,8 @@
 
 Semantics (the source of truth; the CP-SAT models approximate it):
 
-* The assignment is cut into runner calls with ``partitioner.partitioning.split_into_partitions``
+* The assignment is cut into runner calls with
+  ``partitioner.solver.partitioning.split_into_partitions``
   three times: ready nodes taken in the model's order; critical path first (``bottom_levels``,
   which lets a node feeding another device's branch run before work that can wait); and
   critical path first with exits batched (``exits_first``: one call returns the inputs of
@@ -11,7 +12,7 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   nodes whose inputs have arrived when it starts. The cut with the best objective (for
   cost and throughput, an acceptable one first) is kept in ``Evaluation.partitions``; plans
   execute exactly it.
-  Calls are scheduled the way the executor runs them (``partitioner.executor``): a call is
+  Calls are scheduled the way the executor runs them (``partitioner.runtime.executor``): a call is
   one task whose inputs must all be there before it starts and whose outputs all appear
   when it returns.
 * A partition on device ``d`` starts when ``d`` and every device sharing its processor is free
@@ -40,9 +41,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from partitioner.errors import SolverError
-from partitioner.partitioning import Partition, bottom_levels, split_into_partitions
-from partitioner.problem import Evaluation, Problem
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.partitioning import Partition, bottom_levels, split_into_partitions
+from partitioner.solver.problem import Evaluation, Problem
 from partitioner.solver.timed_cut import timed_partitions
 
 

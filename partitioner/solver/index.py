@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from partitioner.costs import Supported
+from partitioner.costing.types import Supported
 from partitioner.errors import SolverError
-from partitioner.problem import Problem
+from partitioner.solver.problem import Problem
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import time
 
-from partitioner.problem import Evaluation, Problem
 from partitioner.solver.evaluate import (
     evaluate,
     improves,
@@ -24,6 +23,7 @@ from partitioner.solver.evaluate import (
     objective_value,
 )
 from partitioner.solver.index import ProblemIndex, index_of
+from partitioner.solver.problem import Evaluation, Problem
 
 #: Up to this many nodes every allowed device is tried for every node, not only neighbours'.
 SMALL = 300

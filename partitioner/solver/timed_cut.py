@@ -21,8 +21,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Mapping
 
-from partitioner.partitioning import Partition, exit_nodes
 from partitioner.solver.index import ProblemIndex
+from partitioner.solver.partitioning import Partition, exit_nodes
 
 
 def timed_partitions(idx: ProblemIndex, dev: list[int], priority: Mapping[str, float],

@@ -1,0 +1,1 @@
+"""Devices, links and clusters: types, TOML files, local detection, presets."""

@@ -1,0 +1,1 @@
+"""Per-(node, device) cost types and the cost table."""

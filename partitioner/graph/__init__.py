@@ -1,0 +1,1 @@
+"""Graph analysis: load, normalise, shapes, fold, FLOPs -> AnalysedModel."""

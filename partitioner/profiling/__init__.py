@@ -1,0 +1,1 @@
+"""Timing primitives and the SQLite measurement cache."""

@@ -1,0 +1,1 @@
+"""Running plans: the in-process executor, Session, feeds and run records."""

@@ -1,0 +1,279 @@
+"""Around an execution: input feeds (random or from .npz), whole-model checks, run records.
+
+``measure`` runs a plan the way ``hetpart run`` does and returns the plain-data record that
+``--json`` prints and ``--save`` writes to ``PLAN_DIR/run.json`` (with the SHA-256 of
+``plan.json``, so reports can refuse measurements of another plan).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from partitioner.errors import PartitionerError, PlanError, RunError
+from partitioner.plan.io import PLAN_FILE, RUN_FILE, check_model_hash, file_sha256
+from partitioner.plan.types import Plan, TensorSpec
+from partitioner.runtime.executor import Executor, RunResult
+
+#: Version tag of ``run.json``.
+RUN_FORMAT_VERSION = "hetpart-run/1"
+
+
+class InputError(PartitionerError):
+    """An ``--inputs`` file does not match the model's inputs."""
+
+
+def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random feeds of the right shapes and dtypes.
+
+    Floats are standard normal; integers lie in the input's ``value_range`` (e.g. the
+    vocabulary size of the embedding it indexes) or in [0, 2); booleans are fair coins.
+    """
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+        elif dtype.kind in "iu":
+            low, high = spec.value_range or (0, 2)
+            feeds[spec.name] = rng.integers(low, max(high, low + 1), spec.shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
+        else:
+            raise InputError(
+                f"input {spec.name!r} has dtype {spec.dtype}; pass it with --inputs FILE.npz"
+            )
+    return feeds
+
+
+def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """Read feeds from an ``.npz`` file, checking names, shapes and dtypes.
+
+    Raises:
+        InputError: unreadable file, or every missing/unknown name and every wrong shape or
+            dtype, in one message.
+    """
+    file = Path(path)
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"--inputs {file}: cannot read as .npz: {exc}") from None
+    problems: list[str] = []
+    wanted = {s.name: s for s in specs}
+    missing = [n for n in wanted if n not in arrays]
+    if missing:
+        problems.append(f"missing input(s) {missing}")
+    extra = sorted(set(arrays) - set(wanted))
+    if extra:
+        problems.append(f"unknown name(s) {extra} (model inputs: {sorted(wanted)})")
+    for name, spec in wanted.items():
+        if name not in arrays:
+            continue
+        array = arrays[name]
+        if tuple(array.shape) != tuple(spec.shape):
+            problems.append(f"{name!r} has shape {list(array.shape)}, expected {list(spec.shape)}")
+        if array.dtype != np.dtype(spec.dtype):
+            problems.append(f"{name!r} has dtype {array.dtype}, expected {spec.dtype}")
+    if problems:
+        raise InputError(f"--inputs {file}: " + "; ".join(problems))
+    return {name: arrays[name] for name in wanted}
+
+
+def resolve_model_path(plan: Plan, plan_dir: Path) -> Path:
+    """The plan's model file: the recorded path, else that path relative to the plan dir."""
+    recorded = Path(plan.model.path)
+    for candidate in (recorded, plan_dir / recorded, plan_dir.parent / recorded.name):
+        if candidate.is_file():
+            return candidate
+    raise PlanError(
+        f"--check needs the unpartitioned model, but {plan.model.path} (recorded in the plan) "
+        "was not found"
+    )
+
+
+def whole_model_outputs(model_path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Run the unpartitioned model on ONNX Runtime CPU (the reference for ``--check``)."""
+    from backends.onnxruntime_runner import create
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    source: onnx.ModelProto | Path = model_path
+    if model.ir_version > 10:  # too new for onnxruntime: the runner caps it in memory
+        source = onnx.load(str(model_path))
+    prepared = create().prepare(source, {"label": f"whole model {model_path.name}"})
+    return prepared.run(dict(feeds))
+
+
+def compare_outputs(
+    actual: Mapping[str, np.ndarray],
+    expected: Mapping[str, np.ndarray],
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> dict[str, dict[str, Any]]:
+    """Per output: ``max_abs_error``, ``max_rel_error`` (relative to max |expected|) and
+    ``passed`` (``np.allclose`` with ``rtol``/``atol``; NaNs must match)."""
+    report: dict[str, dict[str, Any]] = {}
+    for name, ref in expected.items():
+        got = np.asarray(actual[name])
+        ref = np.asarray(ref)
+        if got.shape != ref.shape:
+            raise RunError(
+                f"output {name!r}: shape {got.shape} differs from the whole model's {ref.shape}"
+            )
+        if ref.dtype.kind in "fc":
+            diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+            abs_err = float(np.nanmax(diff)) if diff.size else 0.0
+            scale = float(np.nanmax(np.abs(ref))) if ref.size else 0.0
+        else:
+            abs_err = float(np.max(got != ref)) if ref.size else 0.0
+            scale = 1.0
+        report[name] = {
+            "max_abs_error": abs_err,
+            "max_rel_error": abs_err / max(scale, 1e-30),
+            "passed": bool(np.allclose(got, ref, rtol=rtol, atol=atol, equal_nan=True)),
+        }
+    return report
+
+
+def _offset(result: RunResult, index: int) -> float:
+    """Start of partition ``index``'s runner call, relative to the run's first one."""
+    first = min(start for start, _ in result.spans.values())
+    return result.spans[index][0] - first
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+#: Latency percentiles every run record carries, as onnxruntime_perf_test and OpenVINO's
+#: benchmark_app report them: ``latency_p50_s`` (= ``measured_latency_s``, the median),
+#: ``latency_p90_s``, ``latency_p99_s``.
+PERCENTILES = (50, 90, 99)
+
+
+def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
+    """``{"latency_p50_s": ..., "latency_p90_s": ..., "latency_p99_s": ...}``, linearly
+    interpolated between the sorted runs (so p50 is the median; with few runs p99 lies
+    near the slowest)."""
+    if not latencies:
+        return {}
+    values = np.percentile(np.asarray(latencies, dtype=np.float64), PERCENTILES)
+    return {f"latency_p{p}_s": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
+
+
+def measure(
+    executor: Executor,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    repeat: int = 10,
+    warmup: int = 1,
+    stream: int = 0,
+) -> tuple[dict[str, Any], RunResult]:
+    """Run ``warmup`` untimed times, ``repeat`` timed ones and, with ``stream``, N inputs
+    pipelined.
+
+    Returns:
+        The record (``measured_latency_s`` median, ``min_latency_s``, ``latency_p50_s`` /
+        ``latency_p90_s`` / ``latency_p99_s``, ``warmup``, per-partition and transfer
+        medians, ``throughput_per_s`` and per-input latencies when streaming) and the last
+        result.
+    """
+    if repeat < 1:
+        raise RunError(f"--repeat {repeat}: must be at least 1")
+    if warmup < 0:
+        raise RunError(f"--warmup {warmup}: must be at least 0")
+    plan = executor.plan
+    for _ in range(warmup):
+        executor.run(feeds)
+    runs = [executor.run(feeds) for _ in range(repeat)]
+    transfers: dict[str, list[float]] = {}
+    for r in runs:
+        for t in r.transfers:
+            key = f"{t.tensor}:p{t.src_partition}->p{t.dst_partition}"
+            transfers.setdefault(key, []).append(t.seconds)
+    record: dict[str, Any] = {
+        "model": plan.model.name,
+        "repeat": repeat,
+        "warmup": warmup,
+        "measured_latency_s": _median([r.latency_s for r in runs]),
+        "min_latency_s": min(r.latency_s for r in runs),
+        **latency_percentiles([r.latency_s for r in runs]),
+        "predicted_latency_s": plan.solver.predicted_latency_s,
+        "predicted_stage_s": plan.solver.predicted_stage_s,
+        "emulated": dict(sorted(executor.emulated.items())),
+        "partitions": [
+            {
+                "index": p.index,
+                "device": p.device,
+                "measured_s": _median([r.partition_s[p.index] for r in runs]),
+                "start_s": _median([_offset(r, p.index) for r in runs]),
+                "predicted_s": plan.predicted_call_s(p),
+                "prepare_s": executor.prepare_s.get(p.index, 0.0),
+            }
+            for p in plan.partitions
+        ],
+        "transfers": {k: _median(v) for k, v in sorted(transfers.items())},
+    }
+    if stream:
+        if stream < 1:
+            raise RunError(f"--stream {stream}: must be at least 1")
+        result = executor.stream([feeds] * stream)
+        latencies = sorted(r.latency_s for r in result.results)
+        record["stream"] = {
+            "inputs": stream,
+            "wall_s": result.wall_s,
+            "per_input_latency_median_s": _median(latencies),
+            "per_input_latency_p90_s": latencies[
+                min(len(latencies) - 1, int(0.9 * len(latencies)))
+            ],
+        }
+        record["throughput_per_s"] = result.throughput_per_s
+    return record, runs[-1]
+
+
+def save_run(plan_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` to ``PLAN_DIR/run.json`` tagged with the SHA-256 of ``plan.json``."""
+    root = Path(plan_dir)
+    payload = {
+        "format_version": RUN_FORMAT_VERSION,
+        "plan_sha256": file_sha256(root / PLAN_FILE),
+        **record,
+    }
+    path = root / RUN_FILE
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_run(plan_dir: str | Path) -> dict[str, Any]:
+    """Read ``run.json``; PlanError when absent or measured on a different ``plan.json``."""
+    root = Path(plan_dir)
+    path = root / RUN_FILE
+    if not path.is_file():
+        raise PlanError(f"{root} has no {RUN_FILE}; run `hetpart run {root} --save` first")
+    data = dict(json.loads(path.read_text()))
+    if data.get("plan_sha256") != file_sha256(root / PLAN_FILE):
+        raise PlanError(f"{path} was measured on a different plan.json; rerun with --save")
+    return data
+
+
+__all__ = [
+    "InputError",
+    "check_model_hash",
+    "compare_outputs",
+    "latency_percentiles",
+    "load_inputs",
+    "load_run",
+    "measure",
+    "random_inputs",
+    "resolve_model_path",
+    "save_run",
+    "whole_model_outputs",
+]
