@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Session", "compile"]
+from partitioner._version import __version__
+
+__all__ = ["Session", "__version__", "compile"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,8 @@ from partitioner.costing.table import build_cost_table
 from partitioner.costing.types import CostTable
 from partitioner.errors import ClusterError
 from partitioner.graph.analysis import AnalysedModel, analyse
-from partitioner.plan.types import Plan, build_plan
+from partitioner.plan.build import build_plan
+from partitioner.plan.types import Plan
 from partitioner.protocols import CostModel
 from partitioner.solver import solve
 from partitioner.solver.build import build_problem

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 
-from partitioner import __version__
+from partitioner._version import __version__
 
 #: Library -> the distributions that provide it, in the order they are tried.
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {

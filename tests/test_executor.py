@@ -25,7 +25,7 @@ from partitioner import Session
 from partitioner.cli import main
 from partitioner.errors import ClusterError, PlanError, RunError
 from partitioner.plan.assign import plan_from_assignment
-from partitioner.plan.types import load_plan, write_plan
+from partitioner.plan.io import load_plan, write_plan
 from partitioner.runtime.executor import Executor
 from partitioner.runtime.records import load_run
 

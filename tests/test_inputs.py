@@ -17,7 +17,7 @@ from backends._common import InputSpec, conform
 from partitioner import Session
 from partitioner.errors import RunError
 from partitioner.plan.assign import plan_from_assignment
-from partitioner.plan.types import load_plan, write_plan
+from partitioner.plan.io import load_plan, write_plan
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor
 from partitioner.testing.onnx_backend import PartitionedBackend

@@ -20,7 +20,7 @@ from test_plan_fixtures import cluster, device, save_and_analyse
 from partitioner import Session
 from partitioner.errors import RunError
 from partitioner.plan.assign import plan_from_assignment
-from partitioner.plan.types import load_plan, write_plan
+from partitioner.plan.io import load_plan, write_plan
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor
 

@@ -24,9 +24,10 @@ from partitioner.costing.types import CostTable, Supported, Unsupported
 from partitioner.errors import PlanError
 from partitioner.plan import extract
 from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.check import plan_schema, validate_plan_document
 from partitioner.plan.codec import plan_digest, plan_from_dict, plan_to_dict
-from partitioner.plan.io import plan_schema, validate_plan_document
-from partitioner.plan.types import FORMAT_VERSION, load_plan, write_plan
+from partitioner.plan.io import load_plan, write_plan
+from partitioner.plan.types import FORMAT_VERSION
 from partitioner.runtime.executor import Executor
 
 
@@ -279,7 +280,7 @@ def _branchy_problem(tmp_path: Path, clu, **constraints):
 
 
 def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None:
-    from partitioner.plan.types import build_plan
+    from partitioner.plan.build import build_plan
     from partitioner.solver.evaluate import evaluate
     from partitioner.solver.problem import SolveReport
 
@@ -316,7 +317,8 @@ def test_plan_records_pins_weights_and_evaluator_numbers(tmp_path: Path) -> None
 
 
 def test_baseline_prices_are_recorded_and_survive_write_and_load(tmp_path: Path) -> None:
-    from partitioner.plan.types import BaselineSummary, build_plan
+    from partitioner.plan.build import build_plan
+    from partitioner.plan.types import BaselineSummary
     from partitioner.solver.evaluate import evaluate
     from partitioner.solver.problem import BaselineResult, SolveReport
 

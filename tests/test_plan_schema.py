@@ -14,11 +14,11 @@ from test_plan_fixtures import BRANCHY_SPLIT, branchy_model, cluster, device, sa
 from partitioner import __version__
 from partitioner.costing.types import CostTable, Supported
 from partitioner.errors import PlanError
-from partitioner.plan import io as plan_io
+from partitioner.plan import check as plan_check
 from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.check import plan_schema, plan_validator, validate_plan_document
 from partitioner.plan.codec import plan_from_dict, plan_json, plan_to_dict
-from partitioner.plan.io import plan_schema, plan_validator, validate_plan_document
-from partitioner.plan.types import load_plan, write_plan
+from partitioner.plan.io import load_plan, write_plan
 from partitioner.versions import format_versions, installed_version, toolchain_versions
 
 
@@ -146,7 +146,7 @@ def test_nothing_imports_jsonschema() -> None:
     ]
     assert offenders == []
     code = (
-        "import sys, partitioner.plan.io as p; p.plan_validator(); "
+        "import sys, partitioner.plan.check as p; p.plan_validator(); "
         "print('jsonschema' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -180,7 +180,7 @@ def test_schema_keeps_to_keywords_fastjsonschema_implements() -> None:
             for value in node:
                 walk(value)
 
-    walk(plan_io.plan_schema())
+    walk(plan_check.plan_schema())
     assert found == set()
 
 

@@ -80,8 +80,8 @@ def _time_one(
     from partitioner.compiler import MEASURED_MIN_GAIN, resolve_cluster
     from partitioner.costing.table import build_cost_table
     from partitioner.graph.analysis import analyse
+    from partitioner.plan.build import build_plan
     from partitioner.plan.io import write_plan
-    from partitioner.plan.types import build_plan
     from partitioner.solver import solve
     from partitioner.solver.build import build_problem
 

@@ -19,8 +19,7 @@ from partitioner.cli.common import (
 from partitioner.cli.progress import ProgressLine
 from partitioner.compiler import Compilation, compile_model
 from partitioner.errors import SolverError
-from partitioner.plan.io import check_plan_target
-from partitioner.plan.types import write_plan
+from partitioner.plan.io import check_plan_target, write_plan
 from partitioner.solver.baselines import evaluation_of
 
 

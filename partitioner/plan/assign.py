@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from partitioner.cluster.types import Cluster
 from partitioner.costing.types import CostTable, Supported
 from partitioner.errors import PlanError
-from partitioner.plan.types import Plan, build_plan
+from partitioner.plan.build import build_plan
+from partitioner.plan.types import Plan
 from partitioner.solver.partitioning import split_into_partitions
 from partitioner.solver.problem import Evaluation, Problem, ProblemEdge, ProblemNode, SolveReport
 
