@@ -13,11 +13,15 @@ EXTRAS := zoo,openvino,dev
 install: $(STAMP)
 
 # Everything comes from the lock (every dependency and extra, pinned); the project itself is
-# installed without resolving again. The lock pins torch's local CPU wheel (2.13.0+cpu): an
-# unpinned torch would pull the CUDA build.
+# installed without resolving again. The lock pins torch's CPU build (2.13.0+cpu): an unpinned
+# torch would pull the CUDA build. PyPI does not carry +cpu builds: this project's machines have
+# the wheel on disk (pip's find-links); elsewhere pass TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet $(PIP_TORCH) -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -33,6 +37,7 @@ LATEST := .venv-latest
 test-latest: browser-deps
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet $(PIP_TORCH) $$(grep '^torch==' $(LOCK))
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
 	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(onnx|onnxruntime|openvino|ortools|numpy|torch|transformers)=='
 	$(LATEST)/bin/python -m pytest -q --durations=15 tests
