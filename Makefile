@@ -62,7 +62,11 @@ demo: install
 	$(HETPART) report $(OUT)/plan -o $(OUT)/report.html
 	@echo "HTML report: $(OUT)/report.html"
 
+# The architecture contracts ([tool.importlinter] in pyproject.toml) first: a stage importing
+# one above it, or the core importing a plug-in, fails before the suite runs
+# (tests/test_architecture.py checks the same inside the suite).
 test: install browser-deps
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: install
@@ -74,6 +78,7 @@ bench: install
 lint: install
 	$(PY) -m ruff check partitioner cost_models backends models tests
 	$(PY) -m mypy partitioner cost_models backends models
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -22,7 +22,9 @@ from partitioner.errors import RunError
 class NullPartition:
     """Returns preallocated zero outputs; does no computation (tests executor plumbing)."""
 
+    #: Host outputs only; calls are not pinned to CPUs (the PreparedPartition defaults).
     device_resident = False
+    pinned_cpus: tuple[int, ...] | None = None
 
     def __init__(self, model: onnx.ModelProto, label: str) -> None:
         self.label = label
@@ -35,6 +37,10 @@ class NullPartition:
         """Check every input as the other runners do and return the zero outputs."""
         conform_feeds(self.label, self.inputs, feeds)
         return dict(self._outputs)
+
+    def run_device(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs stay on the host here: the same as :meth:`run`."""
+        return self.run(feeds)
 
 
 def _zeros(value: onnx.ValueInfoProto, label: str) -> np.ndarray:
@@ -63,6 +69,10 @@ class NullRunner:
 
     def version(self) -> str:
         return "null-1"
+
+    def absent_reason(self, options: Mapping[str, Any]) -> str | None:
+        """Never absent: it computes nothing."""
+        return None
 
     def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> NullPartition:
         """Read the declared output shapes once."""

@@ -68,7 +68,8 @@ class OrtPartition:
         self._session = session
         self.label = label
         self.provider = provider
-        #: What each input needs (dtype, shape): feeds are conformed to it (backends._common).
+        #: What each input needs (dtype, shape): feeds are conformed to it
+        #: (``partitioner.runtime.feeds``).
         self.inputs = tuple(
             InputSpec.of(i.name, ORT_TYPE_NAMES.get(i.type, i.type), i.shape)
             for i in session.get_inputs()
@@ -161,6 +162,15 @@ class OnnxRuntimeRunner:
         import onnxruntime as ort
 
         return str(ort.__version__)
+
+    def absent_reason(self, options: Mapping[str, Any]) -> str | None:
+        """Why a device with ``options`` cannot run here: its execution provider is absent."""
+        import onnxruntime as ort
+
+        provider = options.get("provider", DEFAULT_PROVIDER)
+        if provider not in ort.get_available_providers():
+            return f"execution provider {provider} is not installed"
+        return None
 
     def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> OrtPartition:
         """Create the session once; verify every node runs on the requested provider.

@@ -36,7 +36,9 @@ class OpenVinoPartition:
     as ``layer_norm_8``), so every port is matched to the ONNX name among ``get_names()``.
     """
 
+    #: Host outputs only; calls are not pinned to CPUs (the PreparedPartition defaults).
     device_resident = False
+    pinned_cpus: tuple[int, ...] | None = None
 
     def __init__(
         self, compiled: Any, label: str, inputs: tuple[InputSpec, ...], outputs: tuple[str, ...]
@@ -61,6 +63,10 @@ class OpenVinoPartition:
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses
             raise run_failure("openvino", self.label, exc) from exc
         return {name: np.array(results[port], copy=True) for name, port in self._outputs}
+
+    def run_device(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs stay on the host here: the same as :meth:`run`."""
+        return self.run(feeds)
 
 
 def _match_ports(
@@ -108,6 +114,15 @@ class OpenVinoRunner:
         import openvino as ov
 
         return str(ov.__version__)
+
+    def absent_reason(self, options: Mapping[str, Any]) -> str | None:
+        """Why a device with ``options`` cannot run here: its OpenVINO plugin is absent."""
+        import openvino as ov
+
+        wanted = str(options.get("device", "CPU")).split(".")[0]
+        if wanted not in {d.split(".")[0] for d in ov.Core().available_devices}:
+            return f"OpenVINO device {wanted} is not present"
+        return None
 
     def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> OpenVinoPartition:
         """Read the ONNX model and compile it once for ``options["device"]``.

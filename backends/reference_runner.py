@@ -22,7 +22,9 @@ from partitioner.errors import ClusterError, RunError
 class ReferencePartition:
     """A partition held by an ``onnx.reference.ReferenceEvaluator``."""
 
+    #: Host outputs only; calls are not pinned to CPUs (the PreparedPartition defaults).
     device_resident = False
+    pinned_cpus: tuple[int, ...] | None = None
 
     def __init__(self, evaluator: Any, model: onnx.ModelProto, label: str) -> None:
         self.label = label
@@ -40,6 +42,10 @@ class ReferencePartition:
             raise run_failure("reference evaluator", self.label, exc) from exc
         return {name: np.asarray(v) for name, v in zip(self.output_names, values, strict=True)}
 
+    def run_device(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs stay on the host here: the same as :meth:`run`."""
+        return self.run(feeds)
+
 
 class ReferenceRunner:
     """Runs partitions with ``onnx.reference.ReferenceEvaluator`` (no options)."""
@@ -51,6 +57,10 @@ class ReferenceRunner:
 
     def version(self) -> str:
         return f"onnx-{onnx.__version__}"
+
+    def absent_reason(self, options: Mapping[str, Any]) -> str | None:
+        """Never absent: it needs nothing beyond onnx."""
+        return None
 
     def prepare(self, model: ModelSource, options: Mapping[str, Any]) -> ReferencePartition:
         """Build the evaluator once.

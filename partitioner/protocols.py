@@ -1,8 +1,13 @@
 """The seams between the core and its plug-ins: cost models, runners, prepared partitions.
 
-The core never imports ``cost_models/`` or ``backends/``; the CLI wires them through the
-registries in ``partitioner.registry``. Protocols (not base classes) keep plug-ins free of
-inheritance from the core, as onnx_ir does for its IR protocols.
+The core never imports ``cost_models/`` or ``backends/`` (``lint-imports`` checks it); the CLI
+wires them through the registries in ``partitioner.registry``, which checks every plug-in it
+loads against these protocols (:func:`partitioner.registry.check_protocol`): each member
+declared here must be present, and each method callable. Protocols (not base classes) keep
+plug-ins free of inheritance from the core, as onnx_ir does for its IR protocols, so there
+are no inherited defaults: a plug-in spells every member out, and the docstrings below say
+what a plug-in without the capability returns. This module imports nothing of ours at run
+time (annotations only).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import onnx
 
@@ -36,13 +43,32 @@ class CostModel(Protocol):
 
 @runtime_checkable
 class PreparedPartition(Protocol):
-    """A partition compiled once by a runner and run many times."""
+    """A partition compiled once by a runner and run many times.
+
+    Attributes:
+        input_names: The inputs :meth:`run` needs.
+        output_names: The outputs it returns.
+        pinned_cpus: CPUs this partition's calls must run on (the executor pins its
+            device's worker thread to them once); None when calls are not pinned.
+        device_resident: True when outputs may stay on an accelerator, so the executor
+            calls :meth:`run_device` and hands its values on; False (host runners) means
+            :meth:`run` is always used.
+    """
 
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    pinned_cpus: tuple[int, ...] | None
+    device_resident: bool
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; returns every output by name. Raises on runner failure."""
+        """Run once; returns every output by name as a host array. Raises on runner failure."""
+        ...
+
+    def run_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run once, inputs and outputs possibly device values (e.g. OrtValues on a GPU).
+
+        Host runners return :meth:`run`'s result.
+        """
         ...
 
 
@@ -60,6 +86,15 @@ class Runner(Protocol):
         """Library version, part of profile-cache fingerprints."""
         ...
 
-    def prepare(self, model: onnx.ModelProto, options: Mapping[str, Any]) -> PreparedPartition:
-        """Compile ``model`` with device ``options`` (provider, threads, affinity...)."""
+    def absent_reason(self, options: Mapping[str, Any]) -> str | None:
+        """Why a device with these runner ``options`` cannot run here (its execution provider
+        or plugin is missing), or None when it can. Runners that need nothing beyond their
+        library return None."""
+        ...
+
+    def prepare(
+        self, model: onnx.ModelProto | str | Path, options: Mapping[str, Any]
+    ) -> PreparedPartition:
+        """Compile ``model`` (a ModelProto or a file path) with device ``options`` (provider,
+        threads, affinity...)."""
         ...

@@ -14,15 +14,18 @@ import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cost_models.profiled import ProfiledCostModel
 from partitioner.cluster.local import detect_local_cluster
 from partitioner.cluster.types import Cluster, DeviceSpec
 from partitioner.costing.types import Supported
 from partitioner.graph.analysis import AnalysedModel, analyse
 from partitioner.profiling.cache import ProfileCache
 from partitioner.profiling.timing import median_and_spread, time_calls
+from partitioner.registry import cost_models
+
+if TYPE_CHECKING:
+    from cost_models.profiled import ProfiledCostModel
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,7 @@ def _whole(profiled: ProfiledCostModel, model: AnalysedModel, device: DeviceSpec
            repeats: int) -> tuple[float, float, float]:
     options = dict(device.runner_options, label=f"whole {model.facts.model_name}")
     prepared = profiled._runner(device).prepare(model.model, options)
-    from cost_models.single_node import random_feeds
-
-    feeds = random_feeds(model.model)
+    feeds = profiled.make_feeds(model.model)  # cost_models.single_node.random_feeds
     samples = time_calls(lambda: prepared.run(feeds), 3, repeats, budget_s=5.0, min_time_s=1.0)
     median, spread = median_and_spread(samples)
     return median, min(samples), spread / median
@@ -119,10 +120,14 @@ def measure(quick: bool = False, cache: ProfileCache | None = None) -> tuple[lis
     cache = cache or ProfileCache(Path(tempfile.mkdtemp(prefix="hetpart-bench-")) / "p.sqlite")
     cluster: Cluster = detect_local_cluster(cache=cache)
     repeats = 5 if quick else 15
-    calibrating = ProfiledCostModel(cache, repeats=repeats, calibrate=True, min_time_s=NODE_TIME_S)
+    calibrating: ProfiledCostModel = cost_models.create(
+        "profiled", cache=cache, repeats=repeats, calibrate=True, min_time_s=NODE_TIME_S
+    )
     for name, params in CALIBRATION[: QUICK_CALIBRATION if quick else None]:
         calibrating.prepare(_load(name, params), cluster)
-    profiled = ProfiledCostModel(cache, repeats=repeats, min_time_s=NODE_TIME_S)
+    profiled: ProfiledCostModel = cost_models.create(
+        "profiled", cache=cache, repeats=repeats, min_time_s=NODE_TIME_S
+    )
     # Pass 1: predictions before this model was ever timed whole (raw, other-model correction).
     models = {name: _load(name) for name in EVALUATED}
     predicted: dict[tuple[str, str], tuple[float, float]] = {}

@@ -26,7 +26,7 @@ from partitioner.cluster.types import Cluster
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.extract import PartitionExtractor
 from partitioner.runtime.executor import Executor
-from partitioner.runtime.records import random_inputs
+from partitioner.runtime.feeds import random_inputs
 from partitioner.testing.onnx_backend import local_pair
 
 OPTIONS = {"threads": 1}
@@ -55,14 +55,14 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> float:
 
 def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int) -> list[dict]:
     """Measure the whole-model session and k-partition plans, interleaved in rounds."""
-    from backends.onnxruntime_runner import create as ort_runner
     from models import zoo
     from partitioner.graph.analysis import analyse
+    from partitioner.registry import get_runner
 
     path = Path(zoo.build(model_name))
     analysed = analyse(str(path))
     feeds = random_inputs([_spec(t) for t in analysed.facts.inputs], seed=0)
-    whole = ort_runner().prepare(path, dict(OPTIONS))
+    whole = get_runner("onnxruntime").prepare(path, dict(OPTIONS))
     names = [n.name for n in analysed.facts.nodes]
     extractor = PartitionExtractor(analysed.model)
     executors: dict[int, Executor] = {}
@@ -119,14 +119,18 @@ def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int
 
 def _bare_session(model: Any) -> Any:
     """A plain InferenceSession with the devices' options (no hetpart runner around it)."""
+    import onnx
     import onnxruntime as ort
 
-    from backends._common import model_bytes
+    from partitioner.graph.loading import MAX_IR_VERSION
 
+    if model.ir_version > MAX_IR_VERSION:  # as the runner does: cap the IR version in a copy
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.ir_version = MAX_IR_VERSION
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = OPTIONS["threads"]
-    return ort.InferenceSession(model_bytes(model), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _raw_chain(sessions: list[Any], feeds: dict[str, np.ndarray]) -> Callable[[], Any]:

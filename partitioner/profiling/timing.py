@@ -1,10 +1,13 @@
-"""Timing primitives shared by device detection and profiling: repeated calls, medians, probes."""
+"""Timing primitives shared by device detection and profiling: repeated calls, medians, probes,
+and pinning threads to CPUs (an OS utility the executor and the runners share)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
@@ -75,6 +78,26 @@ def statistic_of(samples: list[float], statistic: str) -> float:
     raise ValueError(f"unknown timing statistic {statistic!r} (expected 'best' or 'median')")
 
 
+def pin_thread(cpus: tuple[int, ...] | None) -> None:
+    """Pin the calling thread to ``cpus`` for good (no-op for None or off Linux)."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+@contextmanager
+def thread_affinity(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Pin the calling thread (Linux: ``sched_setaffinity(0)`` is per thread) while inside."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
            outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, name, inputs, outputs)
@@ -109,8 +132,6 @@ def thread_handoff_s(cpu: int, idle_s: float = 1e-3, repeats: int = 100) -> floa
     a real plan; on a virtual machine waking an idle vCPU dominates (~0.1-0.35 ms here).
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from backends._common import pin_thread
 
     with ThreadPoolExecutor(max_workers=1, initializer=pin_thread, initargs=((cpu,),)) as pool:
         pool.submit(int).result()

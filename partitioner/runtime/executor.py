@@ -12,10 +12,15 @@ between different devices (a device value comes to the host; host arrays pass wi
 copy); each partition run and each hand-off is timed with ``perf_counter``.
 
 Model inputs are conformed once per run to the plan's declared TensorSpecs
-(``backends._common.conform``: NumPy and Python scalars, 0-d arrays and lists become
+(``partitioner.runtime.feeds.conform``: NumPy and Python scalars, 0-d arrays and lists become
 contiguous arrays of the declared dtype; a wrong dtype or shape is a one-line RunError). A
 runner that fails, or returns fewer tensors than the plan expects of its partition, raises
 a RunError naming the partition, its device and the tensor where known.
+
+The executor knows runners only through ``partitioner.protocols``: whether a device's
+provider or plugin is present (``Runner.absent_reason``), which CPUs a partition's calls are
+pinned to (``PreparedPartition.pinned_cpus``) and whether its outputs stay on a device
+(``device_resident`` / ``run_device``) are the runners' to say.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import InputSpec, conform, one_line, pin_thread
 from partitioner.cluster.types import DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError, RunError
 from partitioner.plan.types import Plan, PlanPartition
-from partitioner.registry import get_runner
+from partitioner.profiling.timing import pin_thread
+from partitioner.protocols import PreparedPartition, Runner
+from partitioner.registry import RunnerProtocolError, check_prepared, get_runner
+from partitioner.runtime.feeds import InputSpec, conform, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +132,7 @@ class Executor:
         self._parts = {p.index: p for p in plan.partitions}
         self.emulated: dict[str, str] = {}
         self.prepare_s: dict[int, float] = {}
-        self._prepared: dict[int, Any] = {}
+        self._prepared: dict[int, PreparedPartition] = {}
         devices = {d.id: d for d in plan.cluster.devices}
         resolved = {
             dev: self._resolve(devices[dev], emulate) for dev in {p.device for p in plan.partitions}
@@ -136,7 +143,9 @@ class Executor:
             label = f"partition {p.index} on {p.device}"
             started = time.perf_counter()
             try:
-                self._prepared[p.index] = runner.prepare(source, {**options, "label": label})
+                prepared = runner.prepare(source, {**options, "label": label})
+                check_prepared(runner.name, prepared)
+                self._prepared[p.index] = prepared
             except PartitionerError as exc:
                 raise type(exc)(f"{label}: {exc}") from exc
             self.prepare_s[p.index] = time.perf_counter() - started
@@ -186,11 +195,10 @@ class Executor:
         """Device -> the CPUs its runner pins calls to (None: not pinned)."""
         cpus: dict[str, tuple[int, ...] | None] = {}
         for index, part in self._parts.items():
-            pinned = getattr(self._prepared[index], "pinned_cpus", None)
-            cpus[part.device] = cpus.get(part.device) or pinned
+            cpus[part.device] = cpus.get(part.device) or self._prepared[index].pinned_cpus
         return cpus
 
-    def _resolve(self, device: DeviceSpec, emulate: bool) -> tuple[Any, dict[str, Any]]:
+    def _resolve(self, device: DeviceSpec, emulate: bool) -> tuple[Runner, dict[str, Any]]:
         reason = absent_reason(device)
         if reason is None:
             return get_runner(device.runner), dict(device.runner_options)
@@ -243,8 +251,9 @@ class Executor:
     def _invoke(self, index: int, inputs: dict[str, Any]) -> Any:
         """Run partition ``index``'s runner; every failure becomes a RunError naming it."""
         prepared = self._prepared[index]
+        outputs: Mapping[str, Any]
         try:
-            if getattr(prepared, "device_resident", False):
+            if prepared.device_resident:
                 outputs = prepared.run_device(inputs)
             else:
                 outputs = prepared.run(inputs)
@@ -270,7 +279,7 @@ class Executor:
 
         Such plans run on the calling thread in index order, without the dispatcher.
         """
-        if any(getattr(p, "device_resident", False) for p in self._prepared.values()):
+        if any(p.device_resident for p in self._prepared.values()):
             return False
         order = sorted(self._parts)
         one_device = len({p.device for p in self._parts.values()}) == 1
@@ -471,20 +480,9 @@ def absent_reason(device: DeviceSpec) -> str | None:
     if not device.local:
         return "it is described by a spec sheet (local = false), not detected on this machine"
     try:
-        get_runner(device.runner)
+        runner = get_runner(device.runner)
+    except RunnerProtocolError:
+        raise  # a broken plug-in is a bug to report, not a device to emulate
     except ClusterError as exc:
         return str(exc)
-    options = device.runner_options
-    if device.runner == "onnxruntime":
-        import onnxruntime as ort
-
-        provider = options.get("provider", "CPUExecutionProvider")
-        if provider not in ort.get_available_providers():
-            return f"execution provider {provider} is not installed"
-    elif device.runner == "openvino":
-        import openvino as ov
-
-        wanted = str(options.get("device", "CPU")).split(".")[0]
-        if wanted not in {d.split(".")[0] for d in ov.Core().available_devices}:
-            return f"OpenVINO device {wanted} is not present"
-    return None
+    return runner.absent_reason(device.runner_options)

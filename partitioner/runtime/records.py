@@ -1,4 +1,4 @@
-"""Around an execution: input feeds (random or from .npz), whole-model checks, run records.
+"""Around an execution: whole-model checks and run records (input feeds: ``runtime.feeds``).
 
 ``measure`` runs a plan the way ``hetpart run`` does and returns the plain-data record that
 ``--json`` prints and ``--save`` writes to ``PLAN_DIR/run.json`` (with the SHA-256 of
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,75 +16,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from partitioner.errors import PartitionerError, PlanError, RunError
+from partitioner.errors import PlanError, RunError
 from partitioner.plan.io import PLAN_FILE, RUN_FILE, check_model_hash, file_sha256
-from partitioner.plan.types import Plan, TensorSpec
+from partitioner.plan.types import Plan
+from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor, RunResult
+from partitioner.runtime.feeds import InputError, load_inputs, random_inputs
 
 #: Version tag of ``run.json``.
 RUN_FORMAT_VERSION = "hetpart-run/1"
-
-
-class InputError(PartitionerError):
-    """An ``--inputs`` file does not match the model's inputs."""
-
-
-def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random feeds of the right shapes and dtypes.
-
-    Floats are standard normal; integers lie in the input's ``value_range`` (e.g. the
-    vocabulary size of the embedding it indexes) or in [0, 2); booleans are fair coins.
-    """
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
-        elif dtype.kind in "iu":
-            low, high = spec.value_range or (0, 2)
-            feeds[spec.name] = rng.integers(low, max(high, low + 1), spec.shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
-        else:
-            raise InputError(
-                f"input {spec.name!r} has dtype {spec.dtype}; pass it with --inputs FILE.npz"
-            )
-    return feeds
-
-
-def load_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    """Read feeds from an ``.npz`` file, checking names, shapes and dtypes.
-
-    Raises:
-        InputError: unreadable file, or every missing/unknown name and every wrong shape or
-            dtype, in one message.
-    """
-    file = Path(path)
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"--inputs {file}: cannot read as .npz: {exc}") from None
-    problems: list[str] = []
-    wanted = {s.name: s for s in specs}
-    missing = [n for n in wanted if n not in arrays]
-    if missing:
-        problems.append(f"missing input(s) {missing}")
-    extra = sorted(set(arrays) - set(wanted))
-    if extra:
-        problems.append(f"unknown name(s) {extra} (model inputs: {sorted(wanted)})")
-    for name, spec in wanted.items():
-        if name not in arrays:
-            continue
-        array = arrays[name]
-        if tuple(array.shape) != tuple(spec.shape):
-            problems.append(f"{name!r} has shape {list(array.shape)}, expected {list(spec.shape)}")
-        if array.dtype != np.dtype(spec.dtype):
-            problems.append(f"{name!r} has dtype {array.dtype}, expected {spec.dtype}")
-    if problems:
-        raise InputError(f"--inputs {file}: " + "; ".join(problems))
-    return {name: arrays[name] for name in wanted}
 
 
 def resolve_model_path(plan: Plan, plan_dir: Path) -> Path:
@@ -102,13 +41,12 @@ def resolve_model_path(plan: Plan, plan_dir: Path) -> Path:
 
 def whole_model_outputs(model_path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Run the unpartitioned model on ONNX Runtime CPU (the reference for ``--check``)."""
-    from backends.onnxruntime_runner import create
-
     model = onnx.load(str(model_path), load_external_data=False)
     source: onnx.ModelProto | Path = model_path
     if model.ir_version > 10:  # too new for onnxruntime: the runner caps it in memory
         source = onnx.load(str(model_path))
-    prepared = create().prepare(source, {"label": f"whole model {model_path.name}"})
+    label = f"whole model {model_path.name}"
+    prepared = get_runner("onnxruntime").prepare(source, {"label": label})
     return prepared.run(dict(feeds))
 
 

@@ -91,7 +91,7 @@ class Session:
         """Run once and return the requested outputs (all when ``output_names`` is None).
 
         Inputs may be arrays, NumPy or Python scalars, 0-d arrays or lists: each becomes a
-        contiguous array of the declared dtype (``backends._common.conform``).
+        contiguous array of the declared dtype (``partitioner.runtime.feeds.conform``).
         ``run_options`` is accepted for drop-in compatibility with
         ``onnxruntime.InferenceSession.run`` and ignored.
 

@@ -22,12 +22,12 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
-from backends._common import conform, onnx_input_specs
 from partitioner.cluster.types import Cluster, DeviceSpec
 from partitioner.errors import ShapeError
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.extract import PartitionExtractor
 from partitioner.runtime.executor import Executor
+from partitioner.runtime.feeds import conform, onnx_input_specs
 
 logger = logging.getLogger(__name__)
 
