@@ -1,11 +1,18 @@
-"""The compile pipeline: ONNX -> analysis -> costs -> problem -> baselines + CP-SAT -> Plan."""
+"""The compile pipeline: ONNX -> analysis -> costs -> problem -> baselines + CP-SAT -> Plan.
+
+``CompileOptions`` is the typed set of choices one compilation takes; ``compile_model``
+returns every intermediate product (for the CLI, benchmarks and reports) and ``compile``
+only the plan. ``write_plan`` writes a plan from any of the model forms ``compile`` accepts.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import onnx
 
@@ -13,16 +20,151 @@ from partitioner.cluster.file import load_cluster
 from partitioner.cluster.types import Cluster
 from partitioner.costing.table import build_cost_table
 from partitioner.costing.types import CostTable
-from partitioner.errors import ClusterError
+from partitioner.errors import ClusterError, CostModelError, PlanError, ShapeError, SolverError
 from partitioner.graph.analysis import AnalysedModel, analyse
+from partitioner.plan import io as plan_io
 from partitioner.plan.build import build_plan
 from partitioner.plan.types import Plan
 from partitioner.protocols import CostModel
+from partitioner.registry import cost_models
 from partitioner.solver import solve
 from partitioner.solver.build import build_problem
 from partitioner.solver.problem import OBJECTIVES, Problem, SolveReport
 
 log = logging.getLogger(__name__)
+
+#: What ``compile``, ``compile_model`` and ``write_plan`` accept as the model.
+ModelInput = str | os.PathLike[str] | onnx.ModelProto | AnalysedModel
+
+#: Default ``min_gain`` for clusters measured on this machine (``local``, ``local-cores``).
+MEASURED_MIN_GAIN = 0.05
+
+
+def _bad(error: type[Exception], name: str, value: object, expected: str) -> Exception:
+    return error(f"CompileOptions {name}={value!r}: expected {expected}")
+
+
+def _strings(name: str, value: object, error: type[Exception]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _bad(error, name, value, "a list of strings")
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        raise _bad(error, name, value, "a list of non-empty strings")
+    return tuple(value)
+
+
+def _number(name: str, value: object, kind: type, minimum: float, strict: bool) -> None:
+    """Refuse ``value`` unless it is a finite ``kind`` above (``strict``) or at ``minimum``."""
+    kinds = (int,) if kind is int else (int, float)
+    ok = (
+        isinstance(value, kinds)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > minimum if strict else value >= minimum)
+    )
+    if not ok:
+        what = "integer" if kind is int else "number"
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise _bad(SolverError, name, value, f"a finite {what} {bound}")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What one compilation optimises and under which constraints.
+
+    Every field has the default ``hetpart compile`` uses; a bad value raises a
+    ``PartitionerError`` naming the field and the value when the options are made. Lists
+    are stored as tuples (shapes as ``{name: tuple}``), so options compare and hash by value.
+
+    Attributes:
+        objective: ``latency`` (one inference, end to end), ``throughput`` (pipelined:
+            the busiest device or link) or ``cost`` (price per inference, under
+            ``latency_target_s``).
+        devices: Restrict the cluster to these device ids (one id: a single-device plan);
+            None uses every device.
+        input_shapes: Concrete shapes for inputs with symbolic dimensions,
+            ``{"x": (1, 3, 224, 224)}``; ignored when the model is already analysed.
+        pins: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must respect.
+        forbidden: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must avoid.
+        latency_target_s: Latency bound in seconds; required by, and only allowed with,
+            the ``cost`` objective.
+        max_partitions: Upper bound on the number of partitions (runner calls); None: any.
+        time_limit_s: Wall-clock limit of the solve (search, bound, refinement); loading,
+            analysis, costing, the baselines and writing come on top.
+        seed: CP-SAT random seed, 0 to 2**31 - 1 (same input and seed give the same
+            plan, unless the clock ends a solver stage on a loaded machine:
+            ``Plan.solver.clock_stopped``).
+        workers: CP-SAT search workers.
+        min_gain: Smallest predicted gain over the best single device, as a fraction
+            (0.05 = 5 %), that justifies a plan on several devices. None: 0 on spec-sheet
+            clusters, ``MEASURED_MIN_GAIN`` when every device is measured here, whose
+            costs carry run-to-run noise of that order.
+        cost_model: A registered cost model name (``roofline``, ``profiled``, ``fitted``:
+            the files of ``cost_models/``, created with default options), a ``CostModel``
+            object, or None for the cluster's default (``costing.table.default_cost_model``:
+            profiled on clusters with devices here, roofline otherwise).
+    """
+
+    objective: str = "latency"
+    devices: Sequence[str] | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = field(default=None, hash=False)
+    pins: Sequence[str] = ()
+    forbidden: Sequence[str] = ()
+    latency_target_s: float | None = None
+    max_partitions: int | None = None
+    time_limit_s: float = 30.0
+    seed: int = 0
+    workers: int = 2
+    min_gain: float | None = None
+    cost_model: str | CostModel | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise _bad(SolverError, "objective", self.objective,
+                       f"one of {', '.join(OBJECTIVES)}")
+        if self.objective == "cost" and self.latency_target_s is None:
+            raise SolverError("CompileOptions objective='cost' needs latency_target_s")
+        if self.latency_target_s is not None:
+            if self.objective != "cost":
+                raise SolverError(
+                    f"CompileOptions latency_target_s={self.latency_target_s!r} applies only "
+                    f"to objective='cost' (got objective={self.objective!r})")
+            _number("latency_target_s", self.latency_target_s, float, 0.0, strict=True)
+        if self.devices is not None:
+            devices = _strings("devices", self.devices, ClusterError)
+            if not devices:
+                raise _bad(ClusterError, "devices", self.devices, "at least one device id")
+            object.__setattr__(self, "devices", devices)
+        object.__setattr__(self, "pins", _strings("pins", self.pins, SolverError))
+        object.__setattr__(self, "forbidden", _strings("forbidden", self.forbidden, SolverError))
+        if self.input_shapes is not None:
+            object.__setattr__(self, "input_shapes", _shapes(self.input_shapes))
+        if self.max_partitions is not None:
+            _number("max_partitions", self.max_partitions, int, 1, strict=False)
+        _number("time_limit_s", self.time_limit_s, float, 0.0, strict=True)
+        _number("seed", self.seed, int, 0, strict=False)
+        if self.seed > 2**31 - 1:
+            raise _bad(SolverError, "seed", self.seed, "an integer from 0 to 2**31 - 1")
+        _number("workers", self.workers, int, 1, strict=False)
+        if self.min_gain is not None:
+            _number("min_gain", self.min_gain, float, 0.0, strict=False)
+        model = self.cost_model
+        if model is not None and not isinstance(model, str) and not hasattr(model, "estimate"):
+            raise _bad(CostModelError, "cost_model", model,
+                       "a cost model name or an object with estimate(model, node, device)")
+
+
+def _shapes(value: object) -> dict[str, tuple[int, ...]]:
+    if not isinstance(value, Mapping):
+        raise _bad(ShapeError, "input_shapes", value, "a mapping of input name to dimensions")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, dims in value.items():
+        if (not isinstance(name, str) or isinstance(dims, str) or not isinstance(dims, Sequence)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in dims)):
+            raise ShapeError(f"CompileOptions input_shapes[{name!r}]={dims!r}: expected a "
+                             "list of non-negative integers")
+        shapes[name] = tuple(dims)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -55,82 +197,63 @@ def resolve_cluster(cluster: Cluster | str, devices: Sequence[str] | None = None
     return resolved.restricted_to(list(devices))
 
 
-#: Default ``min_gain`` for clusters measured on this machine (``local``, ``local-cores``).
-MEASURED_MIN_GAIN = 0.05
+def _cost_model(choice: str | CostModel | None) -> CostModel | None:
+    if isinstance(choice, str):
+        return cost_models.create(choice)  # type: ignore[no-any-return]
+    return choice
 
 
 def compile_model(
-    model: str | os.PathLike[str] | onnx.ModelProto | AnalysedModel,
+    model: ModelInput,
     cluster: Cluster | str,
+    options: CompileOptions | None = None,
     *,
-    objective: str = "latency",
-    devices: Sequence[str] | None = None,
-    input_shapes: Mapping[str, Sequence[int]] | None = None,
-    pins: Sequence[str] = (),
-    forbidden: Sequence[str] = (),
-    latency_target_s: float | None = None,
-    max_partitions: int | None = None,
-    time_limit_s: float = 30.0,
-    seed: int = 0,
-    workers: int = 2,
-    cost_model: CostModel | None = None,
     progress: Callable[[float, float], None] | None = None,
     cost_progress: Callable[[int, int], None] | None = None,
-    min_gain: float | None = None,
 ) -> Compilation:
     """Compile ``model`` for ``cluster`` and return every intermediate product.
 
     Args:
         model: ONNX path, ModelProto, or an already analysed model.
         cluster: A Cluster or a cluster spec string (``local``, preset name, TOML path).
-        objective: ``latency``, ``throughput`` or ``cost``.
-        devices: Restrict the cluster to these device ids (one id: single-device plan).
-        input_shapes: Concrete shapes for inputs with symbolic dimensions.
-        pins: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must respect.
-        forbidden: ``NODE_OR_OP_TYPE=DEVICE`` placements the plan must avoid.
-        latency_target_s: Latency bound for the ``cost`` objective.
-        max_partitions: Upper bound on the number of partitions.
-        time_limit_s: Wall-clock limit of the solve (search, bound, refinement); loading,
-            analysis, costing and writing come on top.
-        seed: CP-SAT random seed (same input and seed give the same plan, unless the clock
-            ends a solver stage on a loaded machine: ``SolveReport.clock_stopped``).
-        workers: CP-SAT search workers.
-        cost_model: Cost model; defaults to the cluster's default one.
+        options: What to optimise and under which constraints (defaults: ``CompileOptions()``).
         progress: Called with (best objective, bound) as the solver improves.
         cost_progress: Called with (done, total) while costs are measured.
-        min_gain: Smallest predicted gain over the best single device that justifies a
-            plan on several devices (a fraction; see ``solver.solve``). Default: 0 on
-            spec-sheet clusters, ``MEASURED_MIN_GAIN`` when every device is measured here,
-            whose costs carry run-to-run noise of that order.
 
     Returns:
         The compilation; ``.plan`` is what gets written and run.
+
+    Raises:
+        PartitionerError: the model, cluster or options are invalid (each error names the
+            offending file, node, device or option), or no placement is feasible.
     """
-    if objective not in OBJECTIVES:
-        raise ClusterError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    analysed = model if isinstance(model, AnalysedModel) else analyse(model, input_shapes)
-    resolved = resolve_cluster(cluster, devices)
-    if devices:
-        left_out = [spec for spec in pins if spec.rpartition("=")[2].strip() not in devices]
+    opts = options if options is not None else CompileOptions()
+    analysed = model if isinstance(model, AnalysedModel) else analyse(model, opts.input_shapes)
+    resolved = resolve_cluster(cluster, opts.devices)
+    if opts.devices:
+        left_out = [spec for spec in opts.pins
+                    if spec.rpartition("=")[2].strip() not in opts.devices]
         if left_out:
             raise ClusterError(f"--pin {', '.join(map(repr, left_out))}: the device is not "
-                               f"among --devices ({', '.join(devices)})")
-    costs = build_cost_table(analysed, resolved, cost_model, progress=cost_progress)
+                               f"among --devices ({', '.join(opts.devices)})")
+    costs = build_cost_table(analysed, resolved, _cost_model(opts.cost_model),
+                             progress=cost_progress)
     problem = build_problem(
         analysed.facts,
         resolved,
         costs,
-        pins=pins,
-        forbidden=forbidden,
-        objective=objective,
-        latency_target_s=latency_target_s,
-        max_partitions=max_partitions,
+        pins=opts.pins,
+        forbidden=opts.forbidden,
+        objective=opts.objective,
+        latency_target_s=opts.latency_target_s,
+        max_partitions=opts.max_partitions,
     )
+    min_gain = opts.min_gain
     if min_gain is None:
         min_gain = MEASURED_MIN_GAIN if all(d.local for d in resolved.devices) else 0.0
     report = solve(
-        problem, time_limit_s=time_limit_s, seed=seed, workers=workers, progress=progress,
-        min_gain=min_gain,
+        problem, time_limit_s=opts.time_limit_s, seed=opts.seed, workers=opts.workers,
+        progress=progress, min_gain=min_gain,
     )
     log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective, report.bound)
     plan = build_plan(analysed, resolved, problem, report, costs)
@@ -138,10 +261,63 @@ def compile_model(
 
 
 def compile(  # noqa: A001 - the public API name the issue asks for
-    model: str | os.PathLike[str] | onnx.ModelProto,
+    model: ModelInput,
     cluster: Cluster | str,
-    objective: str = "latency",
-    **options: object,
+    options: CompileOptions | None = None,
 ) -> Plan:
-    """Compile ``model`` for ``cluster`` and return the plan (see ``compile_model``)."""
-    return compile_model(model, cluster, objective=objective, **options).plan  # type: ignore[arg-type]
+    """Compile ``model`` for ``cluster`` and return the plan.
+
+    Args:
+        model: ONNX path, in-memory ModelProto, or an already analysed model.
+        cluster: A Cluster, or ``local``, ``local-cores``, a preset name or a TOML path.
+        options: What to optimise and under which constraints (defaults: ``CompileOptions()``).
+
+    Returns:
+        The plan: ``partitioner.Session(plan)`` runs it, ``partitioner.write_plan(plan,
+        model, plan_dir)`` writes it.
+
+    Example:
+        >>> opts = CompileOptions(objective="latency", time_limit_s=5)  # doctest: +SKIP
+        >>> plan = compile("model.onnx", "cpu+l4", opts)                 # doctest: +SKIP
+    """
+    return compile_model(model, cluster, options).plan
+
+
+def write_plan(
+    plan: Plan,
+    model: ModelInput,
+    plan_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    annotate: bool = False,
+) -> Path:
+    """Write ``plan`` and its partitions into ``plan_dir``, cutting them from ``model``.
+
+    The model may be given in any form ``compile`` takes; a path or ModelProto is analysed
+    again with the plan's input shapes, and must hash to the model the plan was compiled
+    from. Pass the ``AnalysedModel`` (``compile_model(...).analysed``) to skip the analysis.
+
+    Args:
+        plan: The plan (from ``compile``, ``compile_model`` or ``load_plan``).
+        model: The model the plan was compiled from.
+        plan_dir: Target directory; created when absent.
+        overwrite: Replace an existing plan there (only its plan files are removed).
+        annotate: Also write ``annotated.onnx`` (each node's device and partition).
+
+    Returns:
+        The path of ``plan.json``.
+
+    Raises:
+        PlanError: ``model`` is not the plan's model (SHA-256 differs), or the plan cannot
+            be written (see ``partitioner.plan.io.write_plan``).
+    """
+    analysed = model if isinstance(model, AnalysedModel) else analyse(
+        model, {t.name: t.shape for t in plan.model.inputs})
+    actual = analysed.facts.model_sha256
+    if actual != plan.model.sha256:
+        raise PlanError(
+            f"model {analysed.source} does not match the plan: sha256 {actual[:12]}... but "
+            f"the plan was compiled for {plan.model.sha256[:12]}... ({plan.model.name})")
+    return plan_io.write_plan(
+        plan, analysed, Path(plan_dir), overwrite=overwrite, annotate=annotate)
+

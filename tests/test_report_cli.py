@@ -13,7 +13,7 @@ from test_report_fixtures import write_run
 
 from partitioner.cli import main
 from partitioner.cli.report_cmd import use_color
-from partitioner.compiler import compile_model
+from partitioner.compiler import CompileOptions, compile_model
 from partitioner.plan.codec import plan_digest
 from partitioner.plan.io import load_plan, write_plan
 
@@ -24,9 +24,8 @@ def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report_cli")
     model = root / "branchy.onnx"
     onnx.save(branchy_model(width=256), model)
-    result = compile_model(
-        str(model), "cpu+l4", time_limit_s=2, pins=["a_mm=l4", "b_mm=cpu", "b_tanh=cpu"]
-    )
+    options = CompileOptions(time_limit_s=2, pins=("a_mm=l4", "b_mm=cpu", "b_tanh=cpu"))
+    result = compile_model(str(model), "cpu+l4", options)
     write_plan(result.plan, result.analysed, root / "plan")
     return root / "plan"
 

@@ -76,7 +76,7 @@ def _session_runners(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Call
 def run(quick: bool = False) -> str:
     """Measure plans against single-runner sessions; returns a Markdown section."""
     from models.zoo import build
-    from partitioner.compiler import compile_model
+    from partitioner.compiler import CompileOptions, compile_model
     from partitioner.graph.analysis import analyse
     from partitioner.plan.io import write_plan
     from partitioner.runtime.executor import Executor
@@ -95,7 +95,7 @@ def run(quick: bool = False) -> str:
             feeds: dict[str, np.ndarray] | None = None
             predicted: dict[str, float] = {}
             for cluster in CLUSTERS:
-                result = compile_model(analysed, cluster, time_limit_s=10.0)
+                result = compile_model(analysed, cluster, CompileOptions(time_limit_s=10.0))
                 plan_dir = Path(tmp) / f"{name}-{cluster}"
                 write_plan(result.plan, analysed, plan_dir, overwrite=True)
                 if feeds is None:

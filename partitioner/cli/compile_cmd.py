@@ -17,7 +17,7 @@ from partitioner.cli.common import (
     seed_int,
 )
 from partitioner.cli.progress import ProgressLine
-from partitioner.compiler import Compilation, compile_model
+from partitioner.compiler import Compilation, CompileOptions, compile_model
 from partitioner.errors import SolverError
 from partitioner.plan.io import check_plan_target, write_plan
 from partitioner.solver.baselines import evaluation_of
@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     check_plan_target(plan_dir, overwrite=args.force)  # before minutes of profiling, not after
     costing = ProgressLine("profiling", args.quiet or args.json)
     solving = ProgressLine("solving", args.quiet or args.json)
-    result = compile_model(
-        args.model,
-        args.cluster,
+    options = CompileOptions(
         objective=args.objective,
         devices=args.devices,
         input_shapes=parse_input_shapes(args.input_shape),
@@ -91,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
         min_gain=args.min_gain / 100 if args.min_gain is not None else None,
         seed=args.seed,
         workers=args.workers,
-        progress=solving.solver(),
-        cost_progress=costing.counter(),
+    )
+    result = compile_model(
+        args.model, args.cluster, options,
+        progress=solving.solver(), cost_progress=costing.counter(),
     )
     costing.done()
     solving.done()
