@@ -26,7 +26,7 @@ from partitioner.plan import io as plan_io
 from partitioner.plan.build import build_plan
 from partitioner.plan.types import Plan
 from partitioner.protocols import CostModel
-from partitioner.registry import cost_models
+from partitioner.registry import get_cost_model
 from partitioner.solver import solve
 from partitioner.solver.build import build_problem
 from partitioner.solver.problem import OBJECTIVES, Problem, SolveReport
@@ -199,7 +199,7 @@ def resolve_cluster(cluster: Cluster | str, devices: Sequence[str] | None = None
 
 def _cost_model(choice: str | CostModel | None) -> CostModel | None:
     if isinstance(choice, str):
-        return cost_models.create(choice)  # type: ignore[no-any-return]
+        return get_cost_model(choice)
     return choice
 
 
