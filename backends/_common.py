@@ -2,8 +2,7 @@
 
 Inputs as users pass them become what a runtime needs in the core
 (``partitioner.runtime.feeds``), and threads are pinned by ``partitioner.profiling.timing``:
-plug-ins import the core, never the other way round. Both are re-exported here for the
-runners.
+plug-ins import the core, never the other way round.
 """
 
 from __future__ import annotations
@@ -18,35 +17,7 @@ import onnx
 from partitioner.errors import ClusterError, RunError
 from partitioner.graph.loading import MAX_IR_VERSION
 from partitioner.graph.shapes import DTYPES
-from partitioner.profiling.timing import pin_thread, thread_affinity
-from partitioner.runtime.feeds import (
-    InputSpec,
-    check_feeds,
-    conform,
-    conform_feeds,
-    numpy_dtype,
-    one_line,
-    onnx_input_specs,
-)
-
-__all__ = [
-    "ORT_TYPE_NAMES",
-    "InputSpec",
-    "ModelSource",
-    "check_feeds",
-    "conform",
-    "conform_feeds",
-    "load_proto",
-    "model_bytes",
-    "model_label",
-    "numpy_dtype",
-    "one_line",
-    "onnx_input_specs",
-    "parse_cpu_list",
-    "pin_thread",
-    "run_failure",
-    "thread_affinity",
-]
+from partitioner.runtime.feeds import one_line
 
 ModelSource = onnx.ModelProto | str | Path
 

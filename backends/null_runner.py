@@ -9,14 +9,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from backends._common import (
-    ModelSource,
-    conform_feeds,
-    load_proto,
-    model_label,
-    onnx_input_specs,
-)
+from backends._common import ModelSource, load_proto, model_label
 from partitioner.errors import RunError
+from partitioner.runtime.feeds import conform_feeds, onnx_input_specs
 
 
 class NullPartition:

@@ -11,18 +11,15 @@ import onnx
 
 from backends._common import (
     ORT_TYPE_NAMES,
-    InputSpec,
     ModelSource,
-    check_feeds,
-    conform,
-    conform_feeds,
     model_bytes,
     model_label,
     parse_cpu_list,
     run_failure,
-    thread_affinity,
 )
 from partitioner.errors import ClusterError, RunError
+from partitioner.profiling.timing import thread_affinity
+from partitioner.runtime.feeds import InputSpec, check_feeds, conform, conform_feeds
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +204,9 @@ class OnnxRuntimeRunner:
 
 def _session_options(ort: Any, options: Mapping[str, Any], label: str) -> tuple[Any, Any, bool]:
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    # Fatal only: errors come back as exceptions that hetpart reports in one line; at the
+    # default level ONNX Runtime also logs each one to stderr, a second message in its own format.
+    so.log_severity_level = 4
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     threads = int(options.get("threads", 0))
     if threads < 0:

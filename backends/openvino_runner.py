@@ -10,17 +10,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import (
-    InputSpec,
-    ModelSource,
-    conform_feeds,
-    load_proto,
-    model_bytes,
-    model_label,
-    onnx_input_specs,
-    run_failure,
-)
+from backends._common import ModelSource, load_proto, model_bytes, model_label, run_failure
 from partitioner.errors import ClusterError, RunError
+from partitioner.runtime.feeds import InputSpec, conform_feeds, one_line, onnx_input_specs
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +153,8 @@ class OpenVinoRunner:
                 ov_model = core.read_model(str(Path(model)))
             compiled = core.compile_model(ov_model, device, config)
         except Exception as exc:
-            raise RunError(f"openvino cannot compile {label} for {device}: {exc}") from exc
+            message = f"openvino cannot compile {label} for {device}: {exc}"
+            raise RunError(one_line(message)) from exc
         # The graph's input and output names and types (weights stay on disk).
         proto = load_proto(model, label, load_external=False)
         outputs = tuple(o.name for o in proto.graph.output)

@@ -8,15 +8,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from backends._common import (
-    ModelSource,
-    conform_feeds,
-    load_proto,
-    model_label,
-    onnx_input_specs,
-    run_failure,
-)
+from backends._common import ModelSource, load_proto, model_label, run_failure
 from partitioner.errors import ClusterError, RunError
+from partitioner.runtime.feeds import conform_feeds, onnx_input_specs
 
 
 class ReferencePartition:

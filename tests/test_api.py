@@ -14,7 +14,7 @@ import pytest
 from test_plan_fixtures import branchy_model, cluster, device
 
 import partitioner
-from partitioner.errors import ClusterError, PartitionerError, PlanError, ShapeError
+from partitioner.errors import ClusterError, PartitionerError, PlanError, RunError, ShapeError
 from partitioner.registry import cost_models
 
 X = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
@@ -80,16 +80,17 @@ def test_in_memory_model_on_local_ort_cpu(tmp_path: Path, monkeypatch: pytest.Mo
     _check_runs(partitioner.Session(tmp_path / "plan"), model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PlanError,
-    reason="runtime/session.py extracts in-memory partitions from plan.model.path, which is "
-    "'<ModelProto>' for a plan compiled from a ModelProto; Session needs the model passed in",
-)
 def test_session_runs_a_plan_compiled_from_a_model_proto_in_memory() -> None:
     model = branchy_model()
     plan = partitioner.compile(model, "cpu+l4", partitioner.CompileOptions(time_limit_s=2))
-    _check_runs(partitioner.Session(plan, emulate=True), model)
+    _check_runs(partitioner.Session(plan, model=model, emulate=True), model)
+    with pytest.raises(RunError, match=r"compiled from an in-memory model\): pass it as "
+                                       r"Session\(plan, model=\.\.\.\)"):
+        partitioner.Session(plan, emulate=True)
+    other = branchy_model()
+    other.graph.node[0].name = "renamed"
+    with pytest.raises(RunError, match="does not match the plan"):
+        partitioner.Session(plan, model=other, emulate=True)
 
 
 def test_import_partitioner_is_lazy() -> None:

@@ -14,7 +14,8 @@ from partitioner.cli import build_parser, main
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.io import load_plan, write_plan
 from partitioner.runtime.executor import Executor
-from partitioner.runtime.records import latency_percentiles, load_run, measure, random_inputs
+from partitioner.runtime.feeds import random_inputs
+from partitioner.runtime.records import latency_percentiles, load_run, measure
 from partitioner.versions import toolchain_versions
 
 

@@ -13,13 +13,13 @@ import pytest
 from onnx import TensorProto, helper
 from test_plan_fixtures import alternate, cluster, device, save_and_analyse
 
-from backends._common import InputSpec, conform
 from partitioner import Session
 from partitioner.errors import RunError
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.io import load_plan, write_plan
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor
+from partitioner.runtime.feeds import InputSpec, conform
 from partitioner.testing.onnx_backend import PartitionedBackend
 
 

@@ -80,7 +80,7 @@ def run(quick: bool = False) -> str:
     from partitioner.graph.analysis import analyse
     from partitioner.plan.io import write_plan
     from partitioner.runtime.executor import Executor
-    from partitioner.runtime.records import random_inputs
+    from partitioner.runtime.feeds import random_inputs
 
     rounds = 15 if quick else 40
     stream_n = 16 if quick else 64

@@ -15,11 +15,10 @@ from partitioner.cli.common import (
 )
 from partitioner.plan.io import check_model_hash, load_plan
 from partitioner.runtime.executor import Executor
+from partitioner.runtime.feeds import load_inputs, random_inputs
 from partitioner.runtime.records import (
     compare_outputs,
-    load_inputs,
     measure,
-    random_inputs,
     resolve_model_path,
     save_run,
     whole_model_outputs,

@@ -147,7 +147,7 @@ class Executor:
                 check_prepared(runner.name, prepared)
                 self._prepared[p.index] = prepared
             except PartitionerError as exc:
-                raise type(exc)(f"{label}: {exc}") from exc
+                raise type(exc)(one_line(f"{label}: {exc}")) from exc
             self.prepare_s[p.index] = time.perf_counter() - started
         self._consumers = {
             p.index: sorted({c for o in p.outputs for c in o.to_partitions})
@@ -240,9 +240,16 @@ class Executor:
 
     def _model_inputs(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """``feeds`` with every model input conformed to the plan's TensorSpec."""
+        if not isinstance(feeds, Mapping):
+            raise RunError(f"inputs must map each input name to its value (as in "
+                           f"onnxruntime's run), got a {type(feeds).__name__}; the model's "
+                           f"inputs are {list(self._input_names)}")
         missing = [n for n in self._input_names if n not in feeds]
-        if missing:
-            raise RunError(f"missing model input(s) {missing}; got {sorted(feeds)}")
+        unknown = sorted(set(feeds) - set(self._input_names))
+        if missing or unknown:
+            raise RunError(f"the model's inputs are {list(self._input_names)}: "
+                           + "; ".join(filter(None, (f"missing {missing}" if missing else "",
+                                                    f"unknown {unknown}" if unknown else ""))))
         values = dict(feeds)
         for spec in self._input_specs:
             values[spec.name] = conform(spec, values[spec.name])

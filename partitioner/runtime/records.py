@@ -17,11 +17,10 @@ import numpy as np
 import onnx
 
 from partitioner.errors import PlanError, RunError
-from partitioner.plan.io import PLAN_FILE, RUN_FILE, check_model_hash, file_sha256
+from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256
 from partitioner.plan.types import Plan
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor, RunResult
-from partitioner.runtime.feeds import InputError, load_inputs, random_inputs
 
 #: Version tag of ``run.json``.
 RUN_FORMAT_VERSION = "hetpart-run/1"
@@ -201,17 +200,3 @@ def load_run(plan_dir: str | Path) -> dict[str, Any]:
         raise PlanError(f"{path} was measured on a different plan.json; rerun with --save")
     return data
 
-
-__all__ = [
-    "InputError",
-    "check_model_hash",
-    "compare_outputs",
-    "latency_percentiles",
-    "load_inputs",
-    "load_run",
-    "measure",
-    "random_inputs",
-    "resolve_model_path",
-    "save_run",
-    "whole_model_outputs",
-]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -14,6 +14,9 @@ from partitioner.errors import RunError
 from partitioner.plan.io import check_model_hash, load_plan
 from partitioner.plan.types import Plan, TensorSpec
 from partitioner.runtime.executor import Executor, RunResult
+
+if TYPE_CHECKING:
+    from partitioner.graph.analysis import AnalysedModel
 
 #: NumPy dtype name -> ONNX Runtime's type string, for ``get_inputs()[i].type``.
 _ORT_TYPES = {
@@ -46,7 +49,10 @@ class Session:
     Args:
         plan: A plan directory, or a Plan object (e.g. from ``partitioner.compile``).
         plan_dir: The directory of a Plan passed as an object; without it, the partitions
-            are extracted in memory from the model the plan records (its hash is checked).
+            are extracted in memory from ``model`` (its hash is checked against the plan's).
+        model: The model a Plan object was compiled from (path, ModelProto or analysed
+            model); by default the path the plan records. Needed for plans compiled from an
+            in-memory ModelProto.
         emulate: Map devices absent here onto ONNX Runtime CPU (timings are emulated).
 
     Example:
@@ -55,7 +61,12 @@ class Session:
     """
 
     def __init__(
-        self, plan: str | Path | Plan, *, plan_dir: str | Path | None = None, emulate: bool = False
+        self,
+        plan: str | Path | Plan,
+        *,
+        plan_dir: str | Path | None = None,
+        model: str | Path | onnx.ModelProto | AnalysedModel | None = None,
+        emulate: bool = False,
     ) -> None:
         self.plan_dir: Path | None
         if isinstance(plan, Plan):
@@ -65,7 +76,7 @@ class Session:
             self.plan_dir = Path(plan)
             self.plan = load_plan(self.plan_dir)
         if self.plan_dir is None:
-            models = _extract_in_memory(self.plan)
+            models = _extract_in_memory(self.plan, model)
             self._executor = Executor(self.plan, models=models, emulate=emulate)
         else:
             self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
@@ -119,13 +130,28 @@ class Session:
         self.close()
 
 
-def _extract_in_memory(plan: Plan) -> dict[int, onnx.ModelProto]:
+def _extract_in_memory(
+    plan: Plan, model: str | Path | onnx.ModelProto | AnalysedModel | None
+) -> dict[int, onnx.ModelProto]:
     """Partition models cut from the model the plan was compiled from (hash checked)."""
-
-    from partitioner.graph.analysis import analyse
+    from partitioner.graph.analysis import AnalysedModel, analyse
     from partitioner.plan.extract import PartitionExtractor
 
-    check_model_hash(plan, plan.model.path)
-    shapes = {t.name: t.shape for t in plan.model.inputs}
-    extractor = PartitionExtractor(analyse(plan.model.path, shapes).model)
+    if model is None:
+        if not Path(plan.model.path).is_file():
+            raise RunError(
+                f"the plan of {plan.model.name} records no model file ({plan.model.path!r}: "
+                "compiled from an in-memory model): pass it as Session(plan, model=...)"
+            )
+        check_model_hash(plan, plan.model.path)
+        model = plan.model.path
+    if not isinstance(model, AnalysedModel):
+        model = analyse(model, {t.name: t.shape for t in plan.model.inputs})
+    if model.facts.model_sha256 != plan.model.sha256:
+        raise RunError(
+            f"model {model.source} does not match the plan: sha256 "
+            f"{model.facts.model_sha256[:12]}... but the plan was compiled for "
+            f"{plan.model.sha256[:12]}... ({plan.model.name})"
+        )
+    extractor = PartitionExtractor(model.model)
     return {p.index: extractor.extract_proto(p) for p in plan.partitions}
