@@ -59,78 +59,119 @@ def fold_constants(
     Returns:
         The rows of the nodes kept (``rows`` itself when nothing folded).
     """
-    from onnx.reference import ReferenceEvaluator
-
     graph = model.graph
-    opsets = {o.domain or "": o.version for o in model.opset_import}
-    inits = {t.name: t for t in graph.initializer}
     graph_outputs = {vi.name for vi in graph.output}
-    values: dict[str, np.ndarray] = {}
+    folder = _Folder(model, table, source)
     folded: set[int] = set()
-    new_inits: dict[str, onnx.TensorProto] = {}
-
-    def value(name: str) -> np.ndarray:
-        if name not in values:
-            tensor = inits[name] if name in inits else new_inits[name]
-            values[name] = numpy_helper.to_array(tensor)
-        return values[name]
-
-    consts = set(inits)
-    outs: list[Any]
     for i, row in enumerate(rows):
-        op = row.op_type
-        ins = row.deps
-        const_in = all(n in consts for n in ins)
-        if not const_in and op not in ("Shape", "Size"):
-            continue
+        const_in = all(n in folder.consts for n in row.deps)
+        if _may_fold(row, const_in, graph_outputs) and folder.fold(row, const_in):
+            folded.add(i)
+    if not folded:
+        return rows
+    logger.info("%s: folded %d constant nodes", source, len(folded))
+    return _keep_rows(graph, [r for i, r in enumerate(rows) if i not in folded], folder.new_inits)
+
+
+def _may_fold(row: Row, const_in: bool, graph_outputs: set[str]) -> bool:
+    """Whether ``row`` is a candidate for folding: all inputs constant (or a Shape/Size, whose
+    input shape may be known), a standard-domain op not in ``NEVER_FOLD``, with outputs, no
+    subgraphs and no graph output."""
+    if not const_in and row.op_type not in ("Shape", "Size"):
+        return False
+    if row.domain not in ("", "ai.onnx") or row.op_type in NEVER_FOLD or not row.outputs:
+        return False
+    return not (row.has_subgraphs or any(o in graph_outputs for o in row.outputs))
+
+
+def _is_constant_value(node: onnx.NodeProto) -> bool:
+    """A Constant node holding its tensor in a ``value`` attribute (copied as it is)."""
+    return (node.op_type == "Constant" and len(node.attribute) == 1
+            and node.attribute[0].name == "value")
+
+
+class _Folder:
+    """The constants known while ``fold_constants`` walks the graph: initializers, the
+    initializers folding made (``new_inits``) and their values, computed once."""
+
+    def __init__(self, model: onnx.ModelProto, table: ShapeTable, source: str) -> None:
+        self.model = model
+        self.table = table
+        self.source = source
+        self.opsets = {o.domain or "": o.version for o in model.opset_import}
+        self.inits = {t.name: t for t in model.graph.initializer}
+        self.values: dict[str, np.ndarray] = {}
+        self.new_inits: dict[str, onnx.TensorProto] = {}
+        self.consts = set(self.inits)
+
+    def value(self, name: str) -> np.ndarray:
+        """The value of constant ``name`` (an initializer, old or new)."""
+        if name not in self.values:
+            tensor = self.inits[name] if name in self.inits else self.new_inits[name]
+            self.values[name] = numpy_helper.to_array(tensor)
+        return self.values[name]
+
+    def fold(self, row: Row, const_in: bool) -> bool:
+        """Fold ``row`` into initializers of its outputs; False (the node stays) when its
+        value is unknown, not a tensor, too large or cannot be computed."""
         node = row.proto
-        if row.domain not in ("", "ai.onnx") or op in NEVER_FOLD or not row.outputs:
-            continue
-        if row.has_subgraphs or any(o in graph_outputs for o in row.outputs):
-            continue
         try:
-            if op == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-                tensor = onnx.TensorProto()
-                tensor.CopyFrom(node.attribute[0].t)
-                tensor.name = node.output[0]
-                new_inits[tensor.name] = tensor
-                consts.add(tensor.name)
-                folded.add(i)
-                continue
-            if op in ("Shape", "Size") and ins and table.get(ins[0], (0, None))[1] is not None:
-                dims = table[ins[0]][1]
-                assert dims is not None
-                arr = (_shape_value(node, dims) if op == "Shape"
-                       else np.array(int(np.prod(dims, dtype=np.int64)), dtype=np.int64))
-                outs = [arr]
-            elif const_in and (ins or op == "Constant"):
-                in_bytes = sum(value(n).nbytes for n in ins)
-                feeds = {n: value(n) for n in ins}
-                sess = ReferenceEvaluator(_node_model(node, opsets, model.ir_version))
-                outs = list(sess.run(None, feeds))
-                if not all(isinstance(o, np.ndarray | np.generic) for o in outs):
-                    continue  # a sequence or optional: initializers can only hold tensors
-                out_bytes = sum(np.asarray(o).nbytes for o in outs)
-                if out_bytes > MAX_FOLDED_BYTES and out_bytes > in_bytes:
-                    logger.debug("%s: not folding %s (%d bytes)", source, node.name, out_bytes)
-                    continue
-            else:
-                continue
+            if _is_constant_value(node):
+                self._add_constant(node)
+                return True
+            outs = self._outputs(row, const_in)
         except Exception as exc:  # reference evaluator errors are untyped; keep the node
-            logger.debug("%s: cannot fold %s (%s): %s", source, node.name, op, exc)
-            continue
+            logger.debug("%s: cannot fold %s (%s): %s", self.source, node.name, row.op_type, exc)
+            return False
+        if outs is None:
+            return False
         for name, out in zip(row.outputs, outs, strict=False):
             if not name:
                 continue
             arr = np.asarray(out)
-            values[name] = arr
-            new_inits[name] = numpy_helper.from_array(arr, name)
-            consts.add(name)
-        folded.add(i)
-    if not folded:
-        return rows
-    logger.info("%s: folded %d constant nodes", source, len(folded))
-    return _keep_rows(graph, [r for i, r in enumerate(rows) if i not in folded], new_inits)
+            self.values[name] = arr
+            self.new_inits[name] = numpy_helper.from_array(arr, name)
+            self.consts.add(name)
+        return True
+
+    def _add_constant(self, node: onnx.NodeProto) -> None:
+        """A Constant's ``value`` tensor, renamed to its output, becomes an initializer."""
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        self.new_inits[tensor.name] = tensor
+        self.consts.add(tensor.name)
+
+    def _outputs(self, row: Row, const_in: bool) -> list[Any] | None:
+        """The values of ``row``'s outputs: a Shape/Size of a known shape from the shape
+        table, else an all-constant node evaluated; None when neither applies or the result
+        may not be folded."""
+        op, ins = row.op_type, row.deps
+        if op in ("Shape", "Size") and ins and self.table.get(ins[0], (0, None))[1] is not None:
+            dims = self.table[ins[0]][1]
+            assert dims is not None
+            return [_shape_value(row.proto, dims) if op == "Shape"
+                    else np.array(int(np.prod(dims, dtype=np.int64)), dtype=np.int64)]
+        if const_in and (ins or op == "Constant"):
+            return self._evaluated(row.proto, ins)
+        return None
+
+    def _evaluated(self, node: onnx.NodeProto, ins: list[str]) -> list[Any] | None:
+        """``node`` run by ``onnx.reference`` on its constant inputs; None when an output is
+        a sequence or optional, or larger than ``MAX_FOLDED_BYTES`` and its inputs."""
+        from onnx.reference import ReferenceEvaluator
+
+        in_bytes = sum(self.value(n).nbytes for n in ins)
+        feeds = {n: self.value(n) for n in ins}
+        sess = ReferenceEvaluator(_node_model(node, self.opsets, self.model.ir_version))
+        outs = list(sess.run(None, feeds))
+        if not all(isinstance(o, np.ndarray | np.generic) for o in outs):
+            return None  # a sequence or optional: initializers can only hold tensors
+        out_bytes = sum(np.asarray(o).nbytes for o in outs)
+        if out_bytes > MAX_FOLDED_BYTES and out_bytes > in_bytes:
+            logger.debug("%s: not folding %s (%d bytes)", self.source, node.name, out_bytes)
+            return None
+        return outs
 
 
 def drop_dead_nodes(model: onnx.GraphProto | onnx.ModelProto, rows: list[Row],

@@ -32,6 +32,7 @@ from partitioner.versions import toolchain_versions
 
 if TYPE_CHECKING:
     from partitioner.graph.analysis import AnalysedModel
+    from partitioner.graph.types import NodeInfo
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,45 @@ def build_plan(
         PlanError: the assignment leaves a node unplaced or names a device not in the cluster.
     """
     facts = analysed.facts
-    order = [n.name for n in facts.nodes]
     assignment = dict(report.assignment)
+    _check_assignment([n.name for n in facts.nodes], assignment, cluster)
+    cut = _evaluated_cut(report, assignment)
+    part_of = {name: p.index for p in cut for name in p.nodes}
+    producer: dict[str, str] = {out: n.name for n in facts.nodes for out in n.outputs}
+    inputs, consumers = _partition_inputs(analysed, cut, part_of, producer)
+    schedule = report.evaluation.schedule if report.evaluation else {}
+    partitions, transfers = _partitions(
+        analysed, cluster, cut, part_of, producer, inputs, consumers, schedule
+    )
+    placement = {
+        node.name: _node_placement(node, assignment[node.name], part_of[node.name], schedule,
+                                   costs, cluster)
+        for node in facts.nodes
+    }
+    stats = _solver_stats(report, partitions)
+    baselines = {name: _baseline_summary(b) for name, b in sorted(report.baselines.items())}
+    return Plan(
+        format_version=FORMAT_VERSION,
+        model=_model_ref(analysed),
+        cluster=cluster,
+        objective=problem.objective,
+        latency_target_s=problem.latency_target_s,
+        max_partitions=problem.max_partitions,
+        partitions=tuple(partitions),
+        transfers=tuple(transfers),
+        solver=stats,
+        baselines=baselines,
+        placement=placement,
+        groups={k: tuple(v) for k, v in sorted(report.groups.items())},
+        pins={n: problem.pins[n] for n in sorted(problem.pins)},
+        forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
+        compiled_with=toolchain_versions(),
+    )
+
+
+def _check_assignment(order: list[str], assignment: Mapping[str, str], cluster: Cluster) -> None:
+    """Refuse an assignment that leaves a node of ``order`` unplaced or names a device not in
+    ``cluster`` (PlanError naming the first few of each)."""
     missing = [n for n in order if n not in assignment]
     unknown = sorted({d for d in assignment.values() if d not in cluster.device_ids})
     if missing or unknown:
@@ -109,20 +147,31 @@ def build_plan(
             + ("; " if missing and unknown else "")
             + (f"devices not in cluster {cluster.name!r}: {unknown}" if unknown else "")
         )
-    cut = _evaluated_cut(report, assignment)
-    part_of = {name: p.index for p in cut for name in p.nodes}
 
-    protos = {n.name: n for n in analysed.model.graph.node}
-    producer: dict[str, str] = {out: n.name for n in facts.nodes for out in n.outputs}
-    graph_inputs = {t.name for t in facts.inputs}
-    graph_outputs = {o.name for o in facts.outputs}
+
+def _tensor_bytes(analysed: AnalysedModel) -> dict[str, int]:
+    """Bytes of every tensor the facts size: tensors first, then edges and graph inputs and
+    outputs for names the tensors lack."""
+    facts = analysed.facts
     nbytes = {name: t.nbytes for name, t in facts.tensors.items()}
     for edge in facts.edges:
         nbytes.setdefault(edge.tensor, edge.nbytes)
     for t in (*facts.inputs, *facts.outputs):
         nbytes.setdefault(t.name, t.nbytes)
+    return nbytes
 
-    # Inputs of each partition, in first-use order; consumers of each produced tensor.
+
+def _partition_inputs(
+    analysed: AnalysedModel,
+    cut: list[Partition],
+    part_of: Mapping[str, int],
+    producer: Mapping[str, str],
+) -> tuple[dict[int, list[str]], dict[str, set[int]]]:
+    """Inputs of each partition, in first-use order (tensors from other partitions and graph
+    inputs; initializers travel inside the partition file), and the partitions consuming
+    each produced tensor."""
+    protos = {n.name: n for n in analysed.model.graph.node}
+    graph_inputs = {t.name for t in analysed.facts.inputs}
     inputs: dict[int, list[str]] = {p.index: [] for p in cut}
     consumers: dict[str, set[int]] = {}
     for p in cut:
@@ -137,8 +186,24 @@ def build_plan(
                     inputs[p.index].append(name)
                 if src is not None:
                     consumers.setdefault(name, set()).add(p.index)
+    return inputs, consumers
 
-    schedule = report.evaluation.schedule if report.evaluation else {}
+
+def _partitions(
+    analysed: AnalysedModel,
+    cluster: Cluster,
+    cut: list[Partition],
+    part_of: Mapping[str, int],
+    producer: Mapping[str, str],
+    inputs: Mapping[int, list[str]],
+    consumers: Mapping[str, set[int]],
+    schedule: Mapping[str, tuple[str, float, float]],
+) -> tuple[list[PlanPartition], list[Transfer]]:
+    """The plan's partitions, in cut order, and the transfers between devices, in the order
+    the partitions read them."""
+    facts = analysed.facts
+    graph_outputs = {o.name for o in facts.outputs}
+    nbytes = _tensor_bytes(analysed)
     partitions: list[PlanPartition] = []
     transfers: list[Transfer] = []
     for p in cut:
@@ -155,18 +220,7 @@ def build_plan(
             src_part = part_of[producer[name]] if name in producer else None
             ins.append(PartitionInput(name, nbytes.get(name, 0), src_part))
             if src_part is not None and cut[src_part].device != p.device:
-                size = nbytes.get(name, 0)
-                transfers.append(
-                    Transfer(
-                        name,
-                        size,
-                        cut[src_part].device,
-                        p.device,
-                        src_part,
-                        p.index,
-                        cluster.transfer_time(cut[src_part].device, p.device, size),
-                    )
-                )
+                transfers.append(_transfer(cluster, cut, name, nbytes.get(name, 0), src_part, p))
         times = [schedule[n][1:] for n in p.nodes if n in schedule]
         partitions.append(
             PlanPartition(
@@ -180,21 +234,50 @@ def build_plan(
                 predicted_end_s=max((t[1] for t in times), default=0.0),
             )
         )
+    return partitions, transfers
 
-    placement = {}
-    for node in facts.nodes:
-        start, end = schedule.get(node.name, (None, 0.0, 0.0))[1:]
-        placement[node.name] = NodePlacement(
-            device=assignment[node.name],
-            op_type=node.qualified_op,
-            partition=part_of[node.name],
-            start_s=float(start),
-            end_s=float(end),
-            costs={d: _node_cost(costs, node.name, d) for d in cluster.device_ids},
-            weight_bytes=int(node.weight_bytes),
-        )
 
-    ranges = _value_ranges(analysed.model)
+def _transfer(cluster: Cluster, cut: list[Partition], name: str, size: int, src_part: int,
+              dst: Partition) -> Transfer:
+    """The copy of tensor ``name`` from partition ``src_part`` to ``dst`` (on another
+    device), timed by the cluster's link."""
+    src_device = cut[src_part].device
+    return Transfer(
+        name,
+        size,
+        src_device,
+        dst.device,
+        src_part,
+        dst.index,
+        cluster.transfer_time(src_device, dst.device, size),
+    )
+
+
+def _node_placement(
+    node: NodeInfo,
+    device: str,
+    partition: int,
+    schedule: Mapping[str, tuple[str, float, float]],
+    costs: CostTable,
+    cluster: Cluster,
+) -> NodePlacement:
+    """Where ``node`` runs and when (0 when the schedule lacks it), with its cost on every
+    device of the cluster."""
+    start, end = schedule.get(node.name, (None, 0.0, 0.0))[1:]
+    return NodePlacement(
+        device=device,
+        op_type=node.qualified_op,
+        partition=partition,
+        start_s=float(start),
+        end_s=float(end),
+        costs={d: _node_cost(costs, node.name, d) for d in cluster.device_ids},
+        weight_bytes=int(node.weight_bytes),
+    )
+
+
+def _solver_stats(report: SolveReport, partitions: list[PlanPartition]) -> SolverStats:
+    """The solver's outcome and the evaluation's predictions; warns when the evaluator
+    counted a different number of runner calls than the plan has partitions."""
     ev = report.evaluation
     stats = SolverStats(
         status=report.status,
@@ -219,29 +302,18 @@ def build_plan(
         logger.warning(
             "evaluator counted %d partitions, the plan has %d", ev.num_partitions, len(partitions)
         )
-    baselines = {name: _baseline_summary(b) for name, b in sorted(report.baselines.items())}
-    return Plan(
-        format_version=FORMAT_VERSION,
-        model=ModelRef(
-            path=str(analysed.source),
-            sha256=facts.model_sha256,
-            name=facts.model_name,
-            inputs=_tensor_specs(facts.inputs, ranges),
-            outputs=_tensor_specs(facts.outputs, {}),
-        ),
-        cluster=cluster,
-        objective=problem.objective,
-        latency_target_s=problem.latency_target_s,
-        max_partitions=problem.max_partitions,
-        partitions=tuple(partitions),
-        transfers=tuple(transfers),
-        solver=stats,
-        baselines=baselines,
-        placement=placement,
-        groups={k: tuple(v) for k, v in sorted(report.groups.items())},
-        pins={n: problem.pins[n] for n in sorted(problem.pins)},
-        forbidden={n: tuple(problem.forbidden[n]) for n in sorted(problem.forbidden)},
-        compiled_with=toolchain_versions(),
+    return stats
+
+
+def _model_ref(analysed: AnalysedModel) -> ModelRef:
+    """The model's path, hash, name and interface (inputs with Gather index ranges)."""
+    facts = analysed.facts
+    return ModelRef(
+        path=str(analysed.source),
+        sha256=facts.model_sha256,
+        name=facts.model_name,
+        inputs=_tensor_specs(facts.inputs, _value_ranges(analysed.model)),
+        outputs=_tensor_specs(facts.outputs, {}),
     )
 
 

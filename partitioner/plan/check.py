@@ -146,9 +146,27 @@ def _json_path(value: Any, rest: str) -> list[str | int] | None:
 def check_plan(plan: Plan, source: str) -> None:
     """Refuse a plan that breaks an invariant (placed twice/never, cycle, unknown device).
 
+    The checks run in this order, and the first that fails raises: devices, partition
+    indices, every node in exactly one partition, partitions agreeing with the placement,
+    the user's pins and forbidden devices, partition inputs, cycles, model outputs.
+
     Raises:
         PlanError: naming the nodes, partitions or devices at fault.
     """
+    _check_devices(plan, source)
+    _check_indices(plan, source)
+    _check_each_node_once(plan, source)
+    _check_partitions_match_placement(plan, source)
+    _check_user_constraints(plan, source)
+    graph_inputs = {t.name for t in plan.model.inputs}
+    cycle = _find_cycle(_partition_deps(plan, graph_inputs, source))
+    if cycle:
+        raise PlanError(f"{source}: cycle between partitions {' -> '.join(str(c) for c in cycle)}")
+    _check_model_outputs(plan, graph_inputs, source)
+
+
+def _check_devices(plan: Plan, source: str) -> None:
+    """Every partition and every placed node runs on a device of the plan's cluster."""
     devices = set(plan.cluster.device_ids)
     bad_devices = sorted({p.device for p in plan.partitions} - devices)
     bad_devices += sorted({n.device for n in plan.placement.values()} - devices - set(bad_devices))
@@ -157,9 +175,17 @@ def check_plan(plan: Plan, source: str) -> None:
             f"{source}: device(s) {bad_devices} not in cluster {plan.cluster.name!r} "
             f"(devices: {sorted(devices)})"
         )
+
+
+def _check_indices(plan: Plan, source: str) -> None:
+    """Partitions are numbered 0..n-1 in order."""
     indices = [p.index for p in plan.partitions]
     if indices != list(range(len(indices))):
         raise PlanError(f"{source}: partition indices must be 0..{len(indices) - 1}, got {indices}")
+
+
+def _check_each_node_once(plan: Plan, source: str) -> None:
+    """Every placed node is in exactly one partition, and every partition's node is placed."""
     counts = Counter(n for p in plan.partitions for n in p.nodes)
     twice = sorted(n for n, c in counts.items() if c > 1)
     if twice:
@@ -170,6 +196,10 @@ def check_plan(plan: Plan, source: str) -> None:
     unknown = sorted(set(counts) - set(plan.placement))
     if unknown:
         raise PlanError(f"{source}: partition node(s) missing from placement: {unknown[:10]}")
+
+
+def _check_partitions_match_placement(plan: Plan, source: str) -> None:
+    """Every partition's nodes are placed on its device and in it."""
     for p in plan.partitions:
         wrong = [n for n in p.nodes if plan.placement[n].device != p.device]
         if wrong:
@@ -183,6 +213,10 @@ def check_plan(plan: Plan, source: str) -> None:
                 f"{source}: partition {p.index} lists {moved[:5]}, which placement puts in "
                 f"partition {plan.placement[moved[0]].partition}"
             )
+
+
+def _check_user_constraints(plan: Plan, source: str) -> None:
+    """The placement keeps the user's pins and forbidden devices."""
     broken = [
         f"{n} pinned to {d} but placed on {plan.placement[n].device}"
         for n, d in plan.pins.items()
@@ -194,8 +228,12 @@ def check_plan(plan: Plan, source: str) -> None:
     ]
     if broken:
         raise PlanError(f"{source}: placement breaks the user's constraints: {broken[:5]}")
+
+
+def _partition_deps(plan: Plan, graph_inputs: set[str], source: str) -> dict[int, set[int]]:
+    """The partitions each partition reads from; refuses an input that is neither a model
+    input nor produced by the partition it names."""
     produced = {p.index: {o.name for o in p.outputs} for p in plan.partitions}
-    graph_inputs = {t.name for t in plan.model.inputs}
     deps: dict[int, set[int]] = {}
     for p in plan.partitions:
         deps[p.index] = set()
@@ -213,9 +251,11 @@ def check_plan(plan: Plan, source: str) -> None:
                     f"partition {i.from_partition}, which does not produce it"
                 )
             deps[p.index].add(i.from_partition)
-    cycle = _find_cycle(deps)
-    if cycle:
-        raise PlanError(f"{source}: cycle between partitions {' -> '.join(str(c) for c in cycle)}")
+    return deps
+
+
+def _check_model_outputs(plan: Plan, graph_inputs: set[str], source: str) -> None:
+    """Every model output is produced by a partition (or is a model input passed through)."""
     outputs = {o.name for p in plan.partitions for o in p.outputs if o.graph_output}
     lost = sorted({t.name for t in plan.model.outputs} - outputs - graph_inputs)
     if lost:
