@@ -88,6 +88,11 @@ def test_two_processes_write_the_same_plan(tmp_path: Path) -> None:
     # The model path differs only by folder; everything else must agree.
     assert a.get("model", {}).pop("path", None) == b.get("model", {}).pop("path", None)
     assert a == b
+    # The partition files too, byte for byte (onnx_ir gathers initializers in a set).
+    files = [sorted((tmp_path / d / "partitions").iterdir()) for d in ("a", "b")]
+    assert [f.name for f in files[0]] == [f.name for f in files[1]]
+    for fa, fb in zip(*files, strict=True):
+        assert fa.read_bytes() == fb.read_bytes(), fa.name
 
 
 _SOLVE = """

@@ -35,6 +35,10 @@ class PartitionExtractor:
         return ir.from_proto(self._proto)
 
     @functools.cached_property
+    def _initializer_rank(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._model.graph.initializers)}
+
+    @functools.cached_property
     def _self_contained(self) -> bool:
         """Whether every weight is in the proto (external data is resolved by onnx_ir)."""
         return all(t.data_location != onnx.TensorProto.EXTERNAL
@@ -90,6 +94,7 @@ class PartitionExtractor:
                 f"partition {partition.index} ({partition.device}) would run nodes placed "
                 f"elsewhere: {extra[:10]}; the plan does not match the model"
             )
+        self._order_initializers(graph)
         graph.name = name
         return ir.Model(
             graph,
@@ -97,6 +102,14 @@ class PartitionExtractor:
             producer_name="hetpart",
             functions=list(self._model.functions.values()),
         )
+
+    def _order_initializers(self, graph: ir.Graph) -> None:
+        """Initializers in the model's order: onnx_ir's ``extract`` collects them in a set,
+        so without this the same plan's partition files differ from process to process."""
+        kept = dict(graph.initializers)
+        graph.initializers.clear()
+        for name in sorted(kept, key=lambda n: self._initializer_rank.get(n, len(kept))):
+            graph.register_initializer(kept[name])
 
     def extract_proto(self, partition: PlanPartition) -> onnx.ModelProto:
         """:meth:`extract` as a ModelProto (weights in memory)."""
