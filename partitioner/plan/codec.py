@@ -10,6 +10,9 @@ from typing import Any
 from partitioner.cluster.types import Cluster, DeviceSpec, Link
 from partitioner.plan.types import (
     BaselineSummary,
+    CompileMeasurements,
+    MeasuredCandidate,
+    MeasuredLatency,
     ModelRef,
     NodeCost,
     NodePlacement,
@@ -114,7 +117,45 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     }
     if plan.compiled_with:  # absent rather than empty: older plans rewrite byte for byte
         data["compiled_with"] = dict(plan.compiled_with)
+    if plan.measured is not None:  # absent when not measured: older plans stay byte-identical
+        data["measured"] = measurements_to_dict(plan.measured)
     return data
+
+
+def measurements_to_dict(m: CompileMeasurements) -> dict[str, Any]:
+    """The ``measured`` block of ``plan.json``."""
+    return {
+        "rounds": [_candidate(c) for c in m.rounds],
+        "singles": [_candidate(c) for c in m.singles],
+        "chosen": m.chosen,
+        "min_gain": m.min_gain,
+        "min_gain_source": m.min_gain_source,
+        "note": m.note,
+    }
+
+
+def measurements_from_dict(d: dict[str, Any]) -> CompileMeasurements:
+    return CompileMeasurements(
+        rounds=tuple(_candidate_from(c) for c in d["rounds"]),
+        singles=tuple(_candidate_from(c) for c in d["singles"]),
+        chosen=d["chosen"],
+        min_gain=d["min_gain"],
+        min_gain_source=d["min_gain_source"],
+        note=d.get("note", ""),
+    )
+
+
+def _candidate(c: MeasuredCandidate) -> dict[str, Any]:
+    return {"name": c.name, "round": c.round, "assignment": c.assignment,
+            "partitions": c.partitions, "devices": list(c.devices),
+            "predicted_s": c.predicted_s, "measured": dict(vars(c.measured)),
+            "cached": c.cached}
+
+
+def _candidate_from(c: dict[str, Any]) -> MeasuredCandidate:
+    return MeasuredCandidate(c["name"], c["round"], c["assignment"], c["partitions"],
+                             tuple(c["devices"]), c["predicted_s"],
+                             MeasuredLatency(**c["measured"]), c.get("cached", False))
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
@@ -194,6 +235,8 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         pins=dict(data.get("pins", {})),
         forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
         compiled_with=dict(data.get("compiled_with", {})),
+        measured=(measurements_from_dict(data["measured"]) if data.get("measured") is not None
+                  else None),
     )
 
 

@@ -165,6 +165,64 @@ class NodePlacement:
 
 
 @dataclass(frozen=True)
+class MeasuredLatency:
+    """A latency timed at compile time: trimmed median, p10, p90 (seconds), how many calls,
+    and the noise (p10-p90 spread of the per-round block medians)."""
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    samples: int
+    noise_s: float
+
+
+@dataclass(frozen=True)
+class MeasuredCandidate:
+    """A plan timed at compile time as it runs, beside what the cost model predicted.
+
+    Attributes:
+        name: ``round N`` (a split candidate of feedback round N) or ``single:<device>``.
+        round: The feedback round (0: the first solve); None for single-device plans.
+        assignment: First 12 hex digits of the SHA-256 of the node -> device assignment.
+        partitions: Runner calls per inference.
+        devices: Devices the plan uses.
+        predicted_s: Latency the cost model predicted before it was measured.
+        measured: The measurement.
+        cached: Whether the measurement came from the profile cache.
+    """
+
+    name: str
+    round: int | None
+    assignment: str
+    partitions: int
+    devices: tuple[str, ...]
+    predicted_s: float
+    measured: MeasuredLatency
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class CompileMeasurements:
+    """The compile-time measurement loop (``partitioner.compiler``), on measured clusters.
+
+    Attributes:
+        rounds: Each feedback round's candidate, in order.
+        singles: Each device's whole-model single-device plan.
+        chosen: Name of the candidate the plan is (``round N`` or ``single:<device>``).
+        min_gain: Gain over the best single device a split needed (fraction).
+        min_gain_source: ``noise`` (the measured noise) or ``option`` (``--min-gain``).
+        note: One line on why the chosen candidate won.
+    """
+
+    rounds: tuple[MeasuredCandidate, ...]
+    singles: tuple[MeasuredCandidate, ...]
+    chosen: str
+    min_gain: float
+    min_gain_source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
     """A versioned, diffable placement plan (see ``docs/plan-format.md``).
 
@@ -172,6 +230,7 @@ class Plan:
     as the problem resolved them: a ``--pin OP_TYPE=DEVICE`` appears once per node of that op.
     ``compiled_with`` maps hetpart, onnxruntime, openvino and ortools to the versions that
     compiled the plan (None: not installed); empty for hand-made and older plans.
+    ``measured`` records the compile-time measurement rounds (clusters measured here).
     """
 
     format_version: str
@@ -190,6 +249,8 @@ class Plan:
     pins: dict[str, str] = field(default_factory=dict, hash=False)
     forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     compiled_with: dict[str, str | None] = field(default_factory=dict, hash=False)
+    #: Compile-time measurements (None: not measured, e.g. spec-sheet clusters, older plans).
+    measured: CompileMeasurements | None = field(default=None, hash=False)
 
     @property
     def assignment(self) -> dict[str, str]:

@@ -46,7 +46,29 @@ CREATE TABLE IF NOT EXISTS calibration (
     fingerprint TEXT NOT NULL, model TEXT NOT NULL, tensor_sum_s REAL NOT NULL,
     other_sum_s REAL NOT NULL, measured_s REAL NOT NULL, overhead_s REAL NOT NULL,
     nodes INTEGER NOT NULL, PRIMARY KEY (fingerprint, model));
+CREATE TABLE IF NOT EXISTS plan_timings (
+    key TEXT PRIMARY KEY, median_s REAL NOT NULL, p10_s REAL NOT NULL, p90_s REAL NOT NULL,
+    samples INTEGER NOT NULL, noise_s REAL NOT NULL, partition_s TEXT NOT NULL,
+    measured_at REAL NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class PlanTiming:
+    """A set of partitions timed end to end as they run (``partitioner.runtime.measure``).
+
+    Attributes:
+        median_s, p10_s, p90_s, samples, noise_s: The end-to-end figure
+            (``profiling.timing.Timing``).
+        partition_s: Median run time of each partition, in execution order.
+    """
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    samples: int
+    noise_s: float
+    partition_s: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,28 @@ class ProfileCache:
         self._conn.execute("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)",
                            (fingerprint, key, float(value)))
         self._conn.commit()
+
+    # -- partitions timed as they run (compile-time measurement loop) -----------------------
+    def get_plan_timing(self, key: str) -> PlanTiming | None:
+        """The timing stored under ``key`` (``runtime.measure.timing_key``), or None."""
+        row = self._conn.execute(
+            "SELECT median_s, p10_s, p90_s, samples, noise_s, partition_s FROM plan_timings "
+            "WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return PlanTiming(float(row[0]), float(row[1]), float(row[2]), int(row[3]),
+                          float(row[4]), tuple(float(x) for x in json.loads(row[5])))
+
+    def put_plan_timing(self, key: str, timing: PlanTiming) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO plan_timings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, timing.median_s, timing.p10_s, timing.p90_s, timing.samples, timing.noise_s,
+             json.dumps(list(timing.partition_s)), time.time()))
+        self._conn.commit()
+
+    def plan_timing_count(self) -> int:
+        """Rows of the partition-timing table."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM plan_timings").fetchone()[0])
 
     # -- whole-model calibrations (fusion factor) ------------------------------------------
     def put_calibration(self, fingerprint: str, model: str,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -150,3 +151,96 @@ def host_copy_bandwidth(nbytes: int = 64 << 20, repeats: int = 5) -> float:
     dst = np.empty_like(src)
     samples = time_calls(lambda: np.copyto(dst, src), warmup=1, repeats=repeats)
     return nbytes / min(samples)
+
+
+# -- several candidates, timed fairly against each other --------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A robust latency figure: median, p10 and p90 of the samples, how many, and the noise.
+
+    ``noise_s`` is the p10-p90 spread of the per-block medians (one warm block per round):
+    how much the figure itself moves from round to round on this machine, the yardstick a
+    difference between two candidates timed together must beat.
+    """
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    samples: int
+    noise_s: float = 0.0
+
+    @property
+    def spread_s(self) -> float:
+        return self.p90_s - self.p10_s
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted ``ordered``, by nearest rank."""
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+def trimmed(samples: Sequence[float], fraction: float = 0.1) -> list[float]:
+    """``samples`` sorted, without the ``fraction`` lowest and highest (at least one kept)."""
+    ordered = sorted(samples)
+    cut = int(len(ordered) * fraction)
+    return ordered[cut:len(ordered) - cut] or ordered
+
+
+def summarise(samples: Sequence[float], blocks: Sequence[Sequence[float]] = ()) -> Timing:
+    """The :class:`Timing` of ``samples`` (10 % trimmed each side before the median) and of
+    the per-block medians ``blocks`` (for ``noise_s``)."""
+    kept = trimmed(samples)
+    ordered = sorted(samples)
+    medians = sorted(statistics.median(b) for b in blocks if b)
+    noise = percentile(medians, 0.9) - percentile(medians, 0.1) if len(medians) > 1 else 0.0
+    return Timing(statistics.median(kept), percentile(ordered, 0.1), percentile(ordered, 0.9),
+                  len(ordered), noise)
+
+
+def time_interleaved(
+    candidates: Mapping[str, Callable[[], object]],
+    rounds: int = 5,
+    warmup: int = 3,
+    block_s: float = 0.03,
+    max_block: int = 16,
+    settle_s: float = 0.05,
+) -> dict[str, tuple[list[float], list[list[float]]]]:
+    """Time several candidates against each other, in warm blocks alternated over rounds.
+
+    Each candidate is warmed up (``warmup`` calls), then every round times one block of
+    each candidate in turn (the order rotates each round), so a load burst on the shared
+    machine hits every candidate alike. Blocks rather than single interleaved calls: a call
+    right after another session's calls finds the caches holding that session's weights, and
+    its spinning threads on the cores (docs/pitfalls.md); ``settle_s`` of sleep before each
+    block lets those threads park. A block holds enough calls for ``block_s`` (1 to
+    ``max_block``).
+
+    Returns:
+        Candidate name -> (every timed call in seconds, the calls of each block).
+    """
+    names = list(candidates)
+    sizes: dict[str, int] = {}
+    for name in names:
+        fn = candidates[name]
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
+            fn()
+        per_call = (time.perf_counter() - t0) / max(1, warmup)
+        sizes[name] = max(1, min(max_block, int(block_s / per_call) if per_call > 0 else 1))
+    out: dict[str, tuple[list[float], list[list[float]]]] = {n: ([], []) for n in names}
+    for r in range(max(1, rounds)):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = candidates[name]
+            if settle_s > 0:
+                time.sleep(settle_s)
+            fn()  # one untimed call: the first after the sleep pays the wake-up
+            block = []
+            for _ in range(sizes[name]):
+                t0 = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - t0)
+            out[name][0].extend(block)
+            out[name][1].append(block)
+    return out

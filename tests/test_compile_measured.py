@@ -1,0 +1,151 @@
+"""The compile-time measurement loop (issue 19): whole-model single-device plans and the
+compiled plan timed as they run, fed back and re-solved; a split only when it measures faster
+than the best single device by more than the noise; timings cached; preset clusters untouched.
+
+No timing thresholds: the assertions are on what the compile recorded and decided.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from test_plan_fixtures import branchy_model, cluster, device
+
+import partitioner.compiler as compiler
+from partitioner.compiler import CompileOptions, compile_model
+from partitioner.costing.types import Supported
+from partitioner.plan.check import check_plan, validate_plan_document
+from partitioner.plan.codec import plan_from_dict, plan_json, plan_to_dict
+from partitioner.profiling.cache import ProfileCache
+from partitioner.profiling.timing import Timing
+from partitioner.runtime.measure import MeasuredPlan
+
+
+class SplitCosts:
+    """Branch ``a`` is cheap on device ``a``, branch ``b`` on device ``b``: the solver splits."""
+
+    name = "toy"
+
+    def estimate(self, model, node, dev):  # noqa: ANN001, ANN201 - the CostModel protocol
+        if node.name.startswith(("a_", "b_")):
+            fast = node.name[0] == dev.id
+            return Supported(1e-6 if fast else 1e-3, 0, "toy")
+        return Supported(1e-6, 0, "toy")
+
+
+def two_local() -> object:
+    return cluster(dataclasses.replace(device("a"), local=True),
+                   dataclasses.replace(device("b"), local=True), name="two-local")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HETPART_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "profiles.sqlite"
+
+
+def _options(**kw: object) -> CompileOptions:
+    return CompileOptions(time_limit_s=1, cost_model=SplitCosts(), **kw)  # type: ignore[arg-type]
+
+
+def _round_trips(plan) -> None:  # noqa: ANN001
+    data = plan_to_dict(plan)
+    validate_plan_document(data, "test")
+    check_plan(plan, "test")
+    again = plan_from_dict(data)
+    assert again.measured == plan.measured and plan_json(again) == plan_json(plan)
+
+
+def test_records_rounds_and_singles_and_never_keeps_a_slower_split() -> None:
+    plan = compile_model(branchy_model(), two_local(), _options()).plan
+    m = plan.measured
+    assert m is not None and m.rounds and m.rounds[0].round == 0
+    assert m.rounds[0].devices == ("a", "b")  # the toy costs make the first solve split
+    assert {s.name for s in m.singles} == {"single:a", "single:b"}
+    for c in (*m.rounds, *m.singles):
+        assert c.measured.samples > 0 and c.measured.p10_s <= c.measured.median_s
+        assert c.measured.median_s <= c.measured.p90_s and c.predicted_s > 0
+    best_single = min(s.measured.median_s for s in m.singles)
+    chosen = next(c for c in (*m.rounds, *m.singles) if c.name == m.chosen)
+    if len(chosen.devices) > 1:  # a split is kept only when it beat the best single + noise
+        assert chosen.measured.median_s * (1 + m.min_gain) < best_single
+        assert len({p.device for p in plan.partitions}) > 1
+    else:
+        assert m.chosen.startswith("single:") and len(plan.partitions) == 1
+        # The single device's predicted latency is its measured one.
+        assert plan.solver.predicted_latency_s == pytest.approx(chosen.measured.median_s)
+    assert m.min_gain_source == "noise"
+    _round_trips(plan)
+
+
+def _fake(split_s: float, single_s: float, calls: list[set[str]]):  # noqa: ANN202
+    def measure(analysed, plans, cache=None, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(set(plans))
+        out = {}
+        for name, plan in plans.items():
+            seconds = single_s if name.startswith("single:") else split_s
+            out[name] = MeasuredPlan(Timing(seconds, seconds * 0.9, seconds * 1.1, 20,
+                                            seconds * 0.02),
+                                     {p.index: seconds / len(plan.partitions)
+                                      for p in plan.partitions}, False, name)
+        return out
+    return measure
+
+
+@pytest.mark.parametrize(("split_s", "single_s", "split_wins"),
+                         [(1e-3, 2e-3, True), (1e-3, 1.01e-3, False), (2e-3, 1e-3, False)])
+def test_a_split_must_beat_the_best_single_device_by_more_than_the_noise(
+        monkeypatch: pytest.MonkeyPatch, split_s: float, single_s: float,
+        split_wins: bool) -> None:
+    calls: list[set[str]] = []
+    monkeypatch.setattr(compiler, "measure_plans", _fake(split_s, single_s, calls))
+    plan = compile_model(branchy_model(), two_local(), _options()).plan
+    m = plan.measured
+    assert m is not None and calls and all({"single:a", "single:b"} <= c for c in calls)
+    assert len(m.rounds) <= compiler.MEASURE_ROUNDS
+    # noise 2 % of each figure: the gain needed is the larger noise over the split's time
+    assert m.min_gain == pytest.approx(max(split_s, single_s) * 0.02 / split_s)
+    if split_wins:
+        assert m.chosen.startswith("round ") and len(plan.solver.devices_used) == 2
+    else:
+        assert m.chosen.startswith("single:") and len(plan.solver.devices_used) == 1
+        assert plan.solver.status == "SINGLE_DEVICE"
+        assert plan.solver.predicted_latency_s == pytest.approx(single_s)
+
+
+def test_explicit_min_gain_overrides_the_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiler, "measure_plans", _fake(1e-3, 1.5e-3, []))
+    plan = compile_model(branchy_model(), two_local(), _options(min_gain=0.6)).plan
+    assert plan.measured is not None and plan.measured.min_gain_source == "option"
+    assert plan.measured.min_gain == 0.6 and plan.measured.chosen.startswith("single:")
+
+
+def test_second_compile_hits_the_partition_cache(_cache: Path) -> None:
+    first = compile_model(branchy_model(), two_local(), _options()).plan
+    rows = ProfileCache(_cache).plan_timing_count()
+    assert rows >= 3  # the split and both singles
+    second = compile_model(branchy_model(), two_local(), _options()).plan
+    assert second.measured is not None and first.measured is not None
+    assert all(c.cached for c in (*second.measured.rounds, *second.measured.singles))
+    assert not any(c.cached for c in first.measured.singles)
+    assert ProfileCache(_cache).plan_timing_count() == rows
+    assert second.measured.chosen == first.measured.chosen
+
+
+def test_preset_clusters_are_untouched_by_the_loop() -> None:
+    opts = CompileOptions(time_limit_s=1, cost_model="roofline")
+    with_loop = compile_model(branchy_model(), "cpu+l4", opts).plan
+    without = compile_model(branchy_model(), "cpu+l4",
+                            dataclasses.replace(opts, measure_rounds=0)).plan
+    assert with_loop.measured is None
+    a, b = plan_to_dict(with_loop), plan_to_dict(without)
+    for d in (a, b):
+        d["solver"].pop("solve_time_s")
+    assert a == b and "measured" not in a
+
+
+def test_measure_rounds_zero_turns_the_loop_off() -> None:
+    plan = compile_model(branchy_model(), two_local(), _options(measure_rounds=0)).plan
+    assert plan.measured is None
