@@ -149,3 +149,19 @@ def test_preset_clusters_are_untouched_by_the_loop() -> None:
 def test_measure_rounds_zero_turns_the_loop_off() -> None:
     plan = compile_model(branchy_model(), two_local(), _options(measure_rounds=0)).plan
     assert plan.measured is None
+
+
+def test_report_and_compile_summary_show_the_rounds(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    from partitioner.cli.compile_cmd import format_summary, summarise
+    from partitioner.report.model import build_report
+    from partitioner.report.text import render_text
+
+    monkeypatch.setattr(compiler, "measure_plans", _fake(1e-3, 2e-3, []))
+    result = compile_model(branchy_model(), two_local(), _options())
+    text = render_text(build_report(result.plan))
+    assert "measured at compile" in text and "single:a" in text and "round 0" in text
+    assert "chosen round 0" in text
+    summary = format_summary(summarise(result), tmp_path)
+    assert "measured at compile" in summary and "chosen           round 0" in summary
+    assert summarise(result)["measured"]["chosen"] == "round 0"

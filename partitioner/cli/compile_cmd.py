@@ -9,6 +9,7 @@ from typing import Any
 from partitioner.cli.common import (
     add_input_shape_arg,
     non_negative_float,
+    non_negative_int,
     parse_device_list,
     parse_input_shapes,
     positive_float,
@@ -17,8 +18,9 @@ from partitioner.cli.common import (
     seed_int,
 )
 from partitioner.cli.progress import ProgressLine
-from partitioner.compiler import Compilation, CompileOptions, compile_model
+from partitioner.compiler import MEASURE_ROUNDS, Compilation, CompileOptions, compile_model
 from partitioner.errors import SolverError
+from partitioner.plan.codec import measurements_to_dict
 from partitioner.plan.io import check_plan_target, write_plan
 from partitioner.solver.baselines import evaluation_of
 
@@ -49,8 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-gain",
         type=non_negative_float,
         metavar="PCT",
-        help="split across devices only for at least this predicted gain over the best "
-        "single device (default: 5 for clusters measured here, 0 otherwise)",
+        help="split across devices only for at least this gain over the best single device "
+        "(default: the measured noise on clusters measured here, 0 otherwise)",
+    )
+    p.add_argument(
+        "--measure-rounds",
+        type=non_negative_int,
+        default=MEASURE_ROUNDS,
+        metavar="N",
+        help="clusters measured here: time the plan and every single device as they run, feed "
+        f"the times back and re-solve, at most N rounds (default {MEASURE_ROUNDS}; 0: off)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="CP-SAT random seed")
     p.add_argument("--workers", type=positive_int, default=2, help="CP-SAT search workers")
@@ -89,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         min_gain=args.min_gain / 100 if args.min_gain is not None else None,
         seed=args.seed,
         workers=args.workers,
+        measure_rounds=args.measure_rounds,
     )
     result = compile_model(
         args.model, args.cluster, options,
@@ -130,6 +141,8 @@ def summarise(result: Compilation) -> dict[str, Any]:
         "num_partitions": ev.num_partitions,
         "devices_used": used,
         **_baseline_summary(result),
+        "measured": (measurements_to_dict(result.plan.measured)
+                     if result.plan.measured is not None else None),
     }
 
 
@@ -179,6 +192,17 @@ def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
         stages = ", ".join(summary["clock_stopped_stages"]) or "a solver stage"
         lines.append(f"  note             the clock ended {stages} early (a slow or busy "
                      "machine): a rerun may give another plan")
+    measured = summary.get("measured")
+    if measured:
+        lines.append("  measured at compile (median, p10-p90; predicted before measuring):")
+        for c in (*measured["singles"], *measured["rounds"]):
+            m = c["measured"]
+            label = c["name"] + ("" if c["round"] is None else f" ({c['partitions']} parts)")
+            cached = "  cached" if c.get("cached") else ""
+            lines.append(f"    {label:<22} {ms(m['median_s'] * 1e3)} "
+                         f"({m['p10_s'] * 1e3:.3f}-{m['p90_s'] * 1e3:.3f}), predicted "
+                         f"{ms(c['predicted_s'] * 1e3)}{cached}")
+        lines.append(f"  chosen           {measured['chosen']}: {measured['note']}")
     objective = summary["objective"]
     extra = {"throughput": "stage time", "cost": "price"}.get(objective)
     lines.append(f"  baselines (predicted latency{', ' + extra if extra else ''}):")

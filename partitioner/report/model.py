@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from partitioner.plan.types import BaselineSummary, NodeCost, Plan
+from partitioner.plan.types import BaselineSummary, CompileMeasurements, NodeCost, Plan
 from partitioner.report.fmt import fmt_money, fmt_time
 from partitioner.report.inputs import GraphDetail, Measurements, NodeEdge
 from partitioner.report.moves import MoveEstimate, NodeContext, analyse_node
@@ -52,6 +52,8 @@ class Summary:
     emulated: dict[str, str] = field(default_factory=dict)
     measured_throughput_per_s: float | None = None
     compiled_with: dict[str, str | None] = field(default_factory=dict)
+    #: The compile-time measurement rounds (``Plan.measured``); None when not measured.
+    compile_measured: CompileMeasurements | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ def _summary(plan: Plan, measurements: Measurements | None) -> Summary:
         emulated=dict(measurements.emulated) if measurements else {},
         measured_throughput_per_s=measurements.throughput_per_s if measurements else None,
         compiled_with=dict(plan.compiled_with),
+        compile_measured=plan.measured,
     )
 
 

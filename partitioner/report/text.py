@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from partitioner.plan.types import CompileMeasurements
 from partitioner.report.fmt import (
     fmt_bytes,
     fmt_money,
@@ -117,6 +118,23 @@ def _summary(report: Report, paint: _Painter) -> list[str]:
                 + ", ".join(sorted(s.emulated))
                 + " (timings measured on a stand-in runner)"
             )
+    lines.extend(_compile_measured(s.compile_measured))
+    return lines
+
+
+def _compile_measured(m: CompileMeasurements | None) -> list[str]:
+    """The short "measured at compile" block: each candidate predicted beside measured."""
+    if m is None:
+        return []
+    lines = ["  measured at compile (median, p10-p90; predicted before measuring):"]
+    for c in (*m.singles, *m.rounds):
+        t = c.measured
+        label = c.name if c.round is None else f"{c.name} ({c.partitions} partitions)"
+        lines.append(f"    {label:<24} {fmt_time(t.median_s)} ({fmt_time(t.p10_s)}-"
+                     f"{fmt_time(t.p90_s)}), predicted {fmt_time(c.predicted_s)}"
+                     + ("  cached" if c.cached else ""))
+    gain = f"min gain {m.min_gain:.1%} ({m.min_gain_source})"
+    lines.append(f"    chosen {m.chosen}, {gain}: {m.note}")
     return lines
 
 
