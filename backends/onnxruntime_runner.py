@@ -52,6 +52,12 @@ class OrtPartition:
         device_resident: True when outputs may stay on the accelerator (GPU providers):
             :meth:`run_device` then returns OrtValues the next partition can bind directly.
         assignment: execution provider -> node count, as ONNX Runtime placed the nodes.
+
+    No ``memory_stats`` (``partitioner.protocols.MemoryReporting``): ONNX Runtime 1.32's
+    Python API binds no allocator statistics (the C API's ``AllocatorGetStats`` and the
+    arena's counters are not exposed; ``get_provider_options`` and the OrtMemoryInfo of
+    inputs and outputs say where memory lives, not how much), so ``hetpart run`` measures
+    these partitions by process RSS.
     """
 
     def __init__(

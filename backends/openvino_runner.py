@@ -33,9 +33,17 @@ class OpenVinoPartition:
     pinned_cpus: tuple[int, ...] | None = None
 
     def __init__(
-        self, compiled: Any, label: str, inputs: tuple[InputSpec, ...], outputs: tuple[str, ...]
+        self,
+        compiled: Any,
+        label: str,
+        inputs: tuple[InputSpec, ...],
+        outputs: tuple[str, ...],
+        core: Any = None,
+        device: str = "CPU",
     ) -> None:
         self.label = label
+        self._core = core
+        self.device = device
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.inputs = inputs
@@ -59,6 +67,24 @@ class OpenVinoPartition:
     def run_device(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs stay on the host here: the same as :meth:`run`."""
         return self.run(feeds)
+
+    def memory_stats(self) -> dict[str, Any] | None:
+        """``partitioner.protocols.MemoryReporting``: on GPU plugins, the device memory the
+        plugin holds (``GPU_MEMORY_STATISTICS``, summed over allocation types); None on the
+        CPU plugin, which reports no memory statistics (the executor then measures RSS)."""
+        if self._core is None or not self.device.startswith("GPU"):
+            return None
+        try:
+            stats = self._core.get_property(self.device, "GPU_MEMORY_STATISTICS")
+            total = sum(int(v) for v in dict(stats).values())
+        except Exception as exc:  # older plugins lack the property
+            logger.debug("no GPU_MEMORY_STATISTICS for %s: %s", self.label, exc)
+            return None
+        return {
+            "peak_bytes": total,
+            "detail": f"OpenVINO {self.device} GPU_MEMORY_STATISTICS after the first run "
+            "(memory the plugin holds, all allocation types)",
+        }
 
 
 def _match_ports(
@@ -158,7 +184,9 @@ class OpenVinoRunner:
         # The graph's input and output names and types (weights stay on disk).
         proto = load_proto(model, label, load_external=False)
         outputs = tuple(o.name for o in proto.graph.output)
-        return OpenVinoPartition(compiled, label, onnx_input_specs(proto), outputs)
+        return OpenVinoPartition(
+            compiled, label, onnx_input_specs(proto), outputs, core=core, device=device
+        )
 
 
 def create() -> OpenVinoRunner:

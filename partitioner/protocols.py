@@ -98,3 +98,21 @@ class Runner(Protocol):
         """Compile ``model`` (a ModelProto or a file path) with device ``options`` (provider,
         threads, affinity...)."""
         ...
+
+
+@runtime_checkable
+class MemoryReporting(Protocol):
+    """Optional on a :class:`PreparedPartition`: the runtime's own count of device memory.
+
+    Not part of :class:`PreparedPartition` (the registry does not require it): the executor
+    asks a prepared partition that has it (``isinstance(prepared, MemoryReporting)``) when
+    ``hetpart run`` measures memory, and falls back to process RSS where it is absent or
+    answers None (``partitioner.runtime.memory``).
+    """
+
+    def memory_stats(self) -> Mapping[str, Any] | None:
+        """What the runtime's allocator holds, or has held at most, on this partition's
+        device for the whole process (every partition on it, not this one alone):
+        ``{"peak_bytes": int, "detail": "which statistic"}``; None where the runtime
+        reports nothing for this device (then RSS is used)."""
+        ...

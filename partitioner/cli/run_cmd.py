@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check:  # fail on a missing or foreign model before spending time running
         model_path = resolve_model_path(plan, plan_dir)
         check_model_hash(plan, model_path)
-    with Executor(plan, plan_dir, emulate=args.emulate) as executor:
+    with Executor(plan, plan_dir, emulate=args.emulate, measure_memory=True) as executor:
         record, last = measure(
             executor, feeds, repeat=args.repeat, warmup=args.warmup, stream=args.stream
         )
@@ -99,6 +99,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_record(record, plan_dir))
     return 0 if ok else 1
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.2f} MiB"
+
+
+def memory_lines(record: dict[str, Any]) -> list[str]:
+    """One ``memory`` line per device: measured peak (method) beside the plan's prediction."""
+    if "memory" not in record:
+        reason = record.get("memory_unmeasured")
+        return [f"  memory           not measured: {reason}"] if reason else []
+    lines = []
+    for device, m in record["memory"].items():
+        predicted = m.get("predicted_peak_bytes")
+        line = (
+            f"  memory           {device:<14} {_mib(m['peak_bytes'])} measured "
+            f"({m['method']}), "
+            + (f"{_mib(predicted)} predicted" if predicted is not None else "no prediction")
+        )
+        if m["method"] == "rss":
+            line += (
+                f" [prepare {_mib(m['prepare_bytes'])} + run {_mib(m['run_bytes'])}; "
+                f"runtime itself {_mib(m['runtime_bytes'])}, not counted]"
+            )
+        lines.append(line)
+    return lines
 
 
 def format_record(record: dict[str, Any], plan_dir: Path) -> str:
@@ -134,6 +160,7 @@ def format_record(record: dict[str, Any], plan_dir: Path) -> str:
             f"    p{p['index']:<3} {p['device']:<14} {p['measured_s'] * ms:8.3f} ms "
             f"{p['predicted_s'] * ms:8.3f} ms"
         )
+    lines += memory_lines(record)
     if "check" in record:
         verdict = "PASSED" if record["check"]["passed"] else "FAILED"
         lines.append(

@@ -46,6 +46,22 @@ class TransferMeasurement:
 
 
 @dataclass(frozen=True)
+class MemoryMeasurement:
+    """One device's measured peak memory (``run.json`` ``memory``, ``hetpart run``).
+
+    Attributes:
+        peak_bytes: Measured peak.
+        method: ``rss`` (process RSS attributed to the device) or ``allocator`` (the
+            runtime's own statistics).
+        detail: How it was measured, in one sentence.
+    """
+
+    peak_bytes: int
+    method: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Measurements:
     """A saved run of a plan.
 
@@ -59,6 +75,7 @@ class Measurements:
         repeat: Number of timed repeats.
         emulated: Device id -> reason, for devices mapped onto a local runner.
         throughput_per_s: Pipelined throughput when the run streamed inputs.
+        memory: Device id -> measured peak memory (empty for runs that did not measure it).
     """
 
     plan_sha256: str
@@ -69,6 +86,7 @@ class Measurements:
     repeat: int = 1
     emulated: dict[str, str] = field(default_factory=dict)
     throughput_per_s: float | None = None
+    memory: dict[str, MemoryMeasurement] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,7 +229,25 @@ def _measurements_from(data: dict[str, Any], digest: str, plan: Plan) -> Measure
             float(data["throughput_per_s"]) if data.get("throughput_per_s") else None
         ),
         emulated={str(k): str(v) for k, v in (data.get("emulated") or {}).items()},
+        memory=_memory_from(data.get("memory")),
     )
+
+
+def _memory_from(raw: Any) -> dict[str, MemoryMeasurement]:
+    """``{"device": {"peak_bytes": N, "method": "rss", "detail": ...}}`` (``hetpart run``)."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"memory is a {type(raw).__name__}, expected an object by device")
+    out = {}
+    for device, entry in raw.items():
+        peak = float(entry["peak_bytes"])
+        if not np.isfinite(peak) or peak < 0:
+            raise ValueError(f"memory of {device!r}: peak_bytes {entry['peak_bytes']!r}")
+        out[str(device)] = MemoryMeasurement(
+            int(peak), str(entry["method"]), str(entry.get("detail") or "")
+        )
+    return out
 
 
 def read_graph_detail(plan_dir: str | Path, plan: Plan) -> GraphDetail:

@@ -7,6 +7,10 @@ what the evaluator's peak holds beyond those two. Plans without the stored numbe
 plans; ``peak_memory`` is empty for hand-made assignments) fall back to: busy = node times +
 one call overhead per partition; memory = weights + workspace, flagged as a lower bound
 (``memory_source == "lower bound"``).
+
+A saved run that measured memory (``hetpart run --save``) adds each device's measured peak
+and its method (``rss``: process RSS attributed to the device; ``allocator``: the runtime's
+statistics) beside the prediction; :func:`memory_lines` words them for terminal reports.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from partitioner.plan.types import Plan
+from partitioner.report.fmt import fmt_bytes
 from partitioner.report.inputs import Measurements
 
 
@@ -42,6 +47,8 @@ class DeviceRow:
     energy_share: float | None
     measured_busy_s: float | None
     memory_source: str
+    measured_peak_bytes: int | None = None
+    measured_memory_method: str | None = None
 
 
 def busy_times(plan: Plan) -> dict[str, float]:
@@ -83,6 +90,7 @@ def device_usage(plan: Plan, measurements: Measurements | None) -> tuple[DeviceR
     total_price, total_energy = sum(prices.values()), sum(energies.values())
     rows = []
     for d in plan.cluster.devices:
+        memory = measurements.memory.get(d.id) if measurements else None
         fixed = weights[d.id] + workspace[d.id]
         if stored_peak:
             used, source = int(stored_peak.get(d.id, 0)), "evaluator"
@@ -110,6 +118,39 @@ def device_usage(plan: Plan, measurements: Measurements | None) -> tuple[DeviceR
                 energy_share=energies[d.id] / total_energy if total_energy > 0 else None,
                 measured_busy_s=measured[d.id] if measurements else None,
                 memory_source=source,
+                measured_peak_bytes=memory.peak_bytes if memory else None,
+                measured_memory_method=memory.method if memory else None,
             )
         )
     return tuple(rows)
+
+
+#: What each memory method label means, for the reports' footnotes.
+MEMORY_METHODS = {
+    "rss": "process RSS attributed to the device (growth while preparing its partitions "
+    "plus the peak during its calls; runtime libraries excluded)",
+    "allocator": "the runtime's own allocator statistics for the device",
+}
+
+
+def measured_memory(row: DeviceRow) -> str:
+    """``"1.2 MiB measured (rss)"``, or ``"-"`` when the saved run did not measure it."""
+    if row.measured_peak_bytes is None:
+        return "-"
+    return f"{fmt_bytes(row.measured_peak_bytes)} measured ({row.measured_memory_method})"
+
+
+def memory_lines(rows: tuple[DeviceRow, ...]) -> list[str]:
+    """Terminal lines, one per device that ran: predicted peak beside measured, with method;
+    [] when no saved run measured memory."""
+    measured = [r for r in rows if r.measured_peak_bytes is not None]
+    if not measured:
+        return []
+    width = max(len(r.id) for r in measured)
+    lines = []
+    for r in measured:
+        predicted = ("" if r.memory_source == "evaluator" else ">= ") + fmt_bytes(r.used_bytes)
+        lines.append(f"  {r.id:<{width}}  {predicted} predicted, {measured_memory(r)}")
+    methods = sorted({str(r.measured_memory_method) for r in measured})
+    lines += [f"  {m}: {MEMORY_METHODS.get(m, m)}" for m in methods]
+    return lines

@@ -15,6 +15,7 @@ from partitioner.report.fmt import (
     fmt_time,
 )
 from partitioner.report.model import Report, comparison
+from partitioner.report.resources import MEMORY_METHODS, measured_memory
 
 #: The per-node table lists at most this many nodes (the most expensive first beyond it).
 MAX_NODE_ROWS = 20000
@@ -101,6 +102,12 @@ def devices_table(report: Report, colors: dict[str, str]) -> str:
         )
         if d.memory_source != "evaluator":
             memory = "&ge; " + memory  # the plan has no peak: weights + workspace only
+        if d.measured_peak_bytes is not None:  # a saved run measured it: show it beside
+            how = MEMORY_METHODS.get(str(d.measured_memory_method), "")
+            memory = (
+                f'predicted {memory}<br><span title="{escape(how)}">'
+                f"{escape(measured_memory(d))}</span>"
+            )
         rows.append(
             _cell(chip(d.id, colors), raw=True)
             + _cell(f"{d.device_class} / {d.runner}")

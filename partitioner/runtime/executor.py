@@ -21,6 +21,13 @@ The executor knows runners only through ``partitioner.protocols``: whether a dev
 provider or plugin is present (``Runner.absent_reason``), which CPUs a partition's calls are
 pinned to (``PreparedPartition.pinned_cpus``) and whether its outputs stay on a device
 (``device_resident`` / ``run_device``) are the runners' to say.
+
+With ``measure_memory=True`` (``hetpart run``) the executor also measures each device's peak
+memory (``partitioner.runtime.memory``): it loads every runtime once with a one-node model
+before preparing, charges each device the RSS growth of preparing its partitions, and
+:meth:`Executor.measure_memory` runs one input partition by partition charging each call's
+peak; a prepared partition that implements ``MemoryReporting`` gives its allocator's number
+instead.
 """
 
 from __future__ import annotations
@@ -40,9 +47,15 @@ from partitioner.cluster.types import DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError, RunError
 from partitioner.plan.types import Plan, PlanPartition
 from partitioner.profiling.timing import pin_thread
-from partitioner.protocols import PreparedPartition, Runner
+from partitioner.protocols import MemoryReporting, PreparedPartition, Runner
 from partitioner.registry import RunnerProtocolError, check_prepared, get_runner
 from partitioner.runtime.feeds import InputSpec, conform, one_line
+from partitioner.runtime.memory import (
+    DeviceMemory,
+    RssLedger,
+    allocator_memory,
+    rss_unavailable_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +125,8 @@ class Executor:
         models: Alternatively, partition index -> ModelProto or path (e.g. extracted in memory).
         emulate: Map every device whose runner, provider or plugin is absent here onto ONNX
             Runtime CPU; timings of those devices are then emulated (see ``emulated``).
+        measure_memory: Charge memory to devices while preparing (see
+            :meth:`measure_memory`); ``memory_unmeasured`` says why not where it cannot.
 
     Raises:
         RunnerNotAvailableError / ClusterError: a device is absent and ``emulate`` is False.
@@ -125,6 +140,7 @@ class Executor:
         *,
         models: Mapping[int, onnx.ModelProto | str | Path] | None = None,
         emulate: bool = False,
+        measure_memory: bool = False,
     ) -> None:
         if plan_dir is None and models is None:
             raise RunError("Executor needs a plan directory or in-memory partition models")
@@ -137,10 +153,24 @@ class Executor:
         resolved = {
             dev: self._resolve(devices[dev], emulate) for dev in {p.device for p in plan.partitions}
         }
+        #: Why memory was not measured (None when it was, or was not asked for).
+        self.memory_unmeasured: str | None = None
+        #: True when memory was asked for (``measure_memory=True``).
+        self.measures_memory = measure_memory
+        self._ledger: RssLedger | None = None
+        if measure_memory:
+            self.memory_unmeasured = rss_unavailable_reason()
+            if self.memory_unmeasured is None:
+                self._ledger = RssLedger()
+                for dev in sorted(resolved):
+                    before = self._ledger.now()
+                    _load_runtime(*resolved[dev], dev)
+                    self._ledger.charge_runtime(dev, before)
         for p in plan.partitions:
             runner, options = resolved[p.device]
             source = models[p.index] if models is not None else Path(plan_dir or ".") / p.file
             label = f"partition {p.index} on {p.device}"
+            rss_before = self._ledger.now() if self._ledger else 0
             started = time.perf_counter()
             try:
                 prepared = runner.prepare(source, {**options, "label": label})
@@ -149,6 +179,8 @@ class Executor:
             except PartitionerError as exc:
                 raise type(exc)(one_line(f"{label}: {exc}")) from exc
             self.prepare_s[p.index] = time.perf_counter() - started
+            if self._ledger:
+                self._ledger.charge_prepare(p.device, rss_before)
         self._consumers = {
             p.index: sorted({c for o in p.outputs for c in o.to_partitions})
             for p in plan.partitions
@@ -215,6 +247,64 @@ class Executor:
     @property
     def input_names(self) -> list[str]:
         return list(self._input_names)
+
+    def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, DeviceMemory]:
+        """Run ``feeds`` once, one partition at a time in dependency order, and return the
+        measured peak memory per device that ran partitions ({} unless the executor was
+        created with ``measure_memory=True`` on a machine that can measure it).
+
+        Call it before any other run: runtimes keep the memory their first run reserves
+        (ONNX Runtime's arena, OpenVINO's buffers), so later runs show no growth.
+        """
+        ledger = self._ledger
+        if ledger is None:
+            return {}
+        values = self._model_inputs(feeds)
+        order = self._dependency_order()
+        last: dict[str, int] = {}
+        for position, index in enumerate(order):
+            for i in self._parts[index].inputs:
+                last[i.name] = position
+        keep = set(self._graph_outputs)
+        for position, index in enumerate(order):
+            part = self._parts[index]
+            inputs = {
+                name: _hand_off(values[name]) if copy else values[name]
+                for name, copy, _, _ in self._input_plan[index]
+            }
+            before = ledger.start_call()
+            outputs = self._invoke(index, inputs)
+            ledger.end_call(part.device, before)
+            values.update(outputs)
+            del inputs, outputs
+            for name in [n for n, pos in last.items() if pos == position and n not in keep]:
+                values.pop(name, None)
+            ledger.keep(part.device, before)
+        memory: dict[str, DeviceMemory] = {}
+        for device in sorted({p.device for p in self._parts.values()}):
+            prepared = [self._prepared[i] for i, p in self._parts.items() if p.device == device]
+            runtime = ledger.runtime.get(device, 0)
+            allocator = None
+            for prep in prepared:
+                if isinstance(prep, MemoryReporting):
+                    found = allocator_memory(prep.memory_stats(), runtime)
+                    if found and (allocator is None or found.peak_bytes > allocator.peak_bytes):
+                        allocator = found
+            host_only = any(prep.device_resident for prep in prepared)
+            memory[device] = allocator or ledger.result(device, host_only)
+        return memory
+
+    def _dependency_order(self) -> list[int]:
+        """Partition indices, each after every partition it reads (lowest index first)."""
+        waiting = {i: set(deps) for i, deps in self._deps.items()}
+        order: list[int] = []
+        while waiting:
+            ready = min(i for i, deps in waiting.items() if not deps)
+            order.append(ready)
+            del waiting[ready]
+            for deps in waiting.values():
+                deps.discard(ready)
+        return order
 
     def close(self) -> None:
         """Stop the device worker threads."""
@@ -475,6 +565,25 @@ def _hand_off(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     return _host(value)
+
+
+def _load_runtime(runner: Runner, options: Mapping[str, Any], device: str) -> None:
+    """Prepare and run a one-node model with ``device``'s runner and options, so that the
+    runtime's libraries, plugins and thread pools are loaded before memory is charged to
+    the plan's partitions (best effort: a runner that refuses it is only logged)."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "x"], ["y"])], "hetpart_runtime_load", [x], [y]
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8
+    )
+    try:
+        prepared = runner.prepare(model, {**options, "label": f"runtime load on {device}"})
+        prepared.run({"x": np.ones(1, dtype=np.float32)})
+    except Exception as exc:  # only the memory attribution suffers
+        logger.debug("could not load %s's runtime ahead of its partitions: %s", device, exc)
 
 
 def absent_reason(device: DeviceSpec) -> str | None:

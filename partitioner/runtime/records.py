@@ -3,6 +3,13 @@
 ``measure`` runs a plan the way ``hetpart run`` does and returns the plain-data record that
 ``--json`` prints and ``--save`` writes to ``PLAN_DIR/run.json`` (with the SHA-256 of
 ``plan.json``, so reports can refuse measurements of another plan).
+
+When the executor measures memory (``Executor(..., measure_memory=True)``), the first
+warm-up run is the memory run (``Executor.measure_memory``) and the record's ``memory`` maps
+each device that ran partitions to ``peak_bytes`` measured, ``predicted_peak_bytes`` (the
+plan's ``solver.peak_memory``; None when the plan has none), ``method`` (``rss`` or
+``allocator``), ``detail`` and the RSS parts (``prepare_bytes``, ``run_bytes``,
+``runtime_bytes``); ``memory_unmeasured`` says why a run has no ``memory``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256
 from partitioner.plan.types import Plan
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor, RunResult
+from partitioner.runtime.memory import DeviceMemory
 
 #: Version tag of ``run.json``.
 RUN_FORMAT_VERSION = "hetpart-run/1"
@@ -128,7 +136,16 @@ def measure(
     if warmup < 0:
         raise RunError(f"--warmup {warmup}: must be at least 0")
     plan = executor.plan
-    for _ in range(warmup):
+    memory: dict[str, Any] = {}
+    unmeasured = executor.memory_unmeasured
+    if warmup and unmeasured is None:
+        memory = executor.measure_memory(feeds)  # the first warm-up run: runtimes keep it
+        warmup_left = warmup - 1 if memory else warmup
+    else:
+        warmup_left = warmup
+        if executor.measures_memory and not warmup:
+            unmeasured = "--warmup 0 times the first run, which measuring memory needs"
+    for _ in range(warmup_left):
         executor.run(feeds)
     runs = [executor.run(feeds) for _ in range(repeat)]
     transfers: dict[str, list[float]] = {}
@@ -159,6 +176,10 @@ def measure(
         ],
         "transfers": {k: _median(v) for k, v in sorted(transfers.items())},
     }
+    if memory:
+        record["memory"] = memory_record(plan, memory)
+    elif unmeasured:
+        record["memory_unmeasured"] = unmeasured
     if stream:
         if stream < 1:
             raise RunError(f"--stream {stream}: must be at least 1")
@@ -174,6 +195,18 @@ def measure(
         }
         record["throughput_per_s"] = result.throughput_per_s
     return record, runs[-1]
+
+
+def memory_record(plan: Plan, memory: Mapping[str, DeviceMemory]) -> dict[str, Any]:
+    """Per device: the measured peak beside the plan's prediction, and how it was measured."""
+    predicted = plan.solver.peak_memory
+    return {
+        device: {
+            **m.to_json(),
+            "predicted_peak_bytes": int(predicted[device]) if device in predicted else None,
+        }
+        for device, m in sorted(memory.items())
+    }
 
 
 def save_run(plan_dir: str | Path, record: Mapping[str, Any]) -> Path:
