@@ -14,6 +14,7 @@ from partitioner.report.fmt import (
     fmt_time,
 )
 from partitioner.report.model import NodeRow, Report, comparison
+from partitioner.report.resources import memory_lines
 from partitioner.versions import format_versions
 
 #: Default number of nodes the text report lists (the most expensive ones).
@@ -332,6 +333,9 @@ def render_text(report: Report, color: bool = False, top: int = DEFAULT_TOP) -> 
         "Devices (memory: weights + largest workspace + peak live activations)",
         _devices(report, paint),
     )
+    memory = memory_lines(report.devices)
+    if memory:  # a saved run measured memory
+        section("Memory, predicted against measured (peak per device)", memory)
     section(
         "Partitions (runner calls, in execution order" + _listed(len(report.partitions)) + ")",
         _partitions(report, paint),
