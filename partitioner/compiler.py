@@ -20,7 +20,7 @@ from pathlib import Path
 import onnx
 
 from partitioner.cluster.file import load_cluster
-from partitioner.cluster.types import Cluster
+from partitioner.cluster.types import Cluster, DeviceSpec
 from partitioner.costing.table import build_cost_table
 from partitioner.costing.types import CostTable, Supported
 from partitioner.errors import ClusterError, CostModelError, PlanError, ShapeError, SolverError
@@ -32,13 +32,14 @@ from partitioner.plan.types import (
     MeasuredCandidate,
     MeasuredLatency,
     Plan,
+    Tolerance,
 )
 from partitioner.profiling.cache import ProfileCache
 from partitioner.protocols import CostModel
 from partitioner.registry import get_cost_model
 from partitioner.runtime.measure import MeasuredPlan, measure_plans
 from partitioner.solver import solve
-from partitioner.solver.baselines import run_baselines
+from partitioner.solver.baselines import best_baseline, run_baselines
 from partitioner.solver.bounds.cheap import lower_bound
 from partitioner.solver.build import build_problem
 from partitioner.solver.evaluate import evaluate, is_acceptable, objective_value
@@ -55,6 +56,61 @@ ModelInput = str | os.PathLike[str] | onnx.ModelProto | AnalysedModel
 MEASURED_MIN_GAIN = 0.05
 #: Feedback rounds of the compile-time measurement loop (clusters measured here).
 MEASURE_ROUNDS = 3
+#: Compute precisions, most precise first (23, 10 and 7 mantissa bits): ``precision=P``
+#: allows devices computing in P or any precision before it.
+PRECISIONS = ("f32", "f16", "bf16")
+_PRECISION_NAMES = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16",
+                    "bfloat16": "bf16"}
+
+
+def precision_name(value: object) -> str | None:
+    """``value`` as one of ``PRECISIONS`` (``fp32``, ``float16``, ``bfloat16``... accepted),
+    None when it names none of them."""
+    text = str(value).strip().lower()
+    text = _PRECISION_NAMES.get(text, text)
+    return text if text in PRECISIONS else None
+
+
+def device_precision(device: DeviceSpec) -> str:
+    """The precision ``device`` computes in: its ``precision``, or the lower one its OpenVINO
+    runner is told to infer in (runner option ``precision``, e.g. in a cluster file)."""
+    names = [device.precision]
+    if device.runner == "openvino" and "precision" in device.runner_options:
+        names.append(str(device.runner_options["precision"]))
+    ranks = [PRECISIONS.index(p) if (p := precision_name(n)) else len(PRECISIONS)
+             for n in names]
+    worst = max(ranks)
+    return PRECISIONS[worst] if worst < len(PRECISIONS) else str(names[ranks.index(worst)])
+
+
+def parse_tolerance(value: object) -> Tolerance:
+    """``Tolerance``, ``{"atol": A, "rtol": R}`` or ``"atol=A,rtol=R"`` (either may be left
+    out: 0) as a Tolerance; a one-line ``SolverError`` naming what is wrong otherwise."""
+    if isinstance(value, Tolerance):
+        fields: Mapping[str, object] = {"atol": value.atol, "rtol": value.rtol}
+    elif isinstance(value, Mapping):
+        fields = value
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or any("=" not in p for p in parts):
+            raise _bad(SolverError, "tolerance", value, "'atol=A,rtol=R' (either may be left out)")
+        fields = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in parts)}
+    else:
+        raise _bad(SolverError, "tolerance", value, "'atol=A,rtol=R' or {'atol': A, 'rtol': R}")
+    unknown = sorted(set(fields) - {"atol", "rtol"})
+    if unknown or not fields:
+        raise _bad(SolverError, "tolerance", value, "keys atol and/or rtol"
+                   + (f" (unknown: {', '.join(map(str, unknown))})" if unknown else ""))
+    out: dict[str, float] = {}
+    for key, raw in fields.items():
+        try:
+            number = float(raw) if not isinstance(raw, bool) else float("nan")
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (math.isfinite(number) and number >= 0):
+            raise _bad(SolverError, "tolerance", value, f"{key} a finite number >= 0")
+        out[str(key)] = number
+    return Tolerance(**out)
 
 
 def _bad(error: type[Exception], name: str, value: object, expected: str) -> Exception:
@@ -127,6 +183,12 @@ class CompileOptions:
             the files of ``cost_models/``, created with default options), a ``CostModel``
             object, or None for the cluster's default (``costing.table.default_cost_model``:
             profiled on clusters with devices here, roofline otherwise).
+        precision: The lowest compute precision a device may have (``PRECISIONS``: ``f32``,
+            ``f16``, ``bf16``); devices below it are left out of the problem. None: ``f32``,
+            or every precision when ``tolerance`` is given.
+        tolerance: The numeric tolerance the outputs may have, ``"atol=A,rtol=R"``, a mapping
+            or a ``Tolerance``; allows lower-precision devices and is recorded in the plan
+            (``Plan.tolerance``).
     """
 
     objective: str = "latency"
@@ -142,6 +204,15 @@ class CompileOptions:
     min_gain: float | None = None
     cost_model: str | CostModel | None = field(default=None, hash=False)
     measure_rounds: int = MEASURE_ROUNDS
+    precision: str | None = None
+    tolerance: Tolerance | Mapping[str, float] | str | None = None
+
+    @property
+    def allowed_precision(self) -> str:
+        """The lowest precision a device may compute in (see ``precision``)."""
+        if self.precision is not None:
+            return self.precision
+        return PRECISIONS[-1] if self.tolerance is not None else PRECISIONS[0]
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -174,6 +245,14 @@ class CompileOptions:
         if self.min_gain is not None:
             _number("min_gain", self.min_gain, float, 0.0, strict=False)
         _number("measure_rounds", self.measure_rounds, int, 0, strict=False)
+        if self.precision is not None:
+            name = precision_name(self.precision)
+            if name is None:
+                raise _bad(SolverError, "precision", self.precision,
+                           f"one of {', '.join(PRECISIONS)}")
+            object.__setattr__(self, "precision", name)
+        if self.tolerance is not None:
+            object.__setattr__(self, "tolerance", parse_tolerance(self.tolerance))
         model = self.cost_model
         if model is not None and not isinstance(model, str) and not hasattr(model, "estimate"):
             raise _bad(CostModelError, "cost_model", model,
@@ -204,6 +283,108 @@ class Compilation:
     problem: Problem
     report: SolveReport
     plan: Plan
+    #: What the compiler decided for the user to read (devices left out, and why).
+    notes: tuple[str, ...] = ()
+
+
+def restrict_precision(cluster: Cluster, allowed: str) -> tuple[Cluster, dict[str, str]]:
+    """``cluster`` without the devices computing below ``allowed`` (``PRECISIONS``), and
+    those devices (id -> precision)."""
+    floor = PRECISIONS.index(allowed)
+    below = {}
+    for d in cluster.devices:
+        p = device_precision(d)
+        if p not in PRECISIONS or PRECISIONS.index(p) > floor:
+            below[d.id] = p
+    if not below:
+        return cluster, {}
+    if len(below) == len(cluster.devices):
+        raise ClusterError(
+            f"every device of cluster {cluster.name!r} computes below {allowed} "
+            f"({', '.join(f'{i}: {p}' for i, p in below.items())}): allow it with "
+            f"--precision {max(below.values(), key=_rank)} or --tolerance atol=A,rtol=R")
+    keep = [d.id for d in cluster.devices if d.id not in below]
+    return cluster.restricted_to(keep), below
+
+
+def _rank(precision: str) -> int:
+    return PRECISIONS.index(precision) if precision in PRECISIONS else len(PRECISIONS)
+
+
+def _precision_notes(full: Cluster, below: Mapping[str, str], opts: CompileOptions) -> list[str]:
+    allowed = opts.allowed_precision
+    if below:
+        listed = ", ".join(f"{i} ({p})" for i, p in below.items())
+        return [f"left out {listed}: below {allowed}; allow with --precision "
+                f"{max(below.values(), key=_rank)} or --tolerance atol=A,rtol=R"]
+    if allowed == PRECISIONS[0] or any(device_precision(d) != PRECISIONS[0]
+                                       for d in full.devices):
+        return []
+    note = f"no device of cluster {full.name!r} computes below f32: the plan is f32 throughout"
+    if full.name == "local" and allowed == "bf16":
+        from partitioner.cluster.local import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            note += " (this CPU has no native bf16, so local offers no ov-cpu-bf16)"
+    return [note]
+
+
+def spanning_devices(cluster: Cluster) -> list[str]:
+    """Devices spanning several processors (``processor = "core0+core1"``, e.g. ``all-cores``
+    of ``local-cores``). The solver's processor groups are disjoint, so it never sees them
+    beside the devices they share: they compete as single-device plans (``_solve``)."""
+    return [d.id for d in cluster.devices if d.processor and "+" in d.processor]
+
+
+def _solve(problem: Problem, opts: CompileOptions, min_gain: float,
+           progress: Callable[[float, float], None] | None) -> SolveReport:
+    """``solve``, with devices spanning several processors each run alone: the problem is
+    solved without them, and each one's single-device plan replaces that solution when it
+    is better (a split must beat it by ``min_gain``), so a spanning device never runs at the
+    same time as a device it shares a processor with."""
+    def run(p: Problem) -> SolveReport:
+        return solve(p, time_limit_s=opts.time_limit_s, seed=opts.seed, workers=opts.workers,
+                     progress=progress, min_gain=min_gain)
+
+    cluster = problem.cluster
+    span = spanning_devices(cluster)
+    if not span:
+        return run(problem)
+    singles = {}
+    for s in span:
+        alone = dataclasses.replace(problem, cluster=cluster.restricted_to([s]))
+        singles[f"single:{s}"] = run_baselines(alone)[f"single:{s}"]
+    rest = [d for d in cluster.device_ids if d not in span]
+    pinned_to_span = any(d in span for d in problem.pins.values())
+    report = None
+    if rest and not pinned_to_span:
+        report = run(dataclasses.replace(problem, cluster=cluster.restricted_to(rest)))
+    best = best_baseline(problem, singles)
+    if best is None or best.evaluation is None:
+        if report is None:
+            why = "; ".join(f"{k}: {v.note}" for k, v in singles.items())
+            raise SolverError(f"no feasible placement: {why}")
+        return dataclasses.replace(report, baselines={**report.baselines, **singles})
+    value = objective_value(problem, best.evaluation)
+    if report is not None:
+        split = len(set(report.assignment.values())) > 1
+        keep = report.objective * (1 + min_gain) < value if split else report.objective <= value
+        if keep:
+            bound = min(report.bound, value)
+            return dataclasses.replace(
+                report, bound=bound, baselines={**report.baselines, **singles},
+                gap=(report.objective - bound) / report.objective if report.objective else 0.0)
+    base = report.baselines if report is not None else {}
+    bound = min(value, report.bound) if report is not None else value
+    return SolveReport(
+        assignment=dict(best.assignment), evaluation=best.evaluation, status="SINGLE_DEVICE",
+        objective=value, bound=bound, gap=(value - bound) / value if value else 0.0,
+        solve_time_s=report.solve_time_s if report is not None else 0.0, seed=opts.seed,
+        workers=opts.workers, time_limit_s=opts.time_limit_s,
+        baselines={**base, **singles},
+        groups=report.groups if report is not None else {},
+        clock_stopped=report.clock_stopped if report is not None else False,
+        clock_stopped_stages=report.clock_stopped_stages if report is not None else ())
 
 
 def resolve_cluster(cluster: Cluster | str, devices: Sequence[str] | None = None) -> Cluster:
@@ -256,7 +437,18 @@ def compile_model(
     """
     opts = options if options is not None else CompileOptions()
     analysed = model if isinstance(model, AnalysedModel) else analyse(model, opts.input_shapes)
-    resolved = resolve_cluster(cluster, opts.devices)
+    full = resolve_cluster(cluster, opts.devices)
+    resolved, below = restrict_precision(full, opts.allowed_precision)
+    notes = _precision_notes(full, below, opts)
+    for note in notes:
+        log.info("%s", note)
+    pinned_below = [spec for spec in opts.pins if spec.rpartition("=")[2].strip() in below]
+    if pinned_below:
+        raise ClusterError(f"--pin {', '.join(map(repr, pinned_below))}: the device computes "
+                           f"below {opts.allowed_precision} (allow it with --precision or "
+                           "--tolerance)")
+    forbidden = [spec for spec in opts.forbidden
+                 if spec.rpartition("=")[2].strip() not in below]
     if opts.devices:
         left_out = [spec for spec in opts.pins
                     if spec.rpartition("=")[2].strip() not in opts.devices]
@@ -270,24 +462,24 @@ def compile_model(
         resolved,
         costs,
         pins=opts.pins,
-        forbidden=opts.forbidden,
+        forbidden=forbidden,
         objective=opts.objective,
         latency_target_s=opts.latency_target_s,
         max_partitions=opts.max_partitions,
     )
     if measures(resolved, opts):
         problem, report, plan = _measured(analysed, resolved, costs, problem, opts, progress)
-        return Compilation(analysed, resolved, costs, problem, report, plan)
-    min_gain = opts.min_gain
-    if min_gain is None:
-        min_gain = MEASURED_MIN_GAIN if all(d.local for d in resolved.devices) else 0.0
-    report = solve(
-        problem, time_limit_s=opts.time_limit_s, seed=opts.seed, workers=opts.workers,
-        progress=progress, min_gain=min_gain,
-    )
-    log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective, report.bound)
-    plan = build_plan(analysed, resolved, problem, report, costs)
-    return Compilation(analysed, resolved, costs, problem, report, plan)
+    else:
+        min_gain = opts.min_gain
+        if min_gain is None:
+            min_gain = MEASURED_MIN_GAIN if all(d.local for d in resolved.devices) else 0.0
+        report = _solve(problem, opts, min_gain, progress)
+        log.info("solved: %s objective=%.6g bound=%.6g", report.status, report.objective,
+                 report.bound)
+        plan = build_plan(analysed, resolved, problem, report, costs)
+    if opts.tolerance is not None:
+        plan = dataclasses.replace(plan, tolerance=opts.tolerance)
+    return Compilation(analysed, resolved, costs, problem, report, plan, tuple(notes))
 
 
 def measures(cluster: Cluster, opts: CompileOptions) -> bool:
@@ -382,8 +574,7 @@ def _measured(
         return dataclasses.replace(problem, costs=table)
 
     def solved(r: int, prob: Problem) -> _Candidate:
-        report = solve(prob, time_limit_s=opts.time_limit_s, seed=opts.seed,
-                       workers=opts.workers, progress=progress, min_gain=0.0)
+        report = _solve(prob, opts, 0.0, progress)
         return _Candidate(f"round {r}", r, prob, report,
                           build_plan(analysed, cluster, prob, report, prob.costs))
 

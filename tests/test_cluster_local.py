@@ -57,8 +57,9 @@ def test_openvino_cpu_shares_the_processor(cache: ProfileCache) -> None:
 def test_local_cores_one_pinned_device_per_core(cache: ProfileCache) -> None:
     cluster = detect_local_cluster(cores=True, cache=cache)
     cpus = usable_cpus()
-    assert cluster.name == "local-cores" and len(cluster.devices) == len(cpus)
-    for cpu, device in zip(cpus, cluster.devices, strict=True):
+    assert cluster.name == "local-cores" and len(cluster.devices) == len(cpus) + 1
+    assert cluster.devices[-1].id == "all-cores"  # one session over every core (issue 19)
+    for cpu, device in zip(cpus, cluster.devices[:-1], strict=True):
         assert device.id == f"core{cpu}" and device.processor == f"core{cpu}"
         assert device.runner_options == {"provider": "CPUExecutionProvider", "threads": 1,
                                          "affinity": str(cpu)}

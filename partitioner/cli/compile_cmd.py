@@ -18,7 +18,13 @@ from partitioner.cli.common import (
     seed_int,
 )
 from partitioner.cli.progress import ProgressLine
-from partitioner.compiler import MEASURE_ROUNDS, Compilation, CompileOptions, compile_model
+from partitioner.compiler import (
+    MEASURE_ROUNDS,
+    PRECISIONS,
+    Compilation,
+    CompileOptions,
+    compile_model,
+)
 from partitioner.errors import SolverError
 from partitioner.plan.codec import measurements_to_dict
 from partitioner.plan.io import check_plan_target, write_plan
@@ -62,6 +68,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="clusters measured here: time the plan and every single device as they run, feed "
         f"the times back and re-solve, at most N rounds (default {MEASURE_ROUNDS}; 0: off)",
     )
+    p.add_argument(
+        "--precision",
+        metavar="P",
+        help=f"allow devices computing down to this precision ({', '.join(PRECISIONS)}; "
+        "default f32: lower-precision devices are left out)",
+    )
+    p.add_argument(
+        "--tolerance",
+        metavar="atol=A,rtol=R",
+        help="the outputs may differ by this much: allows lower-precision devices, recorded "
+        "in the plan",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="CP-SAT random seed")
     p.add_argument("--workers", type=positive_int, default=2, help="CP-SAT search workers")
     p.add_argument("-o", "--output", required=True, metavar="PLAN_DIR")
@@ -100,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         measure_rounds=args.measure_rounds,
+        precision=args.precision,
+        tolerance=args.tolerance,
     )
     result = compile_model(
         args.model, args.cluster, options,
@@ -140,6 +160,10 @@ def summarise(result: Compilation) -> dict[str, Any]:
         "energy_j": ev.energy_j,
         "num_partitions": ev.num_partitions,
         "devices_used": used,
+        "notes": list(result.notes),
+        "tolerance": (None if result.plan.tolerance is None
+                      else {"atol": result.plan.tolerance.atol,
+                            "rtol": result.plan.tolerance.rtol}),
         **_baseline_summary(result),
         "measured": (measurements_to_dict(result.plan.measured)
                      if result.plan.measured is not None else None),
@@ -188,6 +212,12 @@ def format_summary(summary: dict[str, Any], plan_dir: Path) -> str:
         f"(gap {summary['gap']:.2%}, solved in {summary['solve_time_s']:.2f} s)",
         f"  partitions       {summary['num_partitions']} on {', '.join(summary['devices_used'])}",
     ]
+    tolerance = summary.get("tolerance")
+    if tolerance:
+        lines.append(f"  tolerance        atol={tolerance['atol']:g}, rtol={tolerance['rtol']:g} "
+                     "(recorded in the plan)")
+    for note in summary.get("notes", ()):
+        lines.append(f"  note             {note}")
     if summary["clock_stopped"]:
         stages = ", ".join(summary["clock_stopped_stages"]) or "a solver stage"
         lines.append(f"  note             the clock ended {stages} early (a slow or busy "

@@ -39,6 +39,10 @@ NPU_PROVIDERS = ("QNN", "VitisAI", "NNAPI", "Rknpu")
 #: Assumed when a GPU's memory cannot be queried (logged).
 DEFAULT_ACCELERATOR_MEMORY = 8 << 30
 
+#: Environment variable forcing native-bf16 detection: ``1`` assumes the CPU computes bf16
+#: natively (``--cluster local`` then offers ``ov-cpu-bf16``), ``0`` assumes it does not.
+ASSUME_BF16_ENV = "HETPART_ASSUME_BF16"
+
 OVERHEAD_CALLS = 300
 MATMUL_N = 1024
 BANDWIDTH_FLOATS = 8 << 20  # 32 MiB per operand
@@ -61,6 +65,23 @@ def usable_cpus() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 / AMX), as OpenVINO reports it:
+    ``BF16`` among the CPU plug-in's ``OPTIMIZATION_CAPABILITIES``. ``HETPART_ASSUME_BF16``
+    (``1`` / ``0``) overrides the detection; False when OpenVINO is not installed."""
+    forced = os.environ.get(ASSUME_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        import openvino
+
+        caps = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception as exc:  # noqa: BLE001 - no OpenVINO CPU plug-in: no bf16 device
+        log.info("cannot query OpenVINO CPU capabilities: %s", exc)
+        return False
+    return "BF16" in [str(c).upper() for c in caps]
 
 
 def _gpu_memory_bytes() -> int:
@@ -152,11 +173,16 @@ def _device(device_id: str, device_class: str, runner: str, options: dict[str, A
         processor=processor,
         description=f"{what}, detected and measured here",
         local=True,
+        precision=str(options.get("precision", "f32")),
     )
 
 
-def _candidates() -> list[tuple[str, str, str, dict[str, Any], str]]:
-    """(id, class, runner, options, processor) for every device detected here."""
+def _candidates(bf16: bool | None = None) -> list[tuple[str, str, str, dict[str, Any], str]]:
+    """(id, class, runner, options, processor) for every device detected here.
+
+    ``bf16``: whether to offer ``ov-cpu-bf16`` (OpenVINO CPU inferring in bf16); None asks
+    :func:`cpu_has_native_bf16`.
+    """
     import onnxruntime as ort
 
     found: list[tuple[str, str, str, dict[str, Any], str]] = []
@@ -178,16 +204,25 @@ def _candidates() -> list[tuple[str, str, str, dict[str, Any], str]]:
         proc = "cpu0" if cls == "cpu" else f"ov-{ov_device.lower()}"
         found.append((f"ov-{ov_device.lower().replace('.', '')}", cls, "openvino",
                        {"device": ov_device}, proc))
+        if ov_device == "CPU" and (cpu_has_native_bf16() if bf16 is None else bf16):
+            # Same cores, computing in bf16: a choice the compiler makes only when allowed.
+            found.append(("ov-cpu-bf16", "cpu", "openvino",
+                          {"device": "CPU", "precision": "bf16"}, "cpu0"))
     return found
 
 
-def detect_local_cluster(cores: bool = False, cache: ProfileCache | None = None) -> Cluster:
+def detect_local_cluster(cores: bool = False, cache: ProfileCache | None = None,
+                         bf16: bool | None = None) -> Cluster:
     """Detect the devices of this machine and measure them (cached).
 
     Args:
         cores: ``local-cores``: one single-threaded, pinned ONNX Runtime device per CPU core,
-            each its own processor (so plans can run branches truly in parallel).
+            each its own processor (so plans can run branches truly in parallel), and
+            ``all-cores``, one ONNX Runtime session over every usable core, which shares the
+            processor of each core device (a plain session is always among the choices).
         cache: Profile cache for measured facts (default file when None).
+        bf16: ``local`` only: offer ``ov-cpu-bf16`` (True), not (False), or where the CPU
+            computes bf16 natively (None: :func:`cpu_has_native_bf16`).
 
     Raises:
         ClusterError: a detected runner fails its probes.
@@ -207,9 +242,16 @@ def detect_local_cluster(cores: bool = False, cache: ProfileCache | None = None)
             devices.append(_device(f"core{cpu}", "cpu", "onnxruntime",
                                    dict(base, affinity=str(cpu)), facts, memory // len(cpus),
                                    f"core{cpu}", what))
+        # One session over every core, sharing each core's processor: never worse than a
+        # plain ONNX Runtime session, and never run beside a core device.
+        whole = {"provider": "CPUExecutionProvider", "threads": len(cpus)}
+        devices.append(_device("all-cores", "cpu", "onnxruntime", whole,
+                               measure_runner("onnxruntime", whole, cache), memory,
+                               "+".join(f"core{cpu}" for cpu in cpus),
+                               f"ONNX Runtime CPU, one session, {len(cpus)} threads"))
         name = "local-cores"
     else:
-        for device_id, cls, runner, options, proc in _candidates():
+        for device_id, cls, runner, options, proc in _candidates(bf16):
             try:
                 facts = measure_runner(runner, options, cache)
             except PartitionerError as exc:

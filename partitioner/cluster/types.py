@@ -27,11 +27,15 @@ class DeviceSpec:
         price_per_hour: Currency units per hour (0 for owned hardware).
         power_w: Average power while busy, in watts.
         processor: Devices sharing a value share one physical processor and never run
-            at the same time (e.g. ONNX Runtime and OpenVINO on the same CPU cores).
+            at the same time (e.g. ONNX Runtime and OpenVINO on the same CPU cores);
+            ``"core0+core1"`` spans several (shares each of them).
         unsupported_ops: Op types this particular device cannot run, beyond its class table.
         description: Free text, e.g. the preset's source.
         local: True when the device is on this machine (``--cluster local*`` or ``local =
             true`` in a cluster file), so its costs can be measured rather than estimated.
+        precision: The precision the device computes in: ``"f32"`` (default), ``"f16"`` or
+            ``"bf16"``; plans use a lower one only when allowed (``CompileOptions.precision``
+            or ``tolerance``).
     """
 
     id: str
@@ -48,6 +52,7 @@ class DeviceSpec:
     unsupported_ops: tuple[str, ...] = ()
     description: str = ""
     local: bool = False
+    precision: str = "f32"
 
     def flops_for(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``, falling back to float32."""
@@ -120,7 +125,9 @@ class Cluster:
         if a == b:
             return True
         pa, pb = self.device(a).processor, self.device(b).processor
-        return pa is not None and pa == pb
+        # "core0+core1": a device spanning several processors shares each of them.
+        return pa is not None and pb is not None and bool(
+            set(pa.split("+")) & set(pb.split("+")))
 
     def concurrent(self, a: str, b: str) -> bool:
         """True when devices ``a`` and ``b`` can work at the same time."""

@@ -22,6 +22,7 @@ from partitioner.plan.types import (
     PlanPartition,
     SolverStats,
     TensorSpec,
+    Tolerance,
     Transfer,
 )
 
@@ -119,6 +120,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         data["compiled_with"] = dict(plan.compiled_with)
     if plan.measured is not None:  # absent when not measured: older plans stay byte-identical
         data["measured"] = measurements_to_dict(plan.measured)
+    if plan.tolerance is not None:  # absent when not given: older plans stay byte-identical
+        data["tolerance"] = {"atol": plan.tolerance.atol, "rtol": plan.tolerance.rtol}
     return data
 
 
@@ -237,6 +240,8 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         compiled_with=dict(data.get("compiled_with", {})),
         measured=(measurements_from_dict(data["measured"]) if data.get("measured") is not None
                   else None),
+        tolerance=(Tolerance(data["tolerance"]["atol"], data["tolerance"]["rtol"])
+                   if data.get("tolerance") is not None else None),
     )
 
 
@@ -258,6 +263,8 @@ def _device(d: DeviceSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(DeviceSpec):
         value = getattr(d, f.name)
+        if f.name == "precision" and value == f.default:
+            continue  # f32 devices stay as older plans wrote them
         out[f.name] = (
             list(value)
             if isinstance(value, tuple)

@@ -223,6 +223,16 @@ class CompileMeasurements:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """The numeric tolerance a plan was compiled for (``hetpart compile --tolerance``): its
+    outputs may differ from the whole model's by ``atol + rtol * |expected|`` per element
+    (``numpy.allclose``), which lets the compiler use lower-precision devices."""
+
+    atol: float = 0.0
+    rtol: float = 0.0
+
+
+@dataclass(frozen=True)
 class Plan:
     """A versioned, diffable placement plan (see ``docs/plan-format.md``).
 
@@ -231,6 +241,7 @@ class Plan:
     ``compiled_with`` maps hetpart, onnxruntime, openvino and ortools to the versions that
     compiled the plan (None: not installed); empty for hand-made and older plans.
     ``measured`` records the compile-time measurement rounds (clusters measured here).
+    ``tolerance`` is the numeric tolerance the plan was compiled for (None: exact, f32).
     """
 
     format_version: str
@@ -251,6 +262,8 @@ class Plan:
     compiled_with: dict[str, str | None] = field(default_factory=dict, hash=False)
     #: Compile-time measurements (None: not measured, e.g. spec-sheet clusters, older plans).
     measured: CompileMeasurements | None = field(default=None, hash=False)
+    #: ``--tolerance`` it was compiled for (None: not given; older plans).
+    tolerance: Tolerance | None = None
 
     @property
     def assignment(self) -> dict[str, str]:
