@@ -104,7 +104,8 @@ def parse_tolerance(value: object) -> Tolerance:
     out: dict[str, float] = {}
     for key, raw in fields.items():
         try:
-            number = float(raw) if not isinstance(raw, bool) else float("nan")
+            number = float(raw) if isinstance(raw, int | float | str) and not isinstance(
+                raw, bool) else float("nan")
         except (TypeError, ValueError):
             number = float("nan")
         if not (math.isfinite(number) and number >= 0):
@@ -478,7 +479,7 @@ def compile_model(
                  report.bound)
         plan = build_plan(analysed, resolved, problem, report, costs)
     if opts.tolerance is not None:
-        plan = dataclasses.replace(plan, tolerance=opts.tolerance)
+        plan = dataclasses.replace(plan, tolerance=parse_tolerance(opts.tolerance))
     return Compilation(analysed, resolved, costs, problem, report, plan, tuple(notes))
 
 
