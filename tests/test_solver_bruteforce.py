@@ -30,10 +30,14 @@ MS = 1e-3
 def _random_problem(seed: int, n: int, ndev: int, *, shared: bool = False,
                     objective: str = "latency", memory: int = 2**40) -> Problem:
     rng = random.Random(seed)
+    # Transfer semantics per device from a stream of their own (the problems' other draws
+    # stay what they were): a copy occupies a device without a copy engine.
+    engines = random.Random(-1 - seed)
     devs = tuple(toy_device(f"d{k}", overhead_s=rng.choice((0.0, 0.1, 0.5)) * MS,
                             memory_bytes=memory,
                             processor="host" if shared and k < 2 else None,
-                            price_per_hour=rng.choice((0.0, 1.0, 3.0)))
+                            price_per_hour=rng.choice((0.0, 1.0, 3.0)),
+                            copy_engine=engines.random() < 0.5)
                  for k in range(ndev))
     costs = {}
     for i in range(n):

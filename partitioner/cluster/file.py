@@ -28,10 +28,10 @@ CLUSTER_KEYS = {"name", "host_copy_bandwidth", "fallback_device", "description"}
 DEVICE_KEYS = {
     "id", "class", "runner", "options", "memory", "peak_flops", "memory_bandwidth",
     "call_overhead_us", "price_per_hour", "power_w", "processor", "unsupported_ops",
-    "description", "use", "local",
+    "description", "use", "local", "copy_engine",
 }
 DEVICE_REQUIRED = ("id", "class", "runner", "memory", "peak_flops", "memory_bandwidth")
-LINK_KEYS = {"src", "dst", "bandwidth", "latency_us", "bidirectional"}
+LINK_KEYS = {"src", "dst", "bandwidth", "latency_us", "bidirectional", "copy_engine"}
 LINK_REQUIRED = ("src", "dst", "bandwidth")
 #: Runner options accepted in ``options = {...}`` (union of what the runners in backends/ take).
 OPTION_KEYS = {
@@ -207,6 +207,14 @@ def _runner_known(runner: str) -> bool:
         return False
 
 
+def _copy_engine(table: Mapping[str, Any], where: str) -> bool | None:
+    """The optional ``copy_engine`` flag: a TOML boolean, None when absent."""
+    value = table.get("copy_engine")
+    if value is not None and not isinstance(value, bool):
+        raise ClusterError(f"{where}: key 'copy_engine' must be true or false, got {value!r}")
+    return value
+
+
 def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
     """Validate one ``[[device]]`` table (after ``use =`` expansion) into a DeviceSpec."""
     _check_keys(table, DEVICE_KEYS, where)
@@ -260,6 +268,7 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
         unsupported_ops=tuple(unsupported),
         description=str(table.get("description", "")),
         local=bool(table.get("local", False)),
+        copy_engine=_copy_engine(table, where),
     )
 
 
@@ -288,12 +297,13 @@ def _parse_links(raw: Any, ids: set[str], source: str) -> list[Link]:
             raise ClusterError(f"{where}: a link must join two different devices")
         bandwidth = parse_quantity(table["bandwidth"], "rate", f"{where} key 'bandwidth'")
         latency = _non_negative(table.get("latency_us", 0.0), f"{where} key 'latency_us'") * 1e-6
+        engine = _copy_engine(table, where)
         pairs = [(src, dst)] + ([(dst, src)] if table.get("bidirectional", False) else [])
         for a, b in pairs:
             if (a, b) in seen:
                 raise ClusterError(f"{source}: link {a}->{b} is defined twice")
             seen.add((a, b))
-            links.append(Link(a, b, bandwidth, latency))
+            links.append(Link(a, b, bandwidth, latency, engine))
     return links
 
 

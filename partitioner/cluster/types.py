@@ -8,6 +8,20 @@ from typing import Any
 #: Bandwidth assumed between devices that share host memory when no link is given (B/s).
 DEFAULT_HOST_COPY_BANDWIDTH = 10e9
 
+#: Whether a device class moves data on a copy engine (a transfer then overlaps its compute)
+#: when a device or link does not say (``copy_engine`` in a cluster file).
+#:
+#: * ``gpu``: True. CUDA GPUs have asynchronous copy engines (``asyncEngineCount`` >= 1 on
+#:   every data-center GPU since Fermi; ``cudaMemcpyAsync`` from pinned memory overlaps kernel
+#:   execution: CUDA C++ Programming Guide, "Asynchronous Concurrent Execution", "Overlap of
+#:   Data Transfer and Kernel Execution").
+#: * ``cpu``: False. A CPU copies with its own cores (``memcpy``, NumPy copies, a synchronous
+#:   ``run()`` handing tensors over on the calling thread): the cores that copy do not compute.
+#: * ``npu``: False. Edge NPUs share host memory and their runtimes hand tensors over
+#:   synchronously on the calling thread (OpenVINO ``infer()`` / ``set_tensor`` without
+#:   remote tensors); the conservative choice is that a copy occupies the device.
+DEFAULT_COPY_ENGINE = {"cpu": False, "gpu": True, "npu": False}
+
 
 @dataclass(frozen=True)
 class DeviceSpec:
@@ -33,6 +47,10 @@ class DeviceSpec:
         description: Free text, e.g. the preset's source.
         local: True when the device is on this machine (``--cluster local*`` or ``local =
             true`` in a cluster file), so its costs can be measured rather than estimated.
+        copy_engine: True when the device moves data on a copy engine, so that transfers
+            to and from it overlap its compute; False when a transfer occupies it for the
+            copy's duration (CPU ``memcpy``, synchronous copies, host hand-offs); None
+            (default) takes ``DEFAULT_COPY_ENGINE`` of its class (``has_copy_engine``).
         precision: The precision the device computes in: ``"f32"`` (default), ``"f16"`` or
             ``"bf16"``; plans use a lower one only when allowed (``CompileOptions.precision``
             or ``tolerance``).
@@ -52,7 +70,15 @@ class DeviceSpec:
     unsupported_ops: tuple[str, ...] = ()
     description: str = ""
     local: bool = False
+    copy_engine: bool | None = None
     precision: str = "f32"
+
+    @property
+    def has_copy_engine(self) -> bool:
+        """``copy_engine``, or its class default (``DEFAULT_COPY_ENGINE``) when unset."""
+        if self.copy_engine is not None:
+            return self.copy_engine
+        return DEFAULT_COPY_ENGINE.get(self.device_class, False)
 
     def flops_for(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``, falling back to float32."""
@@ -68,12 +94,17 @@ class Link:
         dst: Destination device id.
         bandwidth: Bytes per second.
         latency_s: Fixed cost per transfer.
+        copy_engine: None (default): each endpoint is busy for a transfer's duration unless
+            it has a copy engine (``DeviceSpec.has_copy_engine``). True: the link moves data
+            on its own engine (DMA, RDMA), neither endpoint is busy. False: both endpoints
+            are busy for every transfer (synchronous copies).
     """
 
     src: str
     dst: str
     bandwidth: float
     latency_s: float = 0.0
+    copy_engine: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +150,19 @@ class Cluster:
             return 0.0
         link = self.link(src, dst)
         return link.latency_s + nbytes / link.bandwidth
+
+    def transfer_occupies(self, src: str, dst: str) -> tuple[bool, bool]:
+        """Whether a transfer ``src -> dst`` keeps (source, destination) busy for its duration.
+
+        A link's ``copy_engine`` decides for both ends when set; otherwise an end is busy
+        unless its device has a copy engine. (False, False) on the same device.
+        """
+        if src == dst:
+            return False, False
+        override = self.link(src, dst).copy_engine
+        if override is not None:
+            return not override, not override
+        return not self.device(src).has_copy_engine, not self.device(dst).has_copy_engine
 
     def shares_processor(self, a: str, b: str) -> bool:
         """True when devices ``a`` and ``b`` are the same physical processor."""

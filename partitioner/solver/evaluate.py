@@ -20,9 +20,18 @@ Semantics (the source of truth; the CP-SAT models approximate it):
   coming from another device). It pays ``d.call_overhead_s`` once, then runs its nodes back to
   back; ``schedule`` gives each node's start and end inside the call. Partitions claim their
   device in execution order. Links are not modelled as contended resources for latency.
-* ``latency_s`` is the makespan. ``busy_s[d]`` is node time plus overheads on ``d``.
-  ``stage_s`` (pipelined throughput) is the maximum over processors of their devices' busy
-  time and over directed links of the time spent moving the (deduplicated) tensors that cross it.
+* Transfer semantics (``Cluster.transfer_occupies``, ``ProblemIndex.occupies``): a copy on a
+  copy engine overlaps compute; it arrives ``transfer_time`` after its producer's call
+  returns. A copy that **occupies** its endpoints (a device without a copy engine: CPU
+  ``memcpy``, synchronous copies, host hand-offs) is pushed when its producer's call returns,
+  once per (tensor, destination device), one after another in the order of the producer's
+  consumers; it starts when every occupied endpoint's processor is free, keeps them busy
+  until it arrives (the source's next call and the destination's next call wait), and its
+  time counts in their ``busy_s``.
+* ``latency_s`` is the makespan. ``busy_s[d]`` is node time plus overheads on ``d`` plus the
+  occupying copies it takes part in. ``stage_s`` (pipelined throughput) is the maximum over
+  processors of their devices' busy time and over directed links of the time spent moving
+  the (deduplicated) tensors that cross it.
 * ``cost_per_1k = sum_d price_per_hour/3600 * busy_s[d] * 1000``; ``energy_j = sum_d power_w *
   busy_s[d]``.
 * ``peak_memory[d]`` = weights of nodes on ``d`` + the largest workspace of a node on ``d`` +
@@ -113,6 +122,8 @@ class _Timing:
     avail: list[float]
     busy: list[float]
     makespan: float
+    #: (producer, tensor, device) -> when an occupying copy arrives there.
+    arrival: dict[tuple[int, str, int], float]
 
 
 def _timing(idx: ProblemIndex, dev: list[int], partitions: list[Partition]) -> _Timing:
@@ -127,15 +138,18 @@ def _timing(idx: ProblemIndex, dev: list[int], partitions: list[Partition]) -> _
         for name in part.nodes:
             part_of[idx.pos[name]] = part.index
     avail = [0.0] * len(idx.names)  # when a node's outputs leave its call
+    arrival: dict[tuple[int, str, int], float] = {}
     for part in partitions:
         k = idx.dev_pos[part.device]
         g = idx.group[k]
         members = [idx.pos[n] for n in part.nodes]
         ready = 0.0
         for i in members:
-            for s, nbytes, _ in idx.preds[i]:
+            for s, nbytes, key in idx.preds[i]:
                 if part_of[s] != part.index:
-                    ready = max(ready, avail[s] + idx.transfer(dev[s], k, nbytes))
+                    pushed = arrival.get((s, key, k))
+                    ready = max(ready, pushed if pushed is not None
+                                else avail[s] + idx.transfer(dev[s], k, nbytes))
         t = max(free[g], ready) + idx.overhead[k]
         busy[k] += idx.overhead[k]
         for i in members:
@@ -147,7 +161,31 @@ def _timing(idx: ProblemIndex, dev: list[int], partitions: list[Partition]) -> _
         for i in members:
             avail[i] = t
         free[g] = t
-    return _Timing(start, end, avail, busy, max(end, default=0.0))
+        if idx.occupies:
+            _push_copies(idx, dev, k, members, t, free, busy, arrival)
+    return _Timing(start, end, avail, busy, max(end, default=0.0), arrival)
+
+
+def _push_copies(idx: ProblemIndex, dev: list[int], k: int, members: list[int], t: float,
+                 free: list[float], busy: list[float],
+                 arrival: dict[tuple[int, str, int], float]) -> None:
+    """Schedule the occupying copies of a call on device ``k`` that returned at ``t``: one
+    per (tensor, destination device), one after another, each starting when its occupied
+    endpoints are free and keeping them busy until it arrives (module docstring)."""
+    for i in members:
+        copies: dict[tuple[str, int], int] = {}
+        for v, nbytes, key in idx.succs[i]:
+            b = dev[v]
+            if b != k and idx.occupies[k][b]:
+                copies[(key, b)] = max(copies.get((key, b), 0), nbytes)
+        for (key, b), nbytes in copies.items():
+            occupied = idx.occupies[k][b]
+            begin = max([t, *(free[idx.group[d]] for d in occupied)])
+            duration = idx.transfer(k, b, nbytes)
+            for d in occupied:
+                busy[d] += duration
+                free[idx.group[d]] = begin + duration
+            arrival[(i, key, b)] = begin + duration
 
 
 def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
@@ -173,7 +211,7 @@ def _evaluate(problem: Problem, idx: ProblemIndex, dev: list[int],
     cost_per_1k = sum(d.price_per_hour / 3600.0 * busy[k] * 1000.0
                       for k, d in enumerate(cluster.devices))
     energy = sum(d.power_w * busy[k] for k, d in enumerate(cluster.devices))
-    peak = _peak_memory(idx, dev, start, end, timing.avail, makespan)
+    peak = _peak_memory(idx, dev, start, end, timing.avail, makespan, timing.arrival)
     return Evaluation(
         latency_s=makespan,
         stage_s=stage,
@@ -273,7 +311,8 @@ def _device_vector(idx: ProblemIndex, assignment: Mapping[str, str]) -> list[int
 
 
 def _peak_memory(idx: ProblemIndex, dev: list[int], start: list[float], end: list[float],
-                 avail: list[float], makespan: float) -> list[int]:
+                 avail: list[float], makespan: float,
+                 pushed: Mapping[tuple[int, str, int], float]) -> list[int]:
     ndev = len(idx.devices)
     weights = [0] * ndev
     workspace = [0] * ndev
@@ -290,7 +329,7 @@ def _peak_memory(idx: ProblemIndex, dev: list[int], start: list[float], end: lis
             if kt == k:
                 local_end = max(local_end, end[t])
             else:
-                arrive = avail[i] + idx.transfer(k, kt, nbytes)
+                arrive = pushed.get((i, key, kt), avail[i] + idx.transfer(k, kt, nbytes))
                 local_end = max(local_end, arrive)
                 prev = copies.get((key, kt))
                 if prev is not None:  # one copy per tensor and device: its latest consumer

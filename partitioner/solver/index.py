@@ -33,6 +33,9 @@ class ProblemIndex:
         weights: Weight bytes of each node.
         out_bytes: Output bytes of each node.
         edge_names: ``(src, dst)`` name pairs of every edge (for ``split_into_partitions``).
+        occupies: ``occupies[a][b]`` the devices a transfer from device ``a`` to ``b`` keeps
+            busy for its duration (``Cluster.transfer_occupies``): ``(a,)``, ``(b,)``,
+            ``(a, b)`` or ``()`` (copy engines); one device when both share a processor.
         live: ``live_while_running`` of each node (the memory floors of the bounds).
         cache: Evaluations by device-index tuple (filled by the evaluator).
     """
@@ -53,8 +56,13 @@ class ProblemIndex:
     link_latency: list[list[float]]
     link_bandwidth: list[list[float]]
     edge_names: list[tuple[str, str]] = field(default_factory=list)
+    occupies: list[list[tuple[int, ...]]] = field(default_factory=list)
     live: list[int] = field(default_factory=list)
     cache: dict[tuple[int, ...], Any] = field(default_factory=dict)
+
+    def occupied(self, a: int, b: int) -> tuple[int, ...]:
+        """The devices a transfer from device ``a`` to ``b`` keeps busy (``occupies``)."""
+        return self.occupies[a][b] if self.occupies else ()
 
     def transfer(self, a: int, b: int, nbytes: int) -> float:
         """Seconds to move ``nbytes`` from device index ``a`` to ``b`` (0 when equal)."""
@@ -123,12 +131,17 @@ def _build(problem: Problem) -> ProblemIndex:
         group.append(groups.setdefault(key, len(groups)))
     link_latency = [[0.0] * len(devices) for _ in devices]
     link_bandwidth = [[1.0] * len(devices) for _ in devices]
+    occupies: list[list[tuple[int, ...]]] = [[() for _ in devices] for _ in devices]
     for a, da in enumerate(devices):
         for b, db in enumerate(devices):
             if a != b:
                 link = cluster.link(da, db)
                 link_latency[a][b] = link.latency_s
                 link_bandwidth[a][b] = link.bandwidth
+                src, dst = cluster.transfer_occupies(da, db)
+                if src and dst and group[a] == group[b]:
+                    dst = False  # one processor does the copy once
+                occupies[a][b] = (a,) * src + (b,) * dst
     index = ProblemIndex(
         names=names,
         pos=pos,
@@ -146,6 +159,7 @@ def _build(problem: Problem) -> ProblemIndex:
         link_latency=link_latency,
         link_bandwidth=link_bandwidth,
         edge_names=[(e.src, e.dst) for e in problem.edges],
+        occupies=occupies,
     )
     index.live = [live_while_running(index, i) for i in range(len(names))]
     return index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 from partitioner.cluster.types import Cluster, DeviceSpec, Link
 from partitioner.costing.types import CostTable, Supported, Unsupported
@@ -14,8 +15,13 @@ from partitioner.solver.problem import Problem, ProblemEdge, ProblemNode
 _OPS = ("MatMul", "Conv", "Add", "Relu", "Softmax", "LayerNormalization", "Gather", "Reshape")
 
 
-def demo_cluster(kind: str = "cpu+gpu", gpu_memory: int = 16 * 2**30) -> Cluster:
-    """A small spec-sheet cluster: ``cpu+gpu``, ``cpu+npu`` or ``cpu+cpu`` (shared processor)."""
+def demo_cluster(kind: str = "cpu+gpu", gpu_memory: int = 16 * 2**30,
+                 copy_engines: bool | None = None) -> Cluster:
+    """A small spec-sheet cluster: ``cpu+gpu``, ``cpu+npu`` or ``cpu+cpu`` (shared processor).
+
+    ``copy_engines``: None gives every device its class default (``DEFAULT_COPY_ENGINE``:
+    the CPU and the NPU are busy for their copies); True or False sets every device.
+    """
     cpu = DeviceSpec(id="cpu", device_class="cpu", runner="null", memory_bytes=64 * 2**30,
                      peak_flops={"float32": 1e12}, memory_bandwidth=50e9,
                      call_overhead_s=10e-6, price_per_hour=0.1, power_w=65.0)
@@ -26,14 +32,21 @@ def demo_cluster(kind: str = "cpu+gpu", gpu_memory: int = 16 * 2**30) -> Cluster
         b = DeviceSpec(id="ov", device_class="cpu", runner="null", memory_bytes=8 * 2**30,
                        peak_flops={"float32": 3e11}, memory_bandwidth=20e9,
                        call_overhead_s=170e-6, processor="host")
-        return Cluster("cpu+cpu", (b, a), (), 20e9, "ort")
+        return _engines(Cluster("cpu+cpu", (b, a), (), 20e9, "ort"), copy_engines)
     acc_class = "npu" if kind == "cpu+npu" else "gpu"
     acc = DeviceSpec(id=acc_class, device_class=acc_class, runner="null",
                      memory_bytes=gpu_memory, peak_flops={"float32": 30e12},
                      memory_bandwidth=300e9, call_overhead_s=20e-6, price_per_hour=0.8,
                      power_w=72.0)
     links = (Link(acc.id, "cpu", 16e9, 10e-6), Link("cpu", acc.id, 16e9, 10e-6))
-    return Cluster(kind, (acc, cpu), links, 10e9, "cpu")
+    return _engines(Cluster(kind, (acc, cpu), links, 10e9, "cpu"), copy_engines)
+
+
+def _engines(cluster: Cluster, copy_engines: bool | None) -> Cluster:
+    if copy_engines is None:
+        return cluster
+    devices = tuple(replace(d, copy_engine=copy_engines) for d in cluster.devices)
+    return replace(cluster, devices=devices)
 
 
 def random_problem(n: int, cluster: Cluster, seed: int = 0, *, width: int = 4,
@@ -80,12 +93,17 @@ def random_problem(n: int, cluster: Cluster, seed: int = 0, *, width: int = 4,
 
 def toy_device(device_id: str, *, overhead_s: float = 0.0, memory_bytes: int = 2**40,
                processor: str | None = None, price_per_hour: float = 0.0,
-               power_w: float = 0.0) -> DeviceSpec:
-    """A device with only the fields the solver reads (for hand-written problems)."""
+               power_w: float = 0.0, copy_engine: bool | None = True) -> DeviceSpec:
+    """A device with only the fields the solver reads (for hand-written problems).
+
+    ``copy_engine`` defaults to True (transfers overlap compute), unlike the ``cpu`` class
+    default: hand-written problems say when a copy occupies a device (``False``).
+    """
     return DeviceSpec(id=device_id, device_class="cpu", runner="null",
                       memory_bytes=memory_bytes, peak_flops={"float32": 1e9},
                       memory_bandwidth=1e9, call_overhead_s=overhead_s,
-                      price_per_hour=price_per_hour, power_w=power_w, processor=processor)
+                      price_per_hour=price_per_hour, power_w=power_w, processor=processor,
+                      copy_engine=copy_engine)
 
 
 def toy_problem(costs: dict[str, dict[str, float | None]],

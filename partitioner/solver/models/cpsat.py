@@ -22,6 +22,8 @@ Model (flexible job shop), on a possibly coarsened Problem, time in integer tick
   (devices sharing a processor share one NoOverlap), ``end[u] <= start[v]`` and, for every
   device pair (a, b), ``start[v] >= end[u] + transfer(a, b)`` enforced by ``x[u,a] & x[v,b]``.
 * Objective latency: makespan. Cost: price-weighted busy time subject to makespan <= target.
+  Busy time includes the copies that occupy a device without a copy engine
+  (``occupying_copies``), once per tensor and destination device.
 """
 
 from __future__ import annotations
@@ -153,6 +155,31 @@ class AssignmentModel:
                     self.model.add(cut >= xa + xb - 1)
                     yield a, b, t, cut
 
+    def occupying_copies(self) -> Iterator[tuple[int, int, int, cp_model.IntVar]]:
+        """``(src device, dst device, transfer ticks rounded down, sent)`` for every tensor
+        that may be copied between devices whose transfer occupies an endpoint
+        (``ProblemIndex.occupies``); ``sent`` is 1 when a producer on the source has a
+        consumer on the destination. Counted once per (tensor, destination device), as the
+        evaluator pushes it, with the smallest bytes any consumer reads: a floor of the
+        evaluator's occupied busy time."""
+        idx = self.idx
+        tensors: dict[tuple[int, str], tuple[int, list[int]]] = {}
+        for v, preds in enumerate(idx.preds):
+            for s, nbytes, key in preds:
+                least, consumers = tensors.get((s, key), (nbytes, []))
+                tensors[(s, key)] = (min(least, nbytes), [*consumers, v])
+        for (u, key), (nbytes, consumers) in tensors.items():
+            for a, xa in self.x[u].items():
+                for b in sorted({b for v in consumers for b in self.x[v] if b != a}):
+                    t = self.floor(idx.transfer(a, b, nbytes))
+                    if t <= 0 or not idx.occupied(a, b):
+                        continue
+                    sent = self.model.new_bool_var(f"copy[{u},{key},{a},{b}]")
+                    for v in consumers:
+                        if b in self.x[v]:
+                            self.model.add(sent >= xa + self.x[v][b] - 1)
+                    yield a, b, t, sent
+
     def _memory(self, mode: str) -> None:
         idx, m = self.idx, self.model
         for k, dev in enumerate(self.problem.cluster.devices):
@@ -250,6 +277,11 @@ class ScheduleModel(AssignmentModel):
                 if oh:
                     self.busy_terms[k].append(self.entry_overhead(i, k, oh))
             self.dur.append(durs)
+        # Copies that occupy a device (no copy engine) keep it busy too: a floor of the
+        # evaluator's, so the energetic cut below and the cost objective stay relaxations.
+        for a, b, t, sent in self.occupying_copies():
+            for k in idx.occupied(a, b):
+                self.busy_terms.setdefault(k, []).append(t * sent)
         for ivs in per_group.values():
             m.add_no_overlap(ivs)
         for (u, v), nbytes in self.pairs.items():

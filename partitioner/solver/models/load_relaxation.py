@@ -11,6 +11,8 @@ pays:
   up to ``CALL_LEVEL_NODE_LIMIT`` nodes.
 * Time on link (a, b) is at least the transfer of each tensor that a producer on a sends to
   some consumer on b, counted once per tensor (the evaluator deduplicates tensors per link).
+  Where that transfer occupies an endpoint (``ProblemIndex.occupies``: no copy engine), the
+  same time counts in the endpoint's busy time, as the evaluator counts it.
 * Memory (``weights`` mode) is weights + the largest workspace + the largest live set, a
   floor of the evaluator's peak.
 
@@ -84,6 +86,8 @@ class LoadRelaxation(AssignmentModel):
                             m.add(sent >= xa + self.x[v][b] - 1)
                     self.links.setdefault((a, b), []).append(t * sent)
                     self.link_ticks += t
+                    for d in idx.occupied(a, b):  # a copy without a copy engine
+                        self.busy.setdefault(d, []).append(t * sent)
 
     def minimise_stage(self) -> None:
         """Throughput: the busiest processor or link."""

@@ -4,11 +4,14 @@ Uses the assignment core of ``partitioner.solver.models.cpsat`` (exactly one dev
 memory, pins, max_partitions, entry markers for per-call overhead). No precedence: with a stream of
 inputs every device and link works on a different input at once, so the stage time is
 
-    max( max_processor sum_{d on it} (node costs + overhead * entries on d),
+    max( max_processor sum_{d on it} (node costs + overhead * entries on d
+                                      + transfers of cut edges that occupy d),
          max_link   sum_{edges cut from a to b} transfer(a, b, bytes) )
 
 which matches the evaluator's ``stage_s`` up to the entry/partition approximation and the
-per-edge (rather than per-tensor) transfer count.
+per-edge (rather than per-tensor) transfer count. A cut edge whose transfer occupies its
+endpoints (``ProblemIndex.occupies``: devices without copy engines) adds its time to their
+processors' loads as well as to the link's.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ class ThroughputModel(AssignmentModel):
         links: dict[tuple[int, int], list[cp_model.LinearExprT]] = {}
         for a, b, t, cut in self.cut_transfers():
             links.setdefault((a, b), []).append(t * cut)
-            upper += t
+            for d in idx.occupied(a, b):
+                loads.setdefault(idx.group[d], []).append(t * cut)
+            upper += t * (1 + len(idx.occupied(a, b)))
         self.stage = m.new_int_var(0, upper + 1, "stage")
         for terms in [*loads.values(), *links.values()]:
             m.add(self.stage >= sum(terms))
