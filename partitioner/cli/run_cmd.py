@@ -14,6 +14,7 @@ from partitioner.cli.common import (
     seed_int,
 )
 from partitioner.plan.io import check_model_hash, load_plan
+from partitioner.plan.types import Plan
 from partitioner.runtime.executor import Executor
 from partitioner.runtime.feeds import load_inputs, random_inputs
 from partitioner.runtime.records import (
@@ -23,6 +24,13 @@ from partitioner.runtime.records import (
     save_run,
     whole_model_outputs,
 )
+
+#: ``--check`` tolerances when neither the command line nor the plan gives one.
+DEFAULT_RTOL, DEFAULT_ATOL = 1e-3, 1e-4
+
+#: Operators whose outputs runners may round differently (quantization to integers).
+QUANTIZING_OPS = ("DynamicQuantizeLinear", "QuantizeLinear", "MatMulInteger", "ConvInteger",
+                  "QLinearMatMul", "QLinearConv", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare every output with the unpartitioned model on ONNX Runtime CPU",
     )
     p.add_argument(
-        "--rtol", type=non_negative_float, default=1e-3, help="--check relative tolerance"
+        "--rtol", type=non_negative_float, metavar="R",
+        help=f"--check relative tolerance (default: the plan's --tolerance, else {DEFAULT_RTOL})",
     )
     p.add_argument(
-        "--atol", type=non_negative_float, default=1e-4, help="--check absolute tolerance"
+        "--atol", type=non_negative_float, metavar="A",
+        help=f"--check absolute tolerance (default: the plan's --tolerance, else {DEFAULT_ATOL})",
     )
     p.add_argument(
         "--repeat", type=positive_int, default=10, metavar="N", help="timed runs (median)"
@@ -86,12 +96,17 @@ def run(args: argparse.Namespace) -> int:
     ok = True
     if model_path is not None:
         expected = whole_model_outputs(model_path, feeds)
-        per_output = compare_outputs(last.outputs, expected, args.rtol, args.atol)
-        record["check"] = {"outputs": per_output, "rtol": args.rtol, "atol": args.atol}
+        rtol, atol, source = check_tolerance(plan, args.rtol, args.atol)
+        per_output = compare_outputs(last.outputs, expected, rtol, atol)
+        record["check"] = {"outputs": per_output, "rtol": rtol, "atol": atol,
+                           "tolerance_from": source}
         record["max_abs_error"] = max(v["max_abs_error"] for v in per_output.values())
         record["max_rel_error"] = max(v["max_rel_error"] for v in per_output.values())
         ok = all(v["passed"] for v in per_output.values())
         record["check"]["passed"] = ok
+        note = quantization_note(plan)
+        if note and not ok:
+            record["check"]["note"] = note
     if args.save:
         record["saved_to"] = str(save_run(plan_dir, record))
     if args.json:
@@ -166,8 +181,39 @@ def format_record(record: dict[str, Any], plan_dir: Path) -> str:
         lines.append(
             f"  check            {verdict}: max abs error {record['max_abs_error']:.3g}, "
             f"max rel error {record['max_rel_error']:.3g} "
-            f"(rtol {record['check']['rtol']}, atol {record['check']['atol']})"
+            f"(rtol {record['check']['rtol']}, atol {record['check']['atol']}, "
+            f"{record['check'].get('tolerance_from', 'flags')})"
         )
+        if "note" in record["check"]:
+            lines.append(f"  why              {record['check']['note']}")
     if "saved_to" in record:
         lines.append(f"  saved            {record['saved_to']}")
     return "\n".join(lines)
+
+
+
+def check_tolerance(plan: Plan, rtol: float | None, atol: float | None
+                    ) -> tuple[float, float, str]:
+    """The tolerance ``--check`` holds the plan to, and where it comes from: the flags, else
+    the tolerance the plan was compiled for (``compile --tolerance``), else the defaults."""
+    if rtol is not None or atol is not None:
+        return (DEFAULT_RTOL if rtol is None else rtol,
+                DEFAULT_ATOL if atol is None else atol, "flags")
+    if plan.tolerance is not None:
+        return plan.tolerance.rtol, plan.tolerance.atol, "the plan's --tolerance"
+    return DEFAULT_RTOL, DEFAULT_ATOL, "defaults"
+
+
+def quantization_note(plan: Plan) -> str | None:
+    """Why a quantized model's check may fail on runners other than the reference's."""
+    ops = sorted({p.op_type.rsplit(".", 1)[-1] for p in plan.placement.values()}
+                 & set(QUANTIZING_OPS))
+    runners = {d.id: d.runner for d in plan.cluster.devices}
+    others = sorted({runners[p.device] for p in plan.partitions} - {"onnxruntime"})
+    if not ops or not others:
+        return None
+    return (f"the model quantizes ({', '.join(ops)}) and {', '.join(others)} rounds quantized "
+            "values differently from ONNX Runtime (the reference), so outputs may differ by "
+            "quantization steps; accept a bound with compile --tolerance atol=A,rtol=R "
+            "(or run --atol/--rtol)")
+
