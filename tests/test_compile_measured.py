@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_plan_fixtures import branchy_model, cluster, device
 
+import partitioner.compile_measured as compile_measured
 import partitioner.compiler as compiler
 from partitioner.compiler import CompileOptions, compile_model
 from partitioner.costing.types import Supported
@@ -100,7 +101,7 @@ def test_a_split_must_beat_the_best_single_device_by_more_than_the_noise(
         monkeypatch: pytest.MonkeyPatch, split_s: float, single_s: float,
         split_wins: bool) -> None:
     calls: list[set[str]] = []
-    monkeypatch.setattr(compiler, "measure_plans", _fake(split_s, single_s, calls))
+    monkeypatch.setattr(compile_measured, "measure_plans", _fake(split_s, single_s, calls))
     plan = compile_model(branchy_model(), two_local(), _options()).plan
     m = plan.measured
     assert m is not None and calls and all({"single:a", "single:b"} <= c for c in calls)
@@ -116,7 +117,7 @@ def test_a_split_must_beat_the_best_single_device_by_more_than_the_noise(
 
 
 def test_explicit_min_gain_overrides_the_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compiler, "measure_plans", _fake(1e-3, 1.5e-3, []))
+    monkeypatch.setattr(compile_measured, "measure_plans", _fake(1e-3, 1.5e-3, []))
     plan = compile_model(branchy_model(), two_local(), _options(min_gain=0.6)).plan
     assert plan.measured is not None and plan.measured.min_gain_source == "option"
     assert plan.measured.min_gain == 0.6 and plan.measured.chosen.startswith("single:")
@@ -157,7 +158,7 @@ def test_report_and_compile_summary_show_the_rounds(monkeypatch: pytest.MonkeyPa
     from partitioner.report.model import build_report
     from partitioner.report.text import render_text
 
-    monkeypatch.setattr(compiler, "measure_plans", _fake(1e-3, 2e-3, []))
+    monkeypatch.setattr(compile_measured, "measure_plans", _fake(1e-3, 2e-3, []))
     result = compile_model(branchy_model(), two_local(), _options())
     text = render_text(build_report(result.plan))
     assert "measured at compile" in text and "single:a" in text and "round 0" in text

@@ -11,14 +11,9 @@ import pytest
 from test_plan_fixtures import branchy_model, cluster, device
 
 from partitioner.cluster import local
+from partitioner.cluster.precision import device_precision
 from partitioner.cluster.types import Cluster
-from partitioner.compiler import (
-    CompileOptions,
-    compile_model,
-    device_precision,
-    parse_tolerance,
-    spanning_devices,
-)
+from partitioner.compiler import CompileOptions, compile_model, parse_tolerance, spanning_devices
 from partitioner.errors import ClusterError, PartitionerError
 from partitioner.plan.codec import plan_json, plan_to_dict
 from partitioner.plan.io import load_plan, write_plan

@@ -18,13 +18,8 @@ from partitioner.cli.common import (
     seed_int,
 )
 from partitioner.cli.progress import ProgressLine
-from partitioner.compiler import (
-    MEASURE_ROUNDS,
-    PRECISIONS,
-    Compilation,
-    CompileOptions,
-    compile_model,
-)
+from partitioner.cluster.precision import PRECISIONS
+from partitioner.compiler import MEASURE_ROUNDS, Compilation, CompileOptions, compile_model
 from partitioner.errors import SolverError
 from partitioner.plan.codec import measurements_to_dict
 from partitioner.plan.io import check_plan_target, write_plan
