@@ -21,7 +21,6 @@ from onnx import helper
 
 from partitioner.errors import CostModelError
 from partitioner.graph.normalise import outer_scope_inputs, subgraphs
-from partitioner.profiling.cache import HARNESS_VERSION  # noqa: F401 (re-exported)
 from partitioner.profiling.timing import IR_VERSION
 
 

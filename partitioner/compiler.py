@@ -454,7 +454,10 @@ def compile(  # noqa: A001 - the public API name the issue asks for
         >>> opts = CompileOptions(objective="latency", time_limit_s=5)  # doctest: +SKIP
         >>> plan = compile("model.onnx", "cpu+l4", opts)                 # doctest: +SKIP
     """
-    return compile_model(model, cluster, options).plan
+    compiled = compile_model(model, cluster, options)
+    if isinstance(model, str | os.PathLike):  # Session reads (and hash-checks) the file
+        return compiled.plan
+    return dataclasses.replace(compiled.plan, source=compiled.analysed)
 
 
 def write_plan(

@@ -142,3 +142,11 @@ def test_a_deliberate_violation_breaks_each_contract(tmp_path: Path) -> None:
     assert "Contracts: 0 kept, 2 broken." in output
     assert f"{core}.graph -> {core}.solver" in output
     assert f"{core}.runtime -> {plugins}.some_runner" in output
+
+
+def test_every_stage_of_partitioner_is_in_a_layer() -> None:
+    """A module or package left out of the layers escapes the contract unnoticed."""
+    package = ROOT / "partitioner"
+    present = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    present |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert sorted(present - set(_layer_modules())) == []

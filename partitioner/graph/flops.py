@@ -30,6 +30,8 @@ from typing import Any
 
 import onnx
 
+from partitioner.graph.shapes import shape_table
+
 Dims = tuple[int, ...]
 
 #: Operations per output element for element-wise and normalisation ops.
@@ -310,7 +312,6 @@ def control_flow_flops(
     Returns:
         Subgraph FLOPs for one execution of ``node``.
     """
-    from partitioner.graph.shapes import shape_table
 
     def inner(graph: onnx.GraphProto) -> int:
         table = shape_table(graph)

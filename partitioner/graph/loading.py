@@ -13,6 +13,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from partitioner.errors import ModelError
+from partitioner.graph.shapes import tensor_nbytes
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,6 @@ def _proto_sha256(model: onnx.ModelProto) -> str:
 
 def _check_extent(tensor: onnx.TensorProto, target: Path, what: str, location: str) -> None:
     """Fail before reading if the data file is too short for the tensor's shape."""
-    from partitioner.graph.shapes import tensor_nbytes
 
     info = {e.key: e.value for e in tensor.external_data}
     try:

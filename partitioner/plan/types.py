@@ -18,7 +18,7 @@ from partitioner._version import __version__
 from partitioner.cluster.types import Cluster
 
 if TYPE_CHECKING:
-    pass
+    from partitioner.graph.analysis import AnalysedModel
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +264,9 @@ class Plan:
     measured: CompileMeasurements | None = field(default=None, hash=False)
     #: ``--tolerance`` it was compiled for (None: not given; older plans).
     tolerance: Tolerance | None = None
+    #: The in-memory model (ModelProto or AnalysedModel) a ``compile`` call made the plan
+    #: from, analysed; never saved. Lets ``Session(plan)`` cut the partitions without a file.
+    source: AnalysedModel | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def assignment(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from partitioner.errors import PartitionerError, RunError
+from partitioner.graph.shapes import type_name
 
 if TYPE_CHECKING:
     from partitioner.plan.types import TensorSpec
@@ -90,7 +91,6 @@ class InputSpec:
 
 def onnx_input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
     """The specs of ``model``'s graph inputs that are not initializers, in graph order."""
-    from partitioner.graph.shapes import type_name
 
     init = {t.name for t in model.graph.initializer}
     specs = []

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from partitioner.errors import PlanError, RunError
+from partitioner.graph.loading import MAX_IR_VERSION
 from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256
 from partitioner.plan.types import Plan
 from partitioner.registry import get_runner
@@ -50,7 +51,7 @@ def whole_model_outputs(model_path: Path, feeds: Mapping[str, np.ndarray]) -> di
     """Run the unpartitioned model on ONNX Runtime CPU (the reference for ``--check``)."""
     model = onnx.load(str(model_path), load_external_data=False)
     source: onnx.ModelProto | Path = model_path
-    if model.ir_version > 10:  # too new for onnxruntime: the runner caps it in memory
+    if model.ir_version > MAX_IR_VERSION:  # too new for onnxruntime: the runner caps it
         source = onnx.load(str(model_path))
     label = f"whole model {model_path.name}"
     prepared = get_runner("onnxruntime").prepare(source, {"label": label})

@@ -137,6 +137,8 @@ def _extract_in_memory(
     from partitioner.graph.analysis import AnalysedModel, analyse
     from partitioner.plan.extract import PartitionExtractor
 
+    if model is None and plan.source is not None:
+        model = plan.source
     if model is None:
         if not Path(plan.model.path).is_file():
             raise RunError(

@@ -28,20 +28,10 @@ import time
 from collections.abc import Callable
 
 from partitioner.solver import pipeline
-from partitioner.solver.baselines import run_baselines
-from partitioner.solver.build import build_problem
-from partitioner.solver.evaluate import evaluate
-from partitioner.solver.pipeline import SERIAL_PROCESSORS, SolveOptions
+from partitioner.solver.pipeline import SolveOptions
 from partitioner.solver.problem import Problem, SolveReport
 
-__all__ = [
-    "DEFAULT_GROUP_TARGET",
-    "SERIAL_PROCESSORS",
-    "build_problem",
-    "evaluate",
-    "run_baselines",
-    "solve",
-]
+__all__ = ["DEFAULT_GROUP_TARGET", "solve"]
 
 #: Groups CP-SAT sees at most after coarsening.
 DEFAULT_GROUP_TARGET = 160
