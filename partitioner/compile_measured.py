@@ -214,6 +214,11 @@ def _choose(
     if chosen is None:  # nothing measured at all: the first solve as it was
         first = rounds[0]
         return first.problem, first.report, first.plan
+    if chosen.round is None and chosen.name in reference:
+        # The single device as it measured in the batch the decision compared, not in the
+        # last batch it was timed in: its prediction is the figure the record shows.
+        chosen.measured = reference[chosen.name]
+        scaled.add_single(chosen.name.split(":", 1)[1], chosen.plan, chosen.measured)
     problem_out, report, plan = _final(analysed, cluster, problem, scaled, chosen)
     singles_record = tuple(
         dataclasses.replace(singles[n].record(), measured=_latency(reference[n]),
