@@ -11,6 +11,7 @@ import pytest
 from partitioner.cluster.file import cluster_from_toml, load_cluster
 from partitioner.cluster.types import Cluster, DeviceSpec, Link
 from partitioner.errors import ClusterError
+from partitioner.plan.codec import cluster_from_dict, cluster_to_dict
 from partitioner.solver import solve
 from partitioner.solver.evaluate import evaluate
 from partitioner.solver.index import index_of
@@ -147,6 +148,18 @@ def test_link_copy_engine_overrides_the_devices() -> None:
     sync = Cluster("c", (cpu, gpu), (Link("cpu", "gpu", 1e9, 0, False),))
     assert sync.transfer_occupies("cpu", "gpu") == (True, True)
     assert sync.transfer_occupies("gpu", "cpu") == (False, True)  # implied host link
+
+
+def test_link_copy_engine_survives_a_plan_round_trip() -> None:
+    cpu = DeviceSpec("cpu", "cpu", "null", 2**30, {"float32": 1e12}, 1e11)
+    gpu = DeviceSpec("gpu", "gpu", "null", 2**30, {"float32": 1e12}, 1e11)
+    links = (Link("cpu", "gpu", 1e9), Link("gpu", "cpu", 1e9, 0, False))
+    data = cluster_to_dict(Cluster("c", (cpu, gpu), links))
+    assert "copy_engine" not in data["links"][0]  # no override: written as before
+    assert data["links"][1]["copy_engine"] is False
+    again = cluster_from_dict(data)
+    assert again.links == links
+    assert again.transfer_occupies("gpu", "cpu") == (True, True)
 
 
 def test_devices_sharing_a_processor_pay_a_copy_once() -> None:

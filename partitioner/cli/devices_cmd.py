@@ -7,7 +7,9 @@ from typing import Any
 
 from partitioner.cli.common import print_json
 from partitioner.cluster.file import list_presets, load_cluster
+from partitioner.cluster.precision import device_precision
 from partitioner.cluster.types import Cluster, DeviceSpec
+from partitioner.plan.codec import link_to_dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +36,8 @@ def device_dict(d: DeviceSpec) -> dict[str, Any]:
         "memory_bandwidth": d.memory_bandwidth, "call_overhead_s": d.call_overhead_s,
         "price_per_hour": d.price_per_hour, "power_w": d.power_w, "processor": d.processor,
         "unsupported_ops": list(d.unsupported_ops), "local": d.local,
-        "description": d.description,
+        "description": d.description, "precision": device_precision(d),
+        "copy_engine": d.has_copy_engine,
     }
 
 
@@ -44,15 +47,14 @@ def cluster_dict(c: Cluster) -> dict[str, Any]:
         "name": c.name, "host_copy_bandwidth": c.host_copy_bandwidth,
         "fallback_device": c.fallback_device,
         "devices": [device_dict(d) for d in c.devices],
-        "links": [{"src": lk.src, "dst": lk.dst, "bandwidth": lk.bandwidth,
-                   "latency_s": lk.latency_s} for lk in c.links],
+        "links": [link_to_dict(lk) for lk in c.links],
     }
 
 
 def format_cluster(c: Cluster) -> str:
     """A human-readable table of the cluster's devices and links."""
     header = ("id", "class", "runner", "options", "memory", "fp32 peak", "fp16 peak",
-              "bandwidth", "overhead", "processor")
+              "bandwidth", "overhead", "processor", "precision", "copies")
     rows = [header]
     for d in c.devices:
         options = ",".join(f"{k}={v}" for k, v in sorted(d.runner_options.items())) or "-"
@@ -61,7 +63,8 @@ def format_cluster(c: Cluster) -> str:
             d.id, d.device_class, d.runner, options, f"{d.memory_bytes / 2**30:.1f} GiB",
             _si(d.peak_flops["float32"], "FLOP/s"), _si(fp16, "FLOP/s") if fp16 else "-",
             _si(d.memory_bandwidth, "B/s"), f"{d.call_overhead_s * 1e6:.1f} us",
-            d.processor or "-",
+            d.processor or "-", device_precision(d),
+            "copy engine" if d.has_copy_engine else "device busy",
         ))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     lines = [f"cluster {c.name}: {len(c.devices)} device(s), fallback {c.fallback_device}, "
@@ -69,8 +72,9 @@ def format_cluster(c: Cluster) -> str:
     lines += ["  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
               for r in rows]
     for lk in c.links:
+        engine = {None: "", True: ", copy engine", False: ", occupies both ends"}
         lines.append(f"  link {lk.src} -> {lk.dst}: {_si(lk.bandwidth, 'B/s')}, "
-                     f"{lk.latency_s * 1e6:.1f} us")
+                     f"{lk.latency_s * 1e6:.1f} us{engine[lk.copy_engine]}")
     for d in c.devices:
         if d.unsupported_ops:
             lines.append(f"  {d.id} cannot run: {', '.join(d.unsupported_ops)}")

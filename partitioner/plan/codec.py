@@ -252,11 +252,17 @@ def cluster_to_dict(cluster: Cluster) -> dict[str, Any]:
         "host_copy_bandwidth": cluster.host_copy_bandwidth,
         "fallback_device": cluster.fallback_device,
         "devices": [_device(d) for d in cluster.devices],
-        "links": [
-            {"src": lk.src, "dst": lk.dst, "bandwidth": lk.bandwidth, "latency_s": lk.latency_s}
-            for lk in cluster.links
-        ],
+        "links": [link_to_dict(lk) for lk in cluster.links],
     }
+
+
+def link_to_dict(lk: Link) -> dict[str, Any]:
+    """A link as JSON-ready plain data (``copy_engine`` only when the link overrides)."""
+    out: dict[str, Any] = {"src": lk.src, "dst": lk.dst, "bandwidth": lk.bandwidth,
+                           "latency_s": lk.latency_s}
+    if lk.copy_engine is not None:  # only an override is written: older plans stay as they were
+        out["copy_engine"] = lk.copy_engine
+    return out
 
 
 def _device(d: DeviceSpec) -> dict[str, Any]:
