@@ -7,10 +7,10 @@ end to end with the other candidates in alternating warm blocks
 spread and the spread of the per-round block medians (the noise); each partition's median
 run time comes with it, for feeding back into the costs.
 
-Measurements are cached in the profile cache (``plan_timings``) under a key made of every
-partition's content hash (the extracted model's bytes), the model's input shapes, the
-dataflow between partitions and each device's runner fingerprint, so compiling the same
-model again reuses them.
+Measurements are cached in the profile cache (``plan_timings``) per batch of candidates timed
+together, each under a key made of every partition's content hash (the extracted model's
+bytes), the model's input shapes, the dataflow between partitions and each device's runner
+fingerprint, so compiling the same model again replays the same comparisons.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bumped whenever how a plan is timed changes, so older cached timings are not reused.
-HARNESS = "plan-timing/1"
+HARNESS = "plan-timing/2"
 
 
 @dataclass(frozen=True)
