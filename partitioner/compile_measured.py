@@ -16,7 +16,7 @@ from partitioner.cluster.types import Cluster
 from partitioner.costing.types import CostTable, Supported
 from partitioner.graph.analysis import AnalysedModel
 from partitioner.plan.build import build_plan
-from partitioner.plan.types import CompileMeasurements, MeasuredCandidate, MeasuredLatency, Plan
+from partitioner.plan.types import CompileMeasurements, MeasuredCandidate, Plan
 from partitioner.profiling.cache import ProfileCache
 from partitioner.runtime.measure import MeasuredPlan, measure_plans
 from partitioner.solver.baselines import run_baselines
@@ -59,11 +59,9 @@ class _Candidate:
 
     def record(self) -> MeasuredCandidate:
         assert self.measured is not None
-        t = self.measured.timing
         return MeasuredCandidate(
             self.name, self.round, _digest(self.report.assignment), len(self.plan.partitions),
-            self.devices, float(self.report.evaluation.latency_s),
-            MeasuredLatency(t.median_s, t.p10_s, t.p90_s, t.samples, t.noise_s),
+            self.devices, float(self.report.evaluation.latency_s), self.measured.timing,
             self.measured.cached)
 
 
@@ -221,7 +219,7 @@ def _choose(
         scaled.add_single(chosen.name.split(":", 1)[1], chosen.plan, chosen.measured)
     problem_out, report, plan = _final(analysed, cluster, problem, scaled, chosen)
     singles_record = tuple(
-        dataclasses.replace(singles[n].record(), measured=_latency(reference[n]),
+        dataclasses.replace(singles[n].record(), measured=reference[n].timing,
                             cached=reference[n].cached)
         for n in singles if n in reference)
     record = CompileMeasurements(
@@ -231,10 +229,6 @@ def _choose(
     log.info("measured at compile: %s", note)
     return problem_out, report, dataclasses.replace(plan, measured=record)
 
-
-def _latency(m: MeasuredPlan) -> MeasuredLatency:
-    t = m.timing
-    return MeasuredLatency(t.median_s, t.p10_s, t.p90_s, t.samples, t.noise_s)
 
 
 def _final(analysed: AnalysedModel, cluster: Cluster, problem: Problem, scaled: _Costs,

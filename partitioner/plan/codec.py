@@ -12,7 +12,6 @@ from partitioner.plan.types import (
     BaselineSummary,
     CompileMeasurements,
     MeasuredCandidate,
-    MeasuredLatency,
     ModelRef,
     NodeCost,
     NodePlacement,
@@ -25,6 +24,7 @@ from partitioner.plan.types import (
     Tolerance,
     Transfer,
 )
+from partitioner.profiling.timing import Timing
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def _candidate(c: MeasuredCandidate) -> dict[str, Any]:
 def _candidate_from(c: dict[str, Any]) -> MeasuredCandidate:
     return MeasuredCandidate(c["name"], c["round"], c["assignment"], c["partitions"],
                              tuple(c["devices"]), c["predicted_s"],
-                             MeasuredLatency(**c["measured"]), c.get("cached", False))
+                             Timing(**c["measured"]), c.get("cached", False))
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from partitioner._version import __version__
 from partitioner.cluster.types import Cluster
+from partitioner.profiling.timing import Timing
 
 if TYPE_CHECKING:
     from partitioner.graph.analysis import AnalysedModel
@@ -165,18 +166,6 @@ class NodePlacement:
 
 
 @dataclass(frozen=True)
-class MeasuredLatency:
-    """A latency timed at compile time: trimmed median, p10, p90 (seconds), how many calls,
-    and the noise (p10-p90 spread of the per-round block medians)."""
-
-    median_s: float
-    p10_s: float
-    p90_s: float
-    samples: int
-    noise_s: float
-
-
-@dataclass(frozen=True)
 class MeasuredCandidate:
     """A plan timed at compile time as it runs, beside what the cost model predicted.
 
@@ -197,7 +186,7 @@ class MeasuredCandidate:
     partitions: int
     devices: tuple[str, ...]
     predicted_s: float
-    measured: MeasuredLatency
+    measured: Timing
     cached: bool = False
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from partitioner.errors import CostModelError
+from partitioner.profiling.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,11 @@ class PlanTiming:
     """A set of partitions timed end to end as they run (``partitioner.runtime.measure``).
 
     Attributes:
-        median_s, p10_s, p90_s, samples, noise_s: The end-to-end figure
-            (``profiling.timing.Timing``).
+        timing: The end-to-end figure.
         partition_s: Median run time of each partition, in execution order.
     """
 
-    median_s: float
-    p10_s: float
-    p90_s: float
-    samples: int
-    noise_s: float
+    timing: Timing
     partition_s: tuple[float, ...]
 
 
@@ -232,14 +228,15 @@ class ProfileCache:
             "WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        return PlanTiming(float(row[0]), float(row[1]), float(row[2]), int(row[3]),
-                          float(row[4]), tuple(float(x) for x in json.loads(row[5])))
+        timing = Timing(float(row[0]), float(row[1]), float(row[2]), int(row[3]), float(row[4]))
+        return PlanTiming(timing, tuple(float(x) for x in json.loads(row[5])))
 
     def put_plan_timing(self, key: str, timing: PlanTiming) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO plan_timings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, timing.median_s, timing.p10_s, timing.p90_s, timing.samples, timing.noise_s,
-             json.dumps(list(timing.partition_s)), time.time()))
+            (key, timing.timing.median_s, timing.timing.p10_s, timing.timing.p90_s,
+             timing.timing.samples, timing.timing.noise_s, json.dumps(list(timing.partition_s)),
+             time.time()))
         self._conn.commit()
 
     def plan_timing_count(self) -> int:

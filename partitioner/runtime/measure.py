@@ -148,8 +148,7 @@ def measure_plans(
         measured = MeasuredPlan(timing, partition_s, False, keys[name])
         if cache is not None:
             cache.put_plan_timing(keys[name], PlanTiming(
-                timing.median_s, timing.p10_s, timing.p90_s, timing.samples, timing.noise_s,
-                tuple(partition_s[p.index] for p in plan.partitions)))
+                timing, tuple(partition_s[p.index] for p in plan.partitions)))
         out[name] = measured
         log.info("measured %s: %.3f ms (p10 %.3f, p90 %.3f, noise %.3f, %d calls)", name,
                  timing.median_s * 1e3, timing.p10_s * 1e3, timing.p90_s * 1e3,
@@ -165,6 +164,5 @@ def _call(executor: Executor, feeds: dict[str, Any],
 
 
 def _from_row(row: PlanTiming, plan: Plan, key: str, cached: bool) -> MeasuredPlan:
-    timing = Timing(row.median_s, row.p10_s, row.p90_s, row.samples, row.noise_s)
     partition_s = {p.index: t for p, t in zip(plan.partitions, row.partition_s, strict=False)}
-    return MeasuredPlan(timing, partition_s, cached, key)
+    return MeasuredPlan(row.timing, partition_s, cached, key)
