@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from test_plan_fixtures import alternate, cluster, device, save_and_analyse
+from test_plan_fixtures import RUNNERS, alternate, cluster, device, save_and_analyse
 
 from partitioner import Session
 from partitioner.errors import RunError
@@ -100,12 +100,6 @@ def test_session_and_executor_take_scalars(tmp_path: Path, runners: tuple[str, s
             _check(result.outputs)
 
 
-RUNNERS = [
-    "onnxruntime",
-    "reference",
-    "null",
-    pytest.param("openvino", marks=pytest.mark.openvino),
-]
 
 
 @pytest.mark.parametrize("name", RUNNERS)

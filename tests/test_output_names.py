@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_plan_fixtures import cluster, device, save_and_analyse
+from test_plan_fixtures import RUNNERS, cluster, device, save_and_analyse
 
 from partitioner import Session
 from partitioner.errors import RunError
@@ -54,12 +54,6 @@ def renamed_model() -> onnx.ModelProto:
 X = np.linspace(-1, 1, 16, dtype=np.float32).reshape(2, 8)
 EXPECTED = {"y": np.maximum(X, 0), "view_53": -np.maximum(X, 0)}
 
-RUNNERS = [
-    "onnxruntime",
-    "reference",
-    "null",
-    pytest.param("openvino", marks=pytest.mark.openvino),
-]
 
 
 @pytest.mark.parametrize("name", RUNNERS)

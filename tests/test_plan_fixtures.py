@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from partitioner.cluster.types import Cluster, DeviceSpec
@@ -108,3 +109,12 @@ BRANCHY_SPLIT = {
     "join": "a",
     "head": "b",
 }
+
+
+#: Every shipped runner, for tests parametrised over them (OpenVINO marked: it may be absent).
+RUNNERS = [
+    "onnxruntime",
+    "reference",
+    "null",
+    pytest.param("openvino", marks=pytest.mark.openvino),
+]
