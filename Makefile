@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUT    := out
 
 LOCK   := requirements/lock.txt
-EXTRAS := zoo,openvino,dev
+EXTRAS := zoo,openvino,ray,genai,dev
 
 .PHONY: install lock test-latest browser-deps demo test test-fast bench lint clean
 
