@@ -101,6 +101,8 @@ def test_good_file_parses_every_field(tmp_path: Path) -> None:
         ('threads = 2', 'treads = 2', r"device 'cpu' options: unknown key.*'treads'"),
         ('float32 = 1e12', 'float64 = 1e12', r"device 'cpu'.*needs a 'float32' entry"),
         ('name = "mine"', 'name = "mine"\ncolor = "red"', r"\[cluster\]: unknown key.*'color'"),
+        ('power_w = 250', 'power_w = 250\nprecision = "int4"',
+         r"device 'gpu0': key 'precision' is 'int4'; expected one of f32, f16, bf16"),
     ],
 )
 def test_validation_errors_name_key_and_device(tmp_path: Path, old: str, new: str,
@@ -203,3 +205,15 @@ def test_missing_runner_library_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     device = DeviceSpec("ov", "cpu", "openvino", 1, {"float32": 1.0}, 1.0)
     with pytest.raises(RunnerNotAvailableError, match=r"device 'ov'.*pip install 'hetpart\[openvino\]'"):
         check_runners_installed(Cluster("x", (device,)))
+
+
+def test_precision_key_names_what_the_device_computes_in(tmp_path: Path) -> None:
+    """``precision = "fp16"`` (any common spelling) is the device's precision; absent is f32;
+    compile leaves such a device out unless a lower precision is allowed."""
+    from partitioner.cluster.precision import restrict_precision
+
+    text = GOOD.replace('power_w = 250', 'power_w = 250\nprecision = "fp16"', 1)
+    cluster = cluster_from_toml(write(tmp_path, text))
+    assert {d.id: d.precision for d in cluster.devices} == {"gpu0": "f16", "cpu": "f32"}
+    kept, below = restrict_precision(cluster, "f32")
+    assert [d.id for d in kept.devices] == ["cpu"] and below == {"gpu0": "f16"}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from partitioner.cluster.types import DEFAULT_HOST_COPY_BANDWIDTH, Cluster, DeviceSpec, Link
+from partitioner.cluster.precision import PRECISIONS, precision_name
 from partitioner.errors import ClusterError, RunnerNotAvailableError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ CLUSTER_KEYS = {"name", "host_copy_bandwidth", "fallback_device", "description"}
 DEVICE_KEYS = {
     "id", "class", "runner", "options", "memory", "peak_flops", "memory_bandwidth",
     "call_overhead_us", "price_per_hour", "power_w", "processor", "unsupported_ops",
-    "description", "use", "local", "copy_engine",
+    "description", "use", "local", "copy_engine", "precision",
 }
 DEVICE_REQUIRED = ("id", "class", "runner", "memory", "peak_flops", "memory_bandwidth")
 LINK_KEYS = {"src", "dst", "bandwidth", "latency_us", "bidirectional", "copy_engine"}
@@ -215,6 +216,16 @@ def _copy_engine(table: Mapping[str, Any], where: str) -> bool | None:
     return value
 
 
+def _precision(table: Mapping[str, Any], where: str) -> str:
+    """The optional ``precision`` key: ``f32`` (default), ``f16`` or ``bf16``."""
+    value = table.get("precision", "f32")
+    name = precision_name(value) if isinstance(value, str) else None
+    if name is None:
+        raise ClusterError(f"{where}: key 'precision' is {value!r}; expected one of "
+                           f"{', '.join(PRECISIONS)}")
+    return name
+
+
 def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
     """Validate one ``[[device]]`` table (after ``use =`` expansion) into a DeviceSpec."""
     _check_keys(table, DEVICE_KEYS, where)
@@ -269,6 +280,7 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
         description=str(table.get("description", "")),
         local=bool(table.get("local", False)),
         copy_engine=_copy_engine(table, where),
+        precision=_precision(table, where),
     )
 
 
