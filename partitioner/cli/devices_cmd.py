@@ -37,7 +37,7 @@ def device_dict(d: DeviceSpec) -> dict[str, Any]:
         "price_per_hour": d.price_per_hour, "power_w": d.power_w, "processor": d.processor,
         "unsupported_ops": list(d.unsupported_ops), "local": d.local,
         "description": d.description, "precision": device_precision(d),
-        "copy_engine": d.has_copy_engine,
+        "copy_engine": d.has_copy_engine, "host": d.host,
     }
 
 

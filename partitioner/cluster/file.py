@@ -29,7 +29,7 @@ CLUSTER_KEYS = {"name", "host_copy_bandwidth", "fallback_device", "description"}
 DEVICE_KEYS = {
     "id", "class", "runner", "options", "memory", "peak_flops", "memory_bandwidth",
     "call_overhead_us", "price_per_hour", "power_w", "processor", "unsupported_ops",
-    "description", "use", "local", "copy_engine", "precision",
+    "description", "use", "local", "copy_engine", "precision", "host",
 }
 DEVICE_REQUIRED = ("id", "class", "runner", "memory", "peak_flops", "memory_bandwidth")
 LINK_KEYS = {"src", "dst", "bandwidth", "latency_us", "bidirectional", "copy_engine"}
@@ -259,6 +259,9 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
     processor = table.get("processor")
     if processor is not None and not isinstance(processor, str):
         raise ClusterError(f"{where}: key 'processor' must be a string, got {processor!r}")
+    host = table.get("host")
+    if host is not None and (not isinstance(host, str) or not host.strip()):
+        raise ClusterError(f"{where}: key 'host' must be a non-empty string, got {host!r}")
     return DeviceSpec(
         id=device_id,
         device_class=device_class,
@@ -281,6 +284,7 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
         local=bool(table.get("local", False)),
         copy_engine=_copy_engine(table, where),
         precision=_precision(table, where),
+        host=host,
     )
 
 

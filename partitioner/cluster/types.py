@@ -54,6 +54,9 @@ class DeviceSpec:
         precision: The precision the device computes in: ``"f32"`` (default), ``"f16"`` or
             ``"bf16"``; plans use a lower one only when allowed (``CompileOptions.precision``
             or ``tolerance``).
+        host: The machine the device lives on (free text, e.g. ``"gpu-box"``), or None when
+            the cluster does not say. Devices naming one host run on one Ray node
+            (``hetpart run --ray``); plans record it only when set.
     """
 
     id: str
@@ -72,6 +75,7 @@ class DeviceSpec:
     local: bool = False
     copy_engine: bool | None = None
     precision: str = "f32"
+    host: str | None = None
 
     @property
     def has_copy_engine(self) -> bool:

@@ -269,8 +269,8 @@ def _device(d: DeviceSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(DeviceSpec):
         value = getattr(d, f.name)
-        if f.name == "precision" and value == f.default:
-            continue  # f32 devices stay as older plans wrote them
+        if f.name in ("precision", "host") and value == f.default:
+            continue  # f32 devices and devices without a host stay as older plans wrote them
         out[f.name] = (
             list(value)
             if isinstance(value, tuple)
