@@ -5,8 +5,9 @@ repeats within a time budget; median and p10-p90 spread), and the runner's per-c
 measured in the same session with the same loop, is subtracted. Results live in the SQLite
 profile cache keyed by signature and runner fingerprint (which includes the harness version,
 so rows of an older harness are not reused). A node the runtime refuses to load (twice, with
-the same message, from a well-formed single-node model with concrete shapes) is Unsupported
-with the runtime's message, and that verdict is cached. A failure of our harness (no model or
+the same message, from a well-formed single-node model with concrete shapes, and again in its
+minimal subgraph: the small integer inputs the graph computes, such as axes and sizes, given as
+constants) is Unsupported with the runtime's message, and that verdict is cached. A failure of our harness (no model or
 feed could be built, an exception in our code, a configuration error, a run on synthetic data
 that fails, a refusal that does not repeat) is never cached: it is logged, the node is costed
 by the fitted model, then the roofline, for this run only, and ``fallbacks`` says which and
@@ -203,12 +204,17 @@ class ProfiledCostModel:
                         fp, node, device,
                         f"flaky: the runtime refused twice with different messages: "
                         f"{_short(first)} / {_short(exc)}")
-                rec = record(error=_short(exc))
-                log.info("%s on %s: %s", node.name, device.id, rec.error)
-                self.cache.put(fp, rec)
-                return rec
-            log.warning("%s (%s) on %s: the runtime refused it once, then loaded it: %s",
-                        node.name, node.qualified_op, device.id, _short(first))
+                loaded = self._load_with_computed_inputs(model, node, device, options,
+                                                         _short(exc))
+                if isinstance(loaded, str):
+                    rec = record(error=loaded)
+                    log.info("%s on %s: %s", node.name, device.id, rec.error)
+                    self.cache.put(fp, rec)
+                    return rec
+                prepared, feeds = loaded
+            else:
+                log.warning("%s (%s) on %s: the runtime refused it once, then loaded it: %s",
+                            node.name, node.qualified_op, device.id, _short(first))
         try:
             samples = time_calls(lambda: prepared.run(feeds), self.warmup, self.repeats,
                                  self.budget_s, self.min_time_s)
@@ -222,6 +228,33 @@ class ProfiledCostModel:
         self._unmeasured.pop((fp, node.signature), None)
         self.cache.put(fp, rec)
         return rec
+
+    def _load_with_computed_inputs(self, model: Any, node: NodeInfo, device: DeviceSpec,
+                                   options: dict[str, Any], refusal: str
+                                   ) -> tuple[Any, dict[str, Any]] | str:
+        """The runtime refused ``node`` alone: load it again with the small integer inputs
+        the graph computes (axes, sizes) as initializers holding their values, its minimal
+        subgraph. Returns the prepared partition and its feeds, or the verdict: the runtime's
+        message, saying whether the minimal subgraph was tried."""
+        builder = self._builder(model)
+        proto = model.node_proto(node.name)
+        try:
+            constants = builder.computed_constants(proto)
+            minimal = builder.build(proto, constants) if constants else None
+            feeds = self.make_feeds(minimal) if minimal is not None else {}
+        except Exception as exc:  # noqa: BLE001 - ours: the verdict on the node alone stands
+            log.info("%s: no minimal subgraph (%s)", node.name, _short(exc))
+            return f"{refusal} (alone; its computed inputs could not be evaluated)"
+        if minimal is None:
+            return refusal
+        names = ", ".join(constants)
+        try:
+            prepared = self._runner(device).prepare(minimal, options)
+        except Exception as exc:  # noqa: BLE001 - the runtime refused the minimal subgraph too
+            return f"{_short(exc)} (also with its computed inputs {names} as constants)"
+        log.info("%s (%s) on %s: refused alone (%s), loaded with %s as constants",
+                 node.name, node.qualified_op, device.id, refusal, names)
+        return prepared, feeds
 
     def single_node_model(self, model: Any, node: NodeInfo) -> Any:
         """The single-node model measured for ``node`` (inputs and outputs concretely shaped

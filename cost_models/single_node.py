@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from partitioner.errors import CostModelError
 from partitioner.graph.normalise import outer_scope_inputs, subgraphs
@@ -84,20 +84,22 @@ class SingleNodeBuilder:
         return helper.make_tensor_value_info(name, info.type.tensor_type.elem_type,
                                              [int(d) for d in dims])
 
-    def build(self, node: onnx.NodeProto) -> onnx.ModelProto:
+    def build(self, node: onnx.NodeProto,
+              constants: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
         """A model running only ``node``: activations become inputs with concrete shapes,
-        weights stay initializers.
+        weights stay initializers, and so do the values in ``constants`` (see
+        :meth:`computed_constants`).
 
         Raises:
             HarnessError: an input or output of the node has no known type or shape.
         """
-        names = [n for n in node.input if n]
-        for sub in subgraphs(node):
-            names += [n for n in outer_scope_inputs(sub) if n not in names]
+        constants = constants or {}
         inputs, inits = [], []
-        for name in dict.fromkeys(names):
+        for name in self._input_names(node):
             if name in self._inits:
                 inits.append(self._inits[name])
+            elif name in constants:
+                inits.append(numpy_helper.from_array(constants[name], name))
             else:
                 inputs.append(self._concrete(name, node))
         outputs = [self._concrete(name, node) for name in node.output if name]
@@ -106,6 +108,91 @@ class SingleNodeBuilder:
         single.functions.extend(self._model.functions)
         single.ir_version = min(self._model.ir_version or IR_VERSION, IR_VERSION)
         return single
+
+    @staticmethod
+    def _input_names(node: onnx.NodeProto) -> list[str]:
+        names = [n for n in node.input if n]
+        for sub in subgraphs(node):
+            names += [n for n in outer_scope_inputs(sub) if n not in names]
+        return list(dict.fromkeys(names))
+
+    def computed_constants(self, node: onnx.NodeProto) -> dict[str, np.ndarray]:
+        """The values of ``node``'s small integer inputs that the graph computes from shapes
+        (axes, sizes, repeats... made by Shape/Gather/Concat chains), evaluated once with ONNX
+        Runtime on the subgraph that produces them, fed synthetic graph inputs of the analysed
+        shapes. Alone, such an input is a Parameter; OpenVINO then refuses e.g. an Unsqueeze
+        whose output rank depends on it ("doesn't support ... dynamic rank"), while in the
+        whole model it sees the value. Empty when there is no such input.
+
+        Raises:
+            HarnessError: a producing subgraph too large or that cannot be evaluated.
+        """
+        graph_inputs = {vi.name for vi in self._model.graph.input}
+        wanted = [name for name in self._input_names(node)
+                  if name not in self._inits and name not in graph_inputs
+                  and self._small_integer(name, node)]
+        if not wanted:
+            return {}
+        cone = self._producers_of(wanted)
+        used = {n for producer in cone for n in self._input_names(producer)}
+        inputs = [self._concrete(n, node) for n in sorted(used & graph_inputs - self._inits.keys())]
+        outputs = [self._concrete(n, node) for n in wanted]
+        inits = [self._inits[n] for n in sorted(used & self._inits.keys())]
+        graph = helper.make_graph(cone, f"constants_of_{node.name}", inputs, outputs, inits)
+        producer = helper.make_model(graph, opset_imports=list(self._model.opset_import))
+        producer.functions.extend(self._model.functions)
+        producer.ir_version = min(self._model.ir_version or IR_VERSION, IR_VERSION)
+        import onnxruntime as ort  # the reference runtime for shape arithmetic
+
+        try:
+            session = ort.InferenceSession(producer.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+            values = session.run(wanted, random_feeds(producer))
+        except Exception as exc:  # noqa: BLE001 - ours: the cut or the synthetic feeds
+            raise HarnessError(f"node {node.name!r}: could not evaluate the inputs "
+                               f"{', '.join(wanted)}: {str(exc).splitlines()[0]}") from None
+        return {name: np.asarray(v) for name, v in zip(wanted, values, strict=True)}
+
+    def _small_integer(self, name: str, node: onnx.NodeProto) -> bool:
+        """Whether ``name`` is an integer tensor of at most ``MAX_CONSTANT_ELEMENTS`` elements."""
+        info = self._infos.get(name)
+        if info is None or info.type.WhichOneof("value") != "tensor_type":
+            return False
+        if info.type.tensor_type.elem_type not in (onnx.TensorProto.INT64,
+                                                   onnx.TensorProto.INT32):
+            return False
+        try:
+            dims = concrete_dims(self._concrete(name, node))
+        except HarnessError:
+            return False
+        return dims is not None and int(np.prod(dims, dtype=np.int64)) <= MAX_CONSTANT_ELEMENTS
+
+    def _producers_of(self, names: list[str]) -> list[onnx.NodeProto]:
+        """The nodes computing ``names`` from graph inputs and initializers, in graph order;
+        at most ``MAX_CONSTANT_CONE`` of them (beyond that the values are not shape
+        arithmetic)."""
+        producer = {out: i for i, n in enumerate(self._model.graph.node) for out in n.output}
+        needed: set[int] = set()
+        stack = [producer[n] for n in names if n in producer]
+        while stack:
+            index = stack.pop()
+            if index in needed:
+                continue
+            needed.add(index)
+            if len(needed) > MAX_CONSTANT_CONE:
+                raise HarnessError(f"inputs {', '.join(names)} take more than "
+                                   f"{MAX_CONSTANT_CONE} nodes to compute")
+            node = self._model.graph.node[index]
+            stack += [producer[n] for n in self._input_names(node) if n in producer]
+        return [self._model.graph.node[i] for i in sorted(needed)]
+
+
+#: Producers evaluated at most for one node's integer inputs (shape arithmetic is short).
+MAX_CONSTANT_CONE = 64
+#: Integer inputs up to this many elements count as parameters (axes, sizes, repeats).
+MAX_CONSTANT_ELEMENTS = 16
+
+
 
 
 def random_feed(info: onnx.ValueInfoProto, rng: np.random.Generator) -> np.ndarray:

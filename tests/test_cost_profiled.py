@@ -222,3 +222,71 @@ def test_model_timed_whole_scales_its_nodes_to_that_time(tmp_path: Path,
     held_out = ProfiledCostModel(ProfileCache(tmp_path / "p.sqlite"), holdout=True)
     raw = sum(held_out.estimate(model, n, device).latency_s for n in model.facts.nodes)
     assert raw == pytest.approx(node_sum, rel=1e-9)
+
+
+def _unsqueeze_by_computed_axes() -> onnx.ModelProto:
+    """``Unsqueeze(relu(x), axes)`` with ``axes`` computed from the data (so analysis cannot
+    fold it): alone, ``axes`` is a Parameter and OpenVINO refuses the node ("dynamic rank")."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Mul", ["r", "zero_f"], ["z"], name="zeroed"),
+        helper.make_node("ReduceMax", ["z"], ["m"], keepdims=0, name="max"),
+        helper.make_node("Cast", ["m"], ["m_int"], to=TensorProto.INT64, name="cast"),
+        helper.make_node("Reshape", ["m_int", "one"], ["axes"], name="axes"),
+        helper.make_node("Unsqueeze", ["r", "axes"], ["y"], name="unsqueeze"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
+             numpy_helper.from_array(np.array([1], np.int64), "one")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.openvino
+def test_node_refused_alone_is_measured_in_its_minimal_subgraph(tmp_path: Path) -> None:
+    """A node is unsupported only when the runtime also refuses it with its computed integer
+    inputs as constants; here OpenVINO runs it, so it gets a measured cost."""
+    pytest.importorskip("openvino")
+    analysed = analyse(_unsqueeze_by_computed_axes())
+    cluster = detect_local_cluster(cache=ProfileCache(tmp_path / "c.sqlite")).restricted_to(
+        ["ov-cpu"])
+    model = ProfiledCostModel(ProfileCache(tmp_path / "c.sqlite"), repeats=3)
+    builder_constants = model._builder(analysed).computed_constants(
+        analysed.node_proto("unsqueeze"))
+    assert {k: v.tolist() for k, v in builder_constants.items()} == {"axes": [0]}
+    from partitioner.registry import get_runner
+
+    alone = model._builder(analysed).build(analysed.node_proto("unsqueeze"))
+    with pytest.raises(Exception, match="dynamic rank"):
+        get_runner("openvino").prepare(alone, {})
+    cost = build_cost_table(analysed, cluster, model).get("unsqueeze", "ov-cpu")
+    assert isinstance(cost, Supported) and cost.source == "profiled", cost
+    assert model.fallbacks == {}
+
+
+@pytest.mark.openvino
+def test_refusal_in_the_minimal_subgraph_too_is_quoted(tmp_path: Path) -> None:
+    """When the minimal subgraph is refused as well, the verdict quotes the runtime and says
+    it was tried (the report shows this reason)."""
+    pytest.importorskip("openvino")
+    analysed = analyse(_unsqueeze_by_computed_axes())
+    cluster = detect_local_cluster(cache=ProfileCache(tmp_path / "c.sqlite")).restricted_to(
+        ["ov-cpu"])
+    model = ProfiledCostModel(ProfileCache(tmp_path / "c.sqlite"), repeats=3)
+    builder = model._builder(analysed)
+    # A runtime that cannot run Unsqueeze at all: the axes value cannot help it.
+    real_build = builder.build
+    builder.build = lambda node, constants=None: _rename_op(real_build(node, constants))
+    cost = build_cost_table(analysed, cluster, model).get("unsqueeze", "ov-cpu")
+    assert isinstance(cost, Unsupported)
+    assert "also with its computed inputs axes as constants" in cost.reason
+    assert "ov-cpu: openvino cannot run it" in cost.reason
+
+
+def _rename_op(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The single-node model with its op renamed to one no runtime knows."""
+    model.graph.node[0].op_type = "UnsqueezeNobodyKnows"
+    return model

@@ -31,7 +31,7 @@ SCHEMA_VERSION = "4"
 #: fingerprint, so rows written by an older harness (e.g. one that fed NumPy scalars for 0-d
 #: inputs and stored the failures) are never reused: bump it whenever a harness change could
 #: change what a row says.
-HARNESS_VERSION = "2"
+HARNESS_VERSION = "3"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
