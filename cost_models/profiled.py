@@ -7,8 +7,8 @@ profile cache keyed by signature and runner fingerprint (which includes the harn
 so rows of an older harness are not reused). A node the runtime refuses to load (twice, with
 the same message, from a well-formed single-node model with concrete shapes, and again in its
 minimal subgraph: the small integer inputs the graph computes, such as axes and sizes, given as
-constants) is Unsupported with the runtime's message, and that verdict is cached. A failure of our harness (no model or
-feed could be built, an exception in our code, a configuration error, a run on synthetic data
+constants) is Unsupported with the runtime's message, and that verdict is cached. A failure of
+our harness (no model or feed could be built, an exception in our code, a configuration error, a run on synthetic data
 that fails, a refusal that does not repeat) is never cached: it is logged, the node is costed
 by the fitted model, then the roofline, for this run only, and ``fallbacks`` says which and
 why. Non-local devices always get the roofline.
