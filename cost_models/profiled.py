@@ -8,10 +8,10 @@ so rows of an older harness are not reused). A node the runtime refuses to load 
 the same message, from a well-formed single-node model with concrete shapes, and again in its
 minimal subgraph: the small integer inputs the graph computes, such as axes and sizes, given as
 constants) is Unsupported with the runtime's message, and that verdict is cached. A failure of
-our harness (no model or feed could be built, an exception in our code, a configuration error, a run on synthetic data
-that fails, a refusal that does not repeat) is never cached: it is logged, the node is costed
-by the fitted model, then the roofline, for this run only, and ``fallbacks`` says which and
-why. Non-local devices always get the roofline.
+our harness (no model or feed could be built, an exception in our code, a configuration
+error, a run on synthetic data that fails, a refusal that does not repeat) is never cached: it
+is logged, the node is costed by the fitted model, then the roofline, for this run only, and
+``fallbacks`` says which and why. Non-local devices always get the roofline.
 
 Nodes timed alone miss fusion and in-graph dispatch (see ``cost_models.calibration``). With
 ``calibrate=True`` :meth:`ProfiledCostModel.prepare` also times the whole model per runner and
