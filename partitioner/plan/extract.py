@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import onnx
@@ -24,10 +24,18 @@ EXTERNAL_DATA_THRESHOLD = int(1.5 * 2**30)
 
 class PartitionExtractor:
     """Extracts partitions from one model; the model is converted to onnx_ir once, when a
-    partition first needs it."""
+    partition first needs it.
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    ``placed``: when given, the model may hold nodes the plan places nowhere (the plan was
+    built from a folded copy: constants and shape arithmetic became initializers there), and
+    a partition pulls in those it needs; only nodes in ``placed`` that belong to another
+    partition are refused. Generation plans cut the original graph this way, so partitions
+    keep its symbolic dimensions and run at every sequence length.
+    """
+
+    def __init__(self, model: onnx.ModelProto, placed: Collection[str] | None = None) -> None:
         self._proto = model
+        self._placed = None if placed is None else frozenset(placed)
         self._ir_version = min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION)
 
     @functools.cached_property
@@ -88,7 +96,8 @@ class PartitionExtractor:
                 partition.index,
                 missing[:10],
             )
-        extra = sorted(got - set(partition.nodes))
+        extra = sorted(n for n in got - set(partition.nodes)
+                       if self._placed is None or n in self._placed)
         if extra:
             raise PlanError(
                 f"partition {partition.index} ({partition.device}) would run nodes placed "

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import onnx
+
 from partitioner.errors import PlanError
 from partitioner.plan.check import check_plan, validate_plan_document
 from partitioner.plan.codec import plan_from_dict, plan_json
@@ -161,6 +163,7 @@ def write_plan(
     plan_dir: str | Path,
     overwrite: bool = False,
     annotate: bool = False,
+    source: onnx.ModelProto | None = None,
 ) -> Path:
     """Write ``plan.json`` and one ONNX file per partition into ``plan_dir``.
 
@@ -175,6 +178,10 @@ def write_plan(
         overwrite: Replace an existing plan there (only its plan files are removed).
         annotate: Also write ``annotated.onnx``: the whole (analysed) model with each node's
             device and partition in its ``metadata_props``.
+        source: Cut the partitions from this graph instead of ``analysed.model``: the
+            model as loaded (same node names), before input shapes were applied and shape
+            arithmetic folded, so partitions keep its symbolic dimensions (generation plans:
+            ``partitioner.generation.plan_dir``).
 
     Returns:
         The path of ``plan.json``.
@@ -193,7 +200,8 @@ def write_plan(
     check_plan(plan, f"plan for {plan.model.name}")
     staging = _sibling(root, "new")
     try:
-        extractor = PartitionExtractor(analysed.model)
+        extractor = (PartitionExtractor(analysed.model) if source is None
+                     else PartitionExtractor(source, placed=plan.placement))
         for partition in plan.partitions:
             with _naming(root / partition.file):
                 data = save_partition(extractor.extract(partition), staging / partition.file)
