@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from partitioner.compiler import CompileOptions, compile, write_plan
     from partitioner.plan.io import load_plan
     from partitioner.plan.types import Plan
-    from partitioner.runtime.session import Session
+    from partitioner.distributed.session import Session
 
 __all__ = [
     "Cluster",
@@ -43,7 +43,7 @@ _LAZY = {
     "compile": "partitioner.compiler",
     "CompileOptions": "partitioner.compiler",
     "write_plan": "partitioner.compiler",
-    "Session": "partitioner.runtime.session",
+    "Session": "partitioner.distributed.session",
     "Plan": "partitioner.plan.types",
     "load_plan": "partitioner.plan.io",
     "Cluster": "partitioner.cluster.types",

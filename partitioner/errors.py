@@ -49,5 +49,13 @@ class RunError(PartitionerError):
     """Executing a plan failed: names the partition, its device and the runner's message."""
 
 
+class RayClusterError(ClusterError):
+    """A Ray cluster cannot run a plan: unreachable, or no node advertises some of its devices."""
+
+
+class DeviceLostError(RunError):
+    """A device's Ray actor died during a run: names the device, its host and the partition."""
+
+
 class ReportError(PartitionerError):
     """A report cannot be produced from the given inputs."""

@@ -49,7 +49,7 @@ from partitioner.plan.types import Plan, PlanPartition
 from partitioner.profiling.timing import pin_thread
 from partitioner.protocols import MemoryReporting, PreparedPartition, Runner
 from partitioner.registry import RunnerProtocolError, check_prepared, get_runner
-from partitioner.runtime.feeds import InputSpec, conform, one_line
+from partitioner.runtime.feeds import InputSpec, model_inputs, one_line
 from partitioner.runtime.memory import (
     DeviceMemory,
     RssLedger,
@@ -330,20 +330,7 @@ class Executor:
 
     def _model_inputs(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """``feeds`` with every model input conformed to the plan's TensorSpec."""
-        if not isinstance(feeds, Mapping):
-            raise RunError(f"inputs must map each input name to its value (as in "
-                           f"onnxruntime's run), got a {type(feeds).__name__}; the model's "
-                           f"inputs are {list(self._input_names)}")
-        missing = [n for n in self._input_names if n not in feeds]
-        unknown = sorted(set(feeds) - set(self._input_names))
-        if missing or unknown:
-            raise RunError(f"the model's inputs are {list(self._input_names)}: "
-                           + "; ".join(filter(None, (f"missing {missing}" if missing else "",
-                                                    f"unknown {unknown}" if unknown else ""))))
-        values = dict(feeds)
-        for spec in self._input_specs:
-            values[spec.name] = conform(spec, values[spec.name])
-        return values
+        return model_inputs(feeds, self._input_names, self._input_specs)
 
     def _invoke(self, index: int, inputs: dict[str, Any]) -> Any:
         """Run partition ``index``'s runner; every failure becomes a RunError naming it."""

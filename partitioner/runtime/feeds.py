@@ -181,6 +181,27 @@ def conform_feeds(
         raise
 
 
+def model_inputs(
+    feeds: Mapping[str, Any], input_names: tuple[str, ...], specs: tuple[InputSpec, ...]
+) -> dict[str, Any]:
+    """A whole model's ``feeds`` (every name of ``input_names``, nothing else), each input
+    conformed to its spec; one RunError lists every missing and unknown name."""
+    if not isinstance(feeds, Mapping):
+        raise RunError(f"inputs must map each input name to its value (as in "
+                       f"onnxruntime's run), got a {type(feeds).__name__}; the model's "
+                       f"inputs are {list(input_names)}")
+    missing = [n for n in input_names if n not in feeds]
+    unknown = sorted(set(feeds) - set(input_names))
+    if missing or unknown:
+        raise RunError(f"the model's inputs are {list(input_names)}: "
+                       + "; ".join(filter(None, (f"missing {missing}" if missing else "",
+                                                f"unknown {unknown}" if unknown else ""))))
+    values = dict(feeds)
+    for spec in specs:
+        values[spec.name] = conform(spec, values[spec.name])
+    return values
+
+
 def _castable(array: np.ndarray, dtype: np.dtype) -> bool:
     """True when ``array`` may become ``dtype`` without changing what it means."""
     given, wanted = array.dtype.kind, dtype.kind

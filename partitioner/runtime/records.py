@@ -18,7 +18,7 @@ import json
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -28,11 +28,28 @@ from partitioner.graph.loading import MAX_IR_VERSION
 from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256
 from partitioner.plan.types import Plan
 from partitioner.registry import get_runner
-from partitioner.runtime.executor import Executor, RunResult
+from partitioner.runtime.executor import RunResult, StreamResult
 from partitioner.runtime.memory import DeviceMemory
 
 #: Version tag of ``run.json``.
 RUN_FORMAT_VERSION = "hetpart-run/1"
+
+
+class PlanExecutor(Protocol):
+    """What :func:`measure` needs of an executor: the in-process ``runtime.executor.Executor``
+    and the Ray one (``distributed.executor.RayExecutor``) both are."""
+
+    plan: Plan
+    emulated: dict[str, str]
+    prepare_s: dict[int, float]
+    memory_unmeasured: str | None
+    measures_memory: bool
+
+    def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, DeviceMemory]: ...
+
+    def run(self, feeds: Mapping[str, Any]) -> RunResult: ...
+
+    def stream(self, feeds: Sequence[Mapping[str, Any]]) -> StreamResult: ...
 
 
 def resolve_model_path(plan: Plan, plan_dir: Path) -> Path:
@@ -116,7 +133,7 @@ def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
 
 
 def measure(
-    executor: Executor,
+    executor: PlanExecutor,
     feeds: Mapping[str, np.ndarray],
     *,
     repeat: int = 10,

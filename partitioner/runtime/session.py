@@ -75,12 +75,17 @@ class Session:
         else:
             self.plan_dir = Path(plan)
             self.plan = load_plan(self.plan_dir)
-        if self.plan_dir is None:
-            models = _extract_in_memory(self.plan, model)
-            self._executor = Executor(self.plan, models=models, emulate=emulate)
-        else:
-            self._executor = Executor(self.plan, self.plan_dir, emulate=emulate)
+        models = _extract_in_memory(self.plan, model) if self.plan_dir is None else None
+        self._executor = self._make_executor(models, emulate)
         self.last_result: RunResult | None = None
+
+    def _make_executor(
+        self, models: dict[int, onnx.ModelProto] | None, emulate: bool
+    ) -> Executor:
+        """The executor that runs the plan (in-memory ``models``, else the plan directory)."""
+        if models is not None:
+            return Executor(self.plan, models=models, emulate=emulate)
+        return Executor(self.plan, self.plan_dir, emulate=emulate)
 
     @property
     def emulated(self) -> dict[str, str]:

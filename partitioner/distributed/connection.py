@@ -1,0 +1,94 @@
+"""Connecting the driver to a Ray cluster: an address, or ``local`` (a throwaway one here).
+
+:class:`RayConnection` owns what it starts and only that: the local cluster it started, the
+``ray.init`` it made. A Ray session the caller had already opened is used and left open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from partitioner.distributed.local_cluster import LOOPBACK, LocalRayCluster, loopback_environment
+from partitioner.errors import RayClusterError
+
+#: ``--ray local`` / ``ray://local``: start a throwaway cluster on this machine.
+LOCAL = "local"
+
+
+def ray_module() -> Any:
+    """``import ray``, or a RayClusterError saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayClusterError(
+            f"Ray is not installed ({exc}); install the extra: pip install 'hetpart[ray]'"
+        ) from exc
+    return ray
+
+
+class RayConnection:
+    """The driver's connection to ``address`` (``local``: a new cluster with ``nodes``,
+    node name -> device ids)."""
+
+    def __init__(self, address: str, nodes: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.address = address
+        self.nodes = dict(nodes or {})
+        self.local: LocalRayCluster | None = None
+        self._initialised = False
+
+    @property
+    def where(self) -> str:
+        """The cluster, for messages."""
+        if self.local is not None:
+            return f"local ({self.local.address}, {len(self.local.nodes)} node(s))"
+        return self.address
+
+    def open(self) -> RayConnection:
+        if self.address == LOCAL:
+            loopback_environment()  # before Ray is first imported
+        ray = ray_module()
+        try:
+            if self.address == LOCAL:
+                if ray.is_initialized():
+                    raise RayClusterError(
+                        "--ray local: Ray is already initialised in this process; pass "
+                        "ray='auto' (or its address) to use that cluster"
+                    )
+                self.local = LocalRayCluster(self.nodes).start()
+                ray.init(address=self.local.address, _node_ip_address=LOOPBACK,
+                         log_to_driver=False, logging_level=logging.WARNING)
+                self._initialised = True
+            elif not ray.is_initialized():
+                ray.init(address=self.address, log_to_driver=False,
+                         logging_level=logging.WARNING)
+                self._initialised = True
+        except RayClusterError:
+            self.close()
+            raise
+        except Exception as exc:  # ConnectionError, ValueError, RuntimeError from ray.init
+            self.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RayClusterError(f"cannot connect to Ray cluster {self.address!r}: {first}"
+                                  ) from exc
+        return self
+
+    def close(self) -> None:
+        """Disconnect (when this connection connected) and stop the local cluster it started."""
+        if self._initialised:
+            self._initialised = False
+            import ray
+
+            ray.shutdown()
+        local, self.local = self.local, None
+        if local is not None:
+            local.shutdown()
+
+    def __enter__(self) -> RayConnection:
+        return self.open()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

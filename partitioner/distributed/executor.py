@@ -1,0 +1,376 @@
+"""Running a plan on Ray: one actor per plan device, boundary tensors worker to worker.
+
+:class:`RayExecutor` has the in-process executor's interface (``run``, ``stream``,
+``measure_memory``, ``plan``, ``prepare_s``, ``emulated``), so ``runtime.records.measure``,
+``hetpart run --json/--save/--check`` and reports treat its results the same way.
+
+* **Placement.** Each device's actor asks for one unit of the custom resource
+  ``hetpart_device:<id>`` (``resources.device_resource``), so Ray starts it on the node that
+  advertises that device; the plan's device ids are the only glue. Before any actor is
+  created, the cluster's resources are checked and every device no node advertises is named
+  (an actor asking for an absent resource would wait pending forever).
+* **Once per executor.** Each actor is built once with its device's spec and its partitions'
+  ONNX bytes (one ``ray.put`` per device) and prepares them with the device's runner.
+* **Per run.** The driver puts the model inputs, submits every (input, partition) call in
+  wave order (so a device's queue holds work in the order it can run) and passes producers'
+  results as ObjectRefs; each worker fetches its inputs from the producing node's object
+  store, times each cross-device fetch as that boundary's transfer and ``ray.put``s its
+  outputs (``worker.DeviceWorker``). The driver waits for the model outputs with a deadline
+  and fetches only them (plus each call's few-hundred-byte timing record).
+* **Faults.** A call whose actor died raises :class:`~partitioner.errors.DeviceLostError`
+  naming the device, its host and the partition; nothing is rerun elsewhere
+  (``max_task_retries=0``). With ``restarts=N`` Ray restarts the actor (``max_restarts``),
+  which prepares its partitions again, and the next run goes through.
+
+Timing: ``latency_s`` is the driver's wall time from submitting an input to its outputs
+being ready in the object store (so it includes Ray's scheduling and hand-offs); ``spans``
+are the workers' wall clocks (``time.time``: comparable across hosts only as far as their
+clocks agree); ``partition_s`` is each runner call; ``transfers`` each boundary fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from partitioner.cluster.types import DeviceSpec
+from partitioner.distributed.connection import LOCAL, RayConnection, ray_module
+from partitioner.distributed.resources import check_advertised, device_resource, hosts_of
+from partitioner.distributed.worker import DeviceWorker, PartitionInput, WorkerSpec
+from partitioner.errors import DeviceLostError, PartitionerError, RayClusterError, RunError
+from partitioner.plan.types import Plan
+from partitioner.runtime.executor import RunResult, StreamResult, TransferTiming
+from partitioner.runtime.feeds import InputSpec, model_inputs, one_line
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for every actor to prepare its partitions, and for one run's outputs.
+READY_TIMEOUT_S = 300.0
+RUN_TIMEOUT_S = 300.0
+#: Protobuf's limit: a partition shipped as one serialized ModelProto must stay below it.
+MAX_PARTITION_BYTES = 2**31 - 1
+
+
+class RayExecutor:
+    """Runs a plan's partitions on Ray actors, one per device.
+
+    Args:
+        plan: The plan.
+        plan_dir: Directory holding the partition files.
+        models: Alternatively, partition index -> ModelProto or path.
+        address: ``"local"`` (a throwaway loopback cluster, one node per host the plan
+            names), or what ``ray.init`` takes (``"auto"``, ``"HOST:PORT"``).
+        emulate: Map devices whose runner is absent on their node onto ONNX Runtime CPU.
+        restarts: Ray restarts a device's actor up to this many times (``max_restarts``).
+        timeout_s: Deadline of one run (or stream).
+
+    Raises:
+        RayClusterError: Ray missing, the cluster unreachable, or devices not advertised.
+        RunError: a device's runner cannot prepare its partitions.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        plan_dir: str | Path | None = None,
+        *,
+        models: Mapping[int, onnx.ModelProto | str | Path] | None = None,
+        address: str = LOCAL,
+        emulate: bool = False,
+        restarts: int = 0,
+        timeout_s: float = RUN_TIMEOUT_S,
+    ) -> None:
+        if plan_dir is None and models is None:
+            raise RunError("RayExecutor needs a plan directory or in-memory partition models")
+        if restarts < 0:
+            raise RunError(f"--restarts {restarts}: must be at least 0")
+        self.plan = plan
+        self.timeout_s = timeout_s
+        self.restarts = restarts
+        self.emulated: dict[str, str] = {}
+        self.prepare_s: dict[int, float] = {}
+        self.measures_memory = False
+        self.memory_unmeasured: str | None = (
+            "not measured on Ray yet (each device's memory lives in its actor's process)")
+        #: Device id -> the host it runs on (its ``host``, else the node's hostname).
+        self.hosts: dict[str, str] = {}
+        #: Device id -> {"hostname", "node_ip", "pid", "threads"} reported by its actor.
+        self.placement: dict[str, dict[str, Any]] = {}
+        self._parts = {p.index: p for p in plan.partitions}
+        self._actors: dict[str, Any] = {}
+        self._input_names = tuple(t.name for t in plan.model.inputs)
+        self._input_specs = tuple(InputSpec.of(t.name, t.dtype, t.shape)
+                                  for t in plan.model.inputs)
+        self._graph_outputs = [t.name for t in plan.model.outputs]
+        self._deps = {i: sorted({x.from_partition for x in p.inputs
+                                 if x.from_partition is not None})
+                      for i, p in self._parts.items()}
+        self._feeds_of = {i: sorted({x.name for x in p.inputs if x.from_partition is None})
+                          for i, p in self._parts.items()}
+        self._level: dict[int, int] = {}
+        for i in sorted(self._parts):  # partitions are numbered in dependency order
+            self._level[i] = 1 + max((self._level[d] for d in self._deps[i]), default=-1)
+        self._output_parts = sorted({i for i, p in self._parts.items()
+                                     for o in p.outputs if o.graph_output})
+        used_ids = {p.device for p in plan.partitions}
+        used = [d for d in plan.cluster.devices if d.id in used_ids]
+        self._connection = RayConnection(address, hosts_of(used))
+        try:
+            self._connection.open()
+            ray = ray_module()
+            check_advertised(used_ids, ray.cluster_resources(), ray.available_resources(),
+                             self._connection.where)
+            self._start(ray, used, plan_dir, models, emulate)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def where(self) -> str:
+        """The cluster this executor runs on, for messages."""
+        return self._connection.where
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def _start(self, ray: Any, devices: list[DeviceSpec], plan_dir: str | Path | None,
+               models: Mapping[int, onnx.ModelProto | str | Path] | None, emulate: bool) -> None:
+        remote = ray.remote(DeviceWorker)
+        ready = {}
+        for device in devices:
+            mine = [p for p in self.plan.partitions if p.device == device.id]
+            payload = ray.put({
+                p.index: _partition_bytes(
+                    models[p.index] if models is not None else Path(plan_dir or ".") / p.file,
+                    p.index)
+                for p in mine
+            })
+            spec = WorkerSpec(
+                device=device,
+                inputs={p.index: tuple(
+                    PartitionInput(x.name, x.from_partition, x.nbytes,
+                                   x.from_partition is not None
+                                   and self._parts[x.from_partition].device != device.id)
+                    for x in p.inputs) for p in mine},
+                returns={p.index: tuple(o.name for o in p.outputs) for p in mine},
+                emulate=emulate,
+            )
+            actor = remote.options(
+                resources={device_resource(device.id): 1}, num_cpus=0,
+                max_restarts=self.restarts, max_task_retries=0,
+            ).remote(spec, payload)
+            self._actors[device.id] = actor
+            ready[device.id] = actor.ready.remote()
+        done, pending = ray.wait(list(ready.values()), num_returns=len(ready),
+                                 timeout=READY_TIMEOUT_S)
+        if pending:
+            late = sorted(d for d, ref in ready.items() if ref in pending)
+            raise RayClusterError(
+                f"Ray cluster {self.where}: device(s) {', '.join(map(repr, late))} did not "
+                f"prepare their partitions within {READY_TIMEOUT_S:.0f} s")
+        for device in devices:
+            try:
+                info = ray.get(ready[device.id], timeout=READY_TIMEOUT_S)
+            except ray.exceptions.RayActorError as exc:
+                raise RunError(f"device {device.id!r}: its Ray actor died while starting: "
+                               f"{_first_line(exc)}") from None
+            if info["failure"]:
+                raise RunError(info["failure"])
+            self.hosts[device.id] = device.host or info["hostname"]
+            self.placement[device.id] = {k: info[k]
+                                         for k in ("hostname", "node_ip", "pid", "threads")}
+            self.prepare_s.update(info["prepare_s"])
+            if info["emulated"]:
+                self.emulated[device.id] = info["emulated"]
+                logger.warning("emulating device %s on ONNX Runtime CPU: %s", device.id,
+                               info["emulated"])
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run(self, feeds: Mapping[str, Any]) -> RunResult:
+        """Run one input; returns outputs and measurements (as ``Executor.run``).
+
+        Raises:
+            RunError: bad inputs, or a partition that failed (naming it and its device).
+            DeviceLostError: a device's actor died (naming the device, host and partition).
+        """
+        return self._execute([feeds])[0]
+
+    def stream(self, feeds: Sequence[Mapping[str, Any]]) -> StreamResult:
+        """Run ``feeds`` pipelined: every call is submitted at once, devices work in parallel."""
+        started = time.perf_counter()
+        results = self._execute(feeds)
+        return StreamResult(results, time.perf_counter() - started)
+
+    def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Not measured on Ray (``memory_unmeasured`` says so): always {}."""
+        return {}
+
+    def _execute(self, items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
+        ray = ray_module()
+        batch = [model_inputs(f, self._input_names, self._input_specs) for f in items]
+        submitted = time.perf_counter()
+        deadline = submitted + self.timeout_s
+        feed_refs = [{name: ray.put(value) for name, value in feeds.items()} for feeds in batch]
+        order = sorted((k + self._level[i], k, i)
+                       for k in range(len(batch)) for i in self._parts)
+        calls: dict[tuple[int, int], Any] = {}
+        for _, k, i in order:
+            part = self._parts[i]
+            feeds = {name: feed_refs[k][name] for name in self._feeds_of[i]}
+            producers = [calls[(k, d)] for d in self._deps[i]]
+            calls[(k, i)] = self._actors[part.device].run.remote(i, feeds, *producers)
+        ready_at = self._wait_outputs(ray, calls, len(batch), deadline, order)
+        keys = [(k, i) for _, k, i in order]
+        try:
+            records = dict(zip(keys, ray.get([calls[key] for key in keys],
+                                             timeout=_left(deadline)), strict=True))
+            results = [self._result(ray, k, batch[k], records, ready_at[k] - submitted,
+                                    deadline) for k in range(len(batch))]
+        except (ray.exceptions.RayError, PartitionerError) as exc:
+            raise self._diagnose(ray, exc, calls, order) from None
+        return results
+
+    def _wait_outputs(self, ray: Any, calls: Mapping[tuple[int, int], Any], items: int,
+                      deadline: float, order: Sequence[tuple[int, int, int]]) -> list[float]:
+        """When each input's output-producing calls finished (or failed: then diagnosed)."""
+        pending = {calls[(k, i)]: k for k in range(items) for i in self._output_parts}
+        left = [len(self._output_parts)] * items
+        ready_at = [time.perf_counter()] * items
+        while pending:
+            wait_s = _left(deadline)
+            if wait_s <= 0:
+                raise self._timed_out(ray, calls, pending.values())
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=min(wait_s, 1.0))
+            if done:
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            now = time.perf_counter()
+            for ref in done:
+                k = pending.pop(ref)
+                left[k] -= 1
+                if left[k] == 0:
+                    ready_at[k] = now
+        return ready_at
+
+    def _result(self, ray: Any, k: int, feeds: Mapping[str, Any],
+                records: Mapping[tuple[int, int], Mapping[str, Any]], latency_s: float,
+                deadline: float) -> RunResult:
+        result = RunResult({}, latency_s, {})
+        refs: dict[str, Any] = {}
+        for i in self._parts:
+            record = records[(k, i)]
+            result.partition_s[i] = record["partition_s"]
+            result.spans[i] = tuple(record["span"])  # type: ignore[assignment]
+            result.transfers.extend(TransferTiming(*t) for t in record["transfers"])
+            refs.update(record["outputs"])
+        wanted = [n for n in self._graph_outputs if n in refs]
+        values = ray.get([refs[n] for n in wanted], timeout=_left(deadline))
+        result.outputs = dict(zip(wanted, values, strict=True))
+        for name in self._graph_outputs:
+            if name not in result.outputs:
+                if name not in feeds:
+                    raise RunError(f"model output {name!r} was produced by no partition")
+                result.outputs[name] = feeds[name]
+        return result
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def _diagnose(self, ray: Any, exc: BaseException, calls: Mapping[tuple[int, int], Any],
+                  order: Sequence[tuple[int, int, int]]) -> PartitionerError:
+        """The first failed call in submission order, as a one-line error naming it."""
+        if isinstance(exc, PartitionerError):
+            return exc
+        for _, k, i in order:
+            try:
+                ray.get(calls[(k, i)], timeout=0)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.RayActorError as failed:
+                return self._lost(i, k, failed)
+            except ray.exceptions.RayTaskError as failed:
+                cause = failed.cause
+                if isinstance(cause, ray.exceptions.RayActorError):
+                    return self._lost(i, k, cause)
+                if isinstance(cause, PartitionerError):
+                    return RunError(one_line(str(cause)))
+                part = self._parts[i]
+                return RunError(f"partition {i} on {part.device} (host "
+                                f"{self.hosts.get(part.device, '?')}) failed: "
+                                f"{_first_line(failed)}")
+            except ray.exceptions.RayError as failed:
+                return self._lost(i, k, failed)
+        return RunError(f"run on Ray cluster {self.where} failed: {_first_line(exc)}")
+
+    def _lost(self, index: int, item: int, exc: BaseException) -> DeviceLostError:
+        device = self._parts[index].device
+        again = (f"Ray restarts its actor (--restarts {self.restarts}), so the next run can go "
+                 "on" if self.restarts else "rerun with --restarts N to let Ray restart it")
+        return DeviceLostError(
+            f"device {device!r} on host {self.hosts.get(device, '?')} was lost while running "
+            f"partition {index} (input {item}): {_first_line(exc)}; nothing was rerun "
+            f"elsewhere; {again}")
+
+    def _timed_out(self, ray: Any, calls: Mapping[tuple[int, int], Any],
+                   waiting: Any) -> PartitionerError:
+        """A run past its deadline: name devices whose node left, else the late partitions."""
+        used = {p.device for p in self._parts.values()}
+        try:
+            check_advertised(used, ray.cluster_resources(), {}, self.where)
+        except RayClusterError as gone:
+            return DeviceLostError(f"{gone} (a node left during the run)")
+        late = sorted({i for (k, i), ref in calls.items()
+                       if ray.wait([ref], timeout=0)[1]})
+        where = ", ".join(f"partition {i} on {self._parts[i].device}" for i in late[:5])
+        return RunError(f"run on Ray cluster {self.where} did not finish within "
+                        f"{self.timeout_s:.0f} s (waiting for {where})")
+
+    # -- teardown ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the actors and disconnect (and stop the local cluster this executor started)."""
+        actors, self._actors = self._actors, {}
+        if actors:
+            try:
+                import ray
+
+                for actor in actors.values():
+                    ray.kill(actor, no_restart=True)
+            except Exception as exc:  # the cluster may be gone already
+                logger.debug("killing actors: %s", exc)
+        self._connection.close()
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.perf_counter())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return one_line(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def _partition_bytes(source: onnx.ModelProto | str | Path, index: int) -> bytes:
+    """A partition as one serialized ModelProto, external weights included."""
+    try:
+        model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    except Exception as exc:
+        raise RunError(f"partition {index}: cannot load {source}: {exc}") from exc
+    size = model.ByteSize()
+    if size > MAX_PARTITION_BYTES:
+        raise RunError(f"partition {index}: {size / 2**30:.1f} GiB is over protobuf's 2 GiB, "
+                       "which shipping it to a Ray actor as one model needs")
+    return model.SerializeToString()

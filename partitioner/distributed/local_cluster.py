@@ -1,0 +1,142 @@
+"""``--ray local``: a throwaway Ray cluster on this machine, one simulated node per host.
+
+The head runs no work (``num_cpus=0``); each node advertises its devices as custom resources
+(``resources.device_resource``) and has a small object store. Everything binds to loopback:
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before Ray is imported (Ray then takes
+127.0.0.1 as this node's address) and every head and node gets ``node_ip_address =
+"127.0.0.1"`` (``ray.cluster_utils.Cluster.add_node`` hands its keyword arguments to
+``RayParams``). Ray's state (session directories, the ``ray_current_cluster`` address file)
+goes into a private ``RAY_TMPDIR`` removed at teardown, so nothing is left in ``/tmp/ray``;
+teardown waits, bounded, for every process started under it to exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from partitioner.distributed.resources import node_resources
+from partitioner.errors import RayClusterError
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+#: Object store per simulated node (Ray's minimum is about 75 MB).
+OBJECT_STORE_BYTES = 100 * 2**20
+#: Seconds to wait for nodes to register, and for processes to exit at teardown.
+START_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 15.0
+
+
+def loopback_environment() -> None:
+    """Make Ray take 127.0.0.1 as this node's address (read when ``ray`` is first imported)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
+class LocalRayCluster:
+    """A head (no CPUs) and one node per entry of ``nodes`` (name -> device ids), on loopback.
+
+    Use as a context manager, or call :meth:`start` and :meth:`shutdown` (also on failure).
+    """
+
+    def __init__(self, nodes: Mapping[str, Sequence[str]], cpus_per_node: int = 1,
+                 object_store_bytes: int = OBJECT_STORE_BYTES) -> None:
+        self.nodes = {name: list(ids) for name, ids in nodes.items()}
+        self.cpus_per_node = cpus_per_node
+        self.object_store_bytes = object_store_bytes
+        self.address: str | None = None
+        self._cluster: Any = None
+        self._tmp: Path | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def start(self) -> LocalRayCluster:
+        self._saved_env = {k: os.environ.get(k)
+                           for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
+        loopback_environment()
+        # Short prefix: Ray's Unix socket paths live under it (107-byte limit).
+        self._tmp = Path(tempfile.mkdtemp(prefix="hpray-", dir="/tmp"))
+        os.environ["RAY_TMPDIR"] = str(self._tmp)
+        try:
+            from ray.cluster_utils import Cluster
+
+            common = {"node_ip_address": LOOPBACK, "object_store_memory": self.object_store_bytes}
+            self._cluster = Cluster(shutdown_at_exit=True)
+            self._cluster.add_node(num_cpus=0, include_dashboard=False, **common)
+            for ids in self.nodes.values():
+                self._cluster.add_node(wait=False, num_cpus=self.cpus_per_node,
+                                       resources=node_resources(ids), **common)
+            self._cluster.wait_for_nodes(timeout=START_TIMEOUT_S)
+            self.address = self._cluster.address
+        except Exception as exc:
+            self.shutdown()
+            raise RayClusterError(f"could not start a local Ray cluster: {exc}") from exc
+        logger.info("local Ray cluster at %s: %d node(s) %s", self.address, len(self.nodes),
+                    ", ".join(f"{n}={ids}" for n, ids in self.nodes.items()))
+        return self
+
+    def shutdown(self) -> None:
+        """Stop every node and remove Ray's state; safe to call twice, and after a failed start."""
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            try:
+                cluster.shutdown()
+            except Exception as exc:  # teardown goes on: the processes are reaped below
+                logger.warning("local Ray cluster shutdown: %s", exc)
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            _wait_for_exit(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        self.address = None
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+
+def processes_under(root: Path) -> list[int]:
+    """PIDs of this user's processes whose command line names ``root`` (Ray's processes carry
+    their session directory), from ``/proc``."""
+    mark = str(root).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def _wait_for_exit(root: Path) -> None:
+    """Wait (bounded) for the processes started under ``root`` to exit; kill, by id, any
+    still there after ``EXIT_TIMEOUT_S`` (workers that outlived their raylet)."""
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not processes_under(root):
+            return
+        time.sleep(0.1)
+    for pid in processes_under(root):
+        logger.warning("killing Ray process %d left after teardown", pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
