@@ -16,6 +16,7 @@ MODULES = (
     "analysis",
     "zoo",
     "cost_accuracy",
+    "plan_accuracy",
     "compile_time",
     "solver_quality",
     "execution",

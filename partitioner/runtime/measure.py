@@ -111,8 +111,9 @@ def measure_plans(
     fingerprints: dict[str, str] = {}
     for name, plan in plans.items():
         models[name] = {p.index: extractor.extract_proto(p) for p in plan.partitions}
-        if not fingerprints:
-            fingerprints = device_fingerprints(plan)
+        # Plans compiled for different clusters (``--devices X``) each bring their devices.
+        if not set(plan.partition_devices().values()) <= fingerprints.keys():
+            fingerprints.update(device_fingerprints(plan))
         keys[name] = timing_key(plan, models[name], fingerprints)
     # A figure is only comparable with those timed beside it, so rows belong to their batch:
     # keyed per plan alone, a single device timed again beside round 2's split would replace

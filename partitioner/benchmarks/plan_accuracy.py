@@ -1,0 +1,217 @@
+"""Compiled plans, predicted against measured: the goals of issue 19, as a user meets them.
+
+For every model (the zoo's families, and models from other code: transformers GPT-2 and BERT
+architectures with random weights, that BERT quantized by ONNX Runtime's dynamic quantizer,
+and a model whose ``If`` torch's exporter wrote from ``torch.cond``): `hetpart compile` for
+each local runner alone (``--devices X``) and for ``local``, each plan's prediction read from
+the plan, then all of that model's plans measured fresh, side by side (``measure_plans``:
+interleaved warm blocks, median, no cache) as `hetpart run` would. Reported: prediction error
+per (model, plan), whether the plans rank the single devices as measured, and the ``local``
+plan against the best single device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from partitioner.cluster.local import detect_local_cluster
+from partitioner.compiler import CompileOptions, compile_model
+from partitioner.graph.analysis import analyse
+from partitioner.runtime.measure import measure_plans
+
+log = logging.getLogger(__name__)
+
+COMMAND = "python -m partitioner.benchmarks --only plan_accuracy"
+GOAL = 0.10
+#: The local plan may be this much slower than the best single device and still pass.
+SINGLE_DEVICE_SLACK = 1.05
+DEVICES = ("ort-cpu", "ov-cpu")
+
+
+def _zoo(name: str) -> Callable[[Path], Path]:
+    def build(_: Path) -> Path:
+        from models import zoo
+
+        return zoo.build(name)
+    return build
+
+
+def _quantized_bert(folder: Path) -> Path:
+    """hf-bert through ``onnxruntime.quantization.quantize_dynamic`` (int8 weights,
+    DynamicQuantizeLinear + MatMulInteger)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from models import zoo
+
+    out = folder / "hf-bert-int8.onnx"
+    quantize_dynamic(str(zoo.build("hf-bert")), str(out), weight_type=QuantType.QInt8)
+    return out
+
+
+def _torch_cond(folder: Path) -> Path:
+    """Two linear branches chosen by ``torch.cond`` on the input's sum: an ONNX ``If``."""
+    import torch
+
+    class Branches(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(256, 256), torch.nn.Linear(256, 256)
+            self.head = torch.nn.Linear(256, 64)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.cond(x.sum() > 0, lambda t: torch.relu(self.a(t)),
+                           lambda t: torch.tanh(self.b(t)), (x,))
+            return self.head(y)
+
+    torch.manual_seed(0)
+    out = folder / "torch-cond.onnx"
+    torch.onnx.export(Branches().eval(), (torch.randn(32, 256),), dynamo=True).save(str(out))
+    model = onnx.load(str(out))
+    assert any(n.op_type == "If" for n in model.graph.node), "the export has no If"
+    return out
+
+
+MODELS: dict[str, Callable[[Path], Path]] = {
+    "mlp": _zoo("mlp"),
+    "resnet": _zoo("resnet"),
+    "inception": _zoo("inception"),
+    "gpt": _zoo("gpt"),
+    "bert": _zoo("bert"),
+    "hf-gpt2": _zoo("hf-gpt2"),
+    "hf-bert": _zoo("hf-bert"),
+    "hf-bert-int8": _quantized_bert,
+    "torch-cond": _torch_cond,
+}
+QUICK_MODELS = ("mlp", "hf-bert-int8", "torch-cond")
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    plan: str  # a device id, or "local"
+    partitions: int
+    predicted_s: float
+    measured_s: float
+    noise_s: float
+
+    @property
+    def error(self) -> float:
+        return (self.predicted_s - self.measured_s) / self.measured_s
+
+
+def _measure_model(name: str, path: Path, rounds: int) -> list[Row]:
+    cluster = detect_local_cluster().restricted_to(list(DEVICES))
+    plans = {}
+    for plan_name, devices in [(d, [d]) for d in DEVICES] + [("local", None)]:
+        try:
+            plans[plan_name] = compile_model(
+                str(path), cluster, CompileOptions(devices=devices, time_limit_s=10)).plan
+        except Exception as exc:  # noqa: BLE001 - a runner that cannot run the model
+            log.warning("%s on %s: %s", name, plan_name, str(exc).splitlines()[0])
+    measured = measure_plans(analyse(str(path)), plans, cache=None, rounds=rounds)
+    return [Row(name, p, len(plan.partitions), plan.solver.predicted_latency_s,
+                measured[p].timing.median_s, measured[p].timing.noise_s)
+            for p, plan in plans.items()]
+
+
+def measure(quick: bool = False) -> list[Row]:
+    """Every model's rows; profiles and compile-time timings go to a fresh cache, so the
+    predictions are this run's."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="hetpart-plan-accuracy-") as tmp:
+        paths = {name: make(Path(tmp)) for name, make in MODELS.items()
+                 if not quick or name in QUICK_MODELS}  # zoo models from the zoo's cache
+        with _environment(HETPART_CACHE=str(Path(tmp) / "cache")):
+            for name, path in paths.items():
+                rows += _measure_model(name, path, rounds=5 if quick else 9)
+    return rows
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _ranking_agrees(rows: list[Row]) -> bool:
+    """Whether predictions order the single devices as measured; two devices measured
+    within their noise of each other count as a tie either way."""
+    singles = [r for r in rows if r.plan != "local"]
+    for a in singles:
+        for b in singles:
+            gap = b.measured_s - a.measured_s
+            if gap > max(a.noise_s, b.noise_s) and a.predicted_s >= b.predicted_s:
+                return False
+    return True
+
+
+def render(rows: list[Row], quick: bool) -> str:
+    lines = [
+        "## Compiled plans: predicted vs measured (issue 19 goals)",
+        "",
+        f"Command: `{COMMAND}{' --quick' if quick else ''}` (part of `make bench`). Every plan "
+        "compiled with `--cluster local` restricted to one runner (`--devices X`) or both "
+        "(`local`); predicted = the plan's `predicted_latency_s`; measured = all of a model's "
+        "plans timed fresh side by side (`runtime.measure.measure_plans`: alternating warm "
+        "blocks, median; noise = p10-p90 spread of the block medians). ort-cpu is ONNX "
+        "Runtime f32, ov-cpu OpenVINO CPU in f32 (`INFERENCE_PRECISION_HINT=f32`).",
+        "",
+        "| model | plan | partitions | predicted ms | measured ms | noise | error | ±10% |",
+        "|---|---|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.model} | {r.plan} | {r.partitions} | {r.predicted_s * 1e3:.3f} "
+                     f"| {r.measured_s * 1e3:.3f} | {r.noise_s / r.measured_s:.0%} "
+                     f"| {r.error:+.0%} | {'yes' if abs(r.error) <= GOAL else 'no'} |")
+    models = list(dict.fromkeys(r.model for r in rows))
+    within = sum(abs(r.error) <= GOAL for r in rows)
+    ranked = [m for m in models if _ranking_agrees([r for r in rows if r.model == m])]
+    lines += ["", "| model | single devices ranked as measured | local / best single |",
+              "|---|:---:|---:|"]
+    ratios = []
+    for m in models:
+        mine = [r for r in rows if r.model == m]
+        singles = [r.measured_s for r in mine if r.plan != "local"]
+        local = next((r.measured_s for r in mine if r.plan == "local"), None)
+        ratio = local / min(singles) if local is not None and singles else None
+        if ratio is not None:
+            ratios.append(ratio)
+        lines.append(f"| {m} | {'yes' if m in ranked else 'no'} | "
+                     f"{f'{ratio:.2f}x' if ratio is not None else '-'} |")
+    slack = sum(r <= SINGLE_DEVICE_SLACK for r in ratios)
+    lines += [
+        "",
+        f"Predictions within ±10%: **{within}/{len(rows)}** ({within / len(rows):.0%}; goal "
+        f"≥ 90%), median |error| {statistics.median(abs(r.error) for r in rows):.0%}. "
+        f"Single devices ranked as measured: **{len(ranked)}/{len(models)}** models. "
+        f"`local` plan ≤ {SINGLE_DEVICE_SLACK}x the best single device: "
+        f"**{slack}/{len(ratios)}**.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(quick: bool = False) -> str:
+    return render(measure(quick), quick)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(run(quick="--quick" in sys.argv))
