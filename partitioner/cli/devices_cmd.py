@@ -15,7 +15,9 @@ from partitioner.plan.codec import link_to_dict
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devices", help="list the devices of a cluster (local, preset or file)")
     p.add_argument("--cluster", default="local",
-                   help="local, local-cores, a preset name or a cluster TOML file")
+                   help="local, local-cores, a preset name, a cluster TOML file, or "
+                        "ray://HOST:PORT (ray://local: the Ray cluster running here) to list "
+                        "the plan devices a running Ray cluster's nodes advertise")
     p.add_argument("--json", action="store_true", help="print the cluster as JSON")
     p.add_argument("--list-presets", action="store_true", help="list preset cluster names")
     p.set_defaults(func=run)
@@ -91,9 +93,32 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(names))
         return 0
+    if args.cluster.startswith("ray://"):
+        return _ray_devices(args.cluster, args.json)
     cluster = load_cluster(args.cluster)
     if args.json:
         print_json(cluster_dict(cluster))
     else:
         print(format_cluster(cluster))
+    return 0
+
+
+def _ray_devices(spec: str, as_json: bool) -> int:
+    """``--cluster ray://ADDRESS``: each live node and the plan devices it advertises."""
+    from partitioner.distributed.inventory import cluster_nodes, ray_address
+    from partitioner.distributed.resources import DEVICE_RESOURCE_PREFIX
+
+    address = ray_address(spec)
+    nodes = cluster_nodes(address)
+    if as_json:
+        print_json({"address": address, "nodes": [n.to_json() for n in nodes]})
+        return 0
+    devices = sum(len(n.devices) for n in nodes)
+    lines = [f"Ray cluster {address}: {len(nodes)} live node(s), {devices} plan device(s) "
+             f"advertised ({DEVICE_RESOURCE_PREFIX}<id>)"]
+    for n in nodes:
+        role = " (head)" if n.head else ""
+        lines.append(f"  {n.node_ip:<15} {n.hostname}{role}: {n.cpus:g} CPU, devices "
+                     f"{', '.join(n.devices) or '-'}")
+    print("\n".join(lines))
     return 0

@@ -13,6 +13,7 @@ from partitioner.cli.common import (
     print_json,
     seed_int,
 )
+from partitioner.errors import RunError
 from partitioner.plan.io import check_model_hash, load_plan
 from partitioner.plan.types import Plan
 from partitioner.runtime.executor import Executor
@@ -74,6 +75,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="map devices absent here onto ONNX Runtime CPU (timings are emulated)",
     )
     p.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="run on a Ray cluster, one actor per device: 'local' (a throwaway loopback "
+             "cluster here, one node per host the plan names) or its address (auto, HOST:PORT)",
+    )
+    p.add_argument(
+        "--restarts", type=non_negative_int, default=0, metavar="N",
+        help="with --ray: Ray restarts a device's actor that dies up to N times (default 0)",
+    )
+    p.add_argument(
         "--save", action="store_true", help="write the measurements to PLAN_DIR/run.json"
     )
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
@@ -89,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
     if args.check:  # fail on a missing or foreign model before spending time running
         model_path = resolve_model_path(plan, plan_dir)
         check_model_hash(plan, model_path)
-    with Executor(plan, plan_dir, emulate=args.emulate, measure_memory=True) as executor:
+    with _executor(args, plan, plan_dir) as executor:
         record, last = measure(
             executor, feeds, repeat=args.repeat, warmup=args.warmup, stream=args.stream
         )
+        if args.ray:
+            record["ray"] = {"address": args.ray, "cluster": executor.where,
+                             "hosts": dict(sorted(executor.hosts.items())),
+                             "restarts": args.restarts}
     ok = True
     if model_path is not None:
         expected = whole_model_outputs(model_path, feeds)
@@ -114,6 +128,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_record(record, plan_dir))
     return 0 if ok else 1
+
+
+def _executor(args: argparse.Namespace, plan: Plan, plan_dir: Path) -> Any:
+    """The in-process executor, or with ``--ray`` the Ray one (one actor per device)."""
+    if not args.ray:
+        if args.restarts:
+            raise RunError("--restarts applies to --ray runs only")
+        return Executor(plan, plan_dir, emulate=args.emulate, measure_memory=True)
+    from partitioner.distributed.executor import RayExecutor
+
+    return RayExecutor(plan, plan_dir, address=args.ray, emulate=args.emulate,
+                       restarts=args.restarts)
 
 
 def _mib(nbytes: float) -> str:
@@ -150,6 +176,9 @@ def format_record(record: dict[str, Any], plan_dir: Path) -> str:
         f"ran {plan_dir} ({record['model']}), {record['repeat']} timed runs"
         + (f" after {warmup} warm-up run{'s' if warmup != 1 else ''}" if warmup is not None else "")
     ]
+    if "ray" in record:
+        hosts = ", ".join(f"{d}@{h}" for d, h in record["ray"]["hosts"].items())
+        lines.append(f"  ray              {record['ray']['cluster']}: {hosts}")
     if record["emulated"]:
         lines.append("  EMULATED devices (timings are not those of the real hardware):")
         lines += [f"    {dev}: {why}" for dev, why in record["emulated"].items()]
