@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from partitioner.errors import PlanError
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from partitioner.compiler import Compilation
     from partitioner.generation.layout import DecoderLayout
     from partitioner.graph.analysis import AnalysedModel
+    from partitioner.plan.types import Plan
 
 PHASES = ("prefill", "decode")
 _LAYER = re.compile(r"layers\.(\d+)[/.]")
@@ -43,6 +46,60 @@ def symbolic_source(model_path: str | Path) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(loaded.model)
     except (onnx.shape_inference.InferenceError, ValueError):  # > 2 GiB, unknown ops
         return loaded.model
+
+
+def with_symbolic_inputs(plan: Plan, source: onnx.ModelProto) -> Plan:
+    """``plan`` with the graph inputs each partition needs once cut from ``source``.
+
+    Analysis folds shape arithmetic at the compile shapes (genai graphs compute the total
+    sequence length from ``Shape(attention_mask)``), so a partition that consumed a folded
+    constant in the plan computes it from a graph input in the symbolic graph: that input is
+    added to the partition's inputs (the executor then feeds it).
+
+    Raises:
+        PlanError: a partition would need a tensor another partition computes but does not
+            hand over (naming both).
+    """
+    import dataclasses
+
+    from partitioner.plan.types import PartitionInput
+
+    producer = {out: node for node in source.graph.node for out in node.output if out}
+    weights = {t.name for t in source.graph.initializer}
+    graph_inputs = {t.name: t for t in plan.model.inputs}
+    partitions = []
+    for part in plan.partitions:
+        bounded = {i.name for i in part.inputs}
+        needed: list[str] = []
+        stack = [o.name for o in part.outputs]
+        seen: set[str] = set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen or tensor in bounded or tensor in weights or not tensor:
+                continue
+            seen.add(tensor)
+            if tensor in graph_inputs:
+                needed.append(tensor)
+                continue
+            node = producer.get(tensor)
+            if node is None:
+                continue
+            where = plan.placement.get(node.name)
+            if where is not None and where.partition != part.index:
+                raise PlanError(
+                    f"partition {part.index} ({part.device}) needs {tensor!r} from node "
+                    f"{node.name!r} of partition {where.partition} to run at every sequence "
+                    f"length, and the plan does not hand it over")
+            stack.extend(node.input)
+        extra = [PartitionInput(name, _nbytes(graph_inputs[name]), None)
+                 for name in sorted(set(needed))]
+        partitions.append(dataclasses.replace(part, inputs=part.inputs + tuple(extra))
+                          if extra else part)
+    return dataclasses.replace(plan, partitions=tuple(partitions))
+
+
+def _nbytes(spec: Any) -> int:
+    return int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
 
 
 def phase_input_shapes(layout: DecoderLayout, phase: str, batch: int, tokens: int
@@ -108,9 +165,18 @@ def compile_phase(layout: DecoderLayout, phase: str, cluster: Any = "local", *, 
         options: Further ``CompileOptions`` fields (``time_limit_s``, ``measure_rounds``...).
     """
     from partitioner.compiler import CompileOptions, compile_model
+    from partitioner.generation.generator import empty_past, step_feeds
     from partitioner.graph.analysis import analyse
 
-    analysed = analyse(str(layout.model_path), phase_input_shapes(layout, phase, batch, tokens))
+    shapes = phase_input_shapes(layout, phase, batch, tokens)
+    # Real-looking samples (ones in the mask): genai's GroupQueryAttention refuses the zeros
+    # analysis would otherwise run it on to shape its outputs.
+    new, past = shapes[layout.input_ids][1], shapes[layout.past_names[0]][2]
+    kv = {name: np.zeros(layout.kv_shape(batch, past), dtype=layout.kv_dtype)
+          for name in layout.past_names}
+    samples = step_feeds(layout, np.ones((batch, new), dtype=np.int64), past,
+                         kv if past else empty_past(layout, batch))
+    analysed = analyse(str(layout.model_path), shapes, samples)
     fields: dict[str, Any] = {"time_limit_s": 10.0, **(options or {})}
     if split:
         fields["pins"] = tuple(fields.get("pins", ())) + tuple(

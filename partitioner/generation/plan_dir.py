@@ -132,7 +132,7 @@ def write_generation_plan(
         PlanError: a refused target, a plan of another model, a value that is not JSON.
     """
     from partitioner.compiler import Compilation
-    from partitioner.generation.phase_plans import symbolic_source
+    from partitioner.generation.phase_plans import symbolic_source, with_symbolic_inputs
     from partitioner.graph.analysis import analyse
     from partitioner.plan.io import write_plan
 
@@ -155,7 +155,8 @@ def write_generation_plan(
         if analysed.facts.model_sha256 != plan.model.sha256:
             raise PlanError(f"{phase} plan is of another model than {layout.model_path} "
                             f"(sha256 {plan.model.sha256[:12]}...)")
-        write_plan(plan, analysed, root / phase, overwrite=True, source=source)
+        write_plan(with_symbolic_inputs(plan, source), analysed, root / phase, overwrite=True,
+                   source=source)
     tokenizer = None
     if layout.tokenizer_path is not None and layout.tokenizer_path.is_file():
         shutil.copyfile(layout.tokenizer_path, root / TOKENIZER_FILE)
