@@ -1,0 +1,122 @@
+"""Measured decode step time across context lengths, for the planner's "KV growth measured
+locally": one decode step (one new token over ``past`` cached ones) of the whole decoder on a
+real runner, at each context, interleaved, warmed, median with spread.
+
+Method: the model is prepared once on the runner; every context gets its own feeds (random
+KV cache of that length, so no runtime can shortcut zeros); each context is run ``warmup``
+times first; then ``rounds`` rounds each time a block of ``repeat`` back-to-back steps per
+context, contexts in a rotated order per round (blocks, not single calls, so each block runs
+with its own weights and cache warm in the caches: docs/pitfalls.md). The figure per context
+is the median of its blocks' mean step times; ``low_s``/``high_s`` are the fastest and slowest
+block (the spread on this shared machine).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from partitioner.errors import RunError
+from partitioner.generation.generator import step_feeds
+from partitioner.generation.layout import DecoderLayout
+
+if TYPE_CHECKING:
+    from partitioner.cluster.types import DeviceSpec
+    from partitioner.protocols import PreparedPartition
+
+DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class DecodeStepTime:
+    """One context's measured decode step (seconds)."""
+
+    context: int
+    batch: int
+    median_s: float
+    low_s: float
+    high_s: float
+    blocks: int
+    calls_per_block: int
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest block) / median."""
+        return (self.high_s - self.low_s) / self.median_s if self.median_s else 0.0
+
+
+def _prepare(layout: DecoderLayout, runner: str | DeviceSpec,
+             options: Mapping[str, Any] | None) -> PreparedPartition:
+    from partitioner.registry import get_runner
+
+    if isinstance(runner, str):
+        name, opts = runner, dict(options or {})
+    else:  # a DeviceSpec of a cluster
+        name, opts = runner.runner, {**runner.runner_options, **(options or {})}
+    backend = get_runner(name)
+    reason = backend.absent_reason(opts)
+    if reason:
+        raise RunError(f"cannot measure decode steps on runner {name!r}: {reason}")
+    return backend.prepare(str(layout.model_path),
+                           {**opts, "label": f"{layout.model_path.name} decode on {name}"})
+
+
+def decode_feeds(layout: DecoderLayout, context: int, batch: int, seed: int = 0
+                 ) -> dict[str, Any]:
+    """Feeds of one decode step after ``context - 1`` cached tokens (``context`` in all)."""
+    layout.check_context(context, "measured context")
+    rng = np.random.default_rng(seed)
+    past = context - 1
+    kv = {name: rng.standard_normal(layout.kv_shape(batch, past)).astype(layout.kv_dtype)
+          for name in layout.past_names}
+    ids = rng.integers(3, layout.spec.vocab_size, (batch, 1), dtype=np.int64)
+    return step_feeds(layout, ids, past, kv)
+
+
+def measure_decode_step(layout: DecoderLayout, runner: str | DeviceSpec = "onnxruntime",
+                        contexts: Sequence[int] = DEFAULT_CONTEXTS, batch: int = 1, *,
+                        options: Mapping[str, Any] | None = None, warmup: int = 3,
+                        repeat: int = 5, rounds: int = 5) -> list[DecodeStepTime]:
+    """Time one decode step of ``layout``'s whole model at each context (see the module
+    docstring).
+
+    Args:
+        layout: The decoder folder.
+        runner: A runner name (``onnxruntime``, ``openvino``) with ``options``, or a cluster
+            ``DeviceSpec`` (its runner and options; ``options`` override).
+        contexts: Total tokens (cache + the new one) per measured step.
+        batch: Concurrent sequences.
+
+    Raises:
+        RunError: the runner is absent, or a step fails (naming the context).
+        LayoutError: a context beyond the model's maximum.
+    """
+    if not contexts:
+        raise RunError("measure_decode_step needs at least one context")
+    prepared = _prepare(layout, runner, options)
+    feeds = {c: decode_feeds(layout, c, batch, seed=i) for i, c in enumerate(contexts)}
+    clock = time.perf_counter
+    for context, feed in feeds.items():
+        for _ in range(warmup):
+            try:
+                prepared.run(feed)
+            except Exception as exc:
+                raise RunError(f"decode step at context {context} failed: {exc}") from exc
+    blocks: dict[int, list[float]] = {c: [] for c in contexts}
+    order = list(contexts)
+    for r in range(rounds):
+        for context in order[r % len(order):] + order[:r % len(order)]:
+            feed = feeds[context]
+            t0 = clock()
+            for _ in range(repeat):
+                prepared.run(feed)
+            blocks[context].append((clock() - t0) / repeat)
+    return [DecodeStepTime(context=c, batch=batch, median_s=statistics.median(blocks[c]),
+                           low_s=min(blocks[c]), high_s=max(blocks[c]), blocks=rounds,
+                           calls_per_block=repeat)
+            for c in contexts]
