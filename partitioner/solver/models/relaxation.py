@@ -12,8 +12,8 @@ choices:
   (``start[v] >= end[u] + transfer(a, b) + overhead(b)`` when ``u`` is on ``a``, ``v`` on ``b``);
 * nodes on one processor never overlap, and each device a processor uses spends at least one
   call overhead on it (a floating interval);
-* the makespan covers every node's end, and every processor's work plus one overhead per
-  call its devices must make: a node's outputs leave only when its call returns, so a path
+* the makespan covers every node's end, and every processor's work, the copies that occupy
+  it (devices without a copy engine) and one overhead per call its devices must make: a node's outputs leave only when its call returns, so a path
   that leaves device ``k`` and comes back ends one call on ``k`` and needs another (call
   levels, ``call_levels``, on up to ``CALL_LEVEL_NODE_LIMIT`` nodes).
   Without them a node sent to another device and back looked free while the first device
@@ -168,10 +168,17 @@ class RelaxationModel(AssignmentModel):
             m.add(returns >= 2 * calls[k] - 1 - total)
             return paid + idle[k] * returns
 
+        # Copies that occupy a device without a copy engine keep its processor busy too
+        # (counted as the evaluator pushes them, rounded down: ``occupying_copies``).
+        copying: dict[int, list[cp_model.LinearExprT]] = {}
+        for a, b, ticks, sent in self.occupying_copies():
+            for k in idx.occupied(a, b):
+                copying.setdefault(k, []).append(ticks * sent)
         for g in set(idx.group):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
             m.add(makespan >= cp_model.LinearExpr.sum([overheads(k) for k in ks])
-                  + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i]))
+                  + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i])
+                  + sum(t for k in ks for t in copying.get(k, [])))
         m.minimize(makespan)
 
     def _call_slots(self, count: int, start: list[cp_model.IntVar], end: list[cp_model.IntVar],
