@@ -13,9 +13,10 @@ choices:
 * nodes on one processor never overlap, and each device a processor uses spends at least one
   call overhead on it (a floating interval);
 * the makespan covers every node's end, and every processor's work, the copies that occupy
-  it (devices without a copy engine) and one overhead per call its devices must make: a node's outputs leave only when its call returns, so a path
-  that leaves device ``k`` and comes back ends one call on ``k`` and needs another (call
-  levels, ``call_levels``, on up to ``CALL_LEVEL_NODE_LIMIT`` nodes).
+  it (devices without a copy engine) and one overhead per call its devices must make: a
+  node's outputs leave only when its call returns, so a path that leaves device ``k`` and
+  comes back ends one call on ``k`` and needs another (call levels, ``call_levels``, on up to
+  ``CALL_LEVEL_NODE_LIMIT`` nodes).
   Without them a node sent to another device and back looked free while the first device
   went on with a parallel branch. Each such return also costs a device alone on its
   processor one more call or the idle time of the round trip (``_return_idle``).
