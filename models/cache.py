@@ -74,6 +74,11 @@ def clean_cache() -> tuple[int, int]:
     for item in root.iterdir():
         if item.is_dir() and item.name.startswith("."):
             shutil.rmtree(item, ignore_errors=True)
+        elif item.is_dir() and (item / "model.onnx").is_file():  # a folder model (llama)
+            size = sum(f.stat().st_size for f in item.rglob("*") if f.is_file())
+            shutil.rmtree(item, ignore_errors=True)
+            freed += size
+            files += 1
         elif item.is_file() and item.suffix in (".onnx", ".data"):
             freed += item.stat().st_size
             item.unlink()

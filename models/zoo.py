@@ -86,7 +86,9 @@ class ZooEntry:
 
     ``builder`` is a module under ``models``: torch families expose ``make_module``,
     ``example_inputs``, ``INPUT_NAMES`` and ``OUTPUT_NAMES``; the others expose
-    ``build(params, path, metadata)``.
+    ``build(params, path, metadata)``; ``folder`` families (a model folder: ``model.onnx``
+    with its configs and tokenizer, as decoders with a KV cache ship) expose
+    ``build_folder(params, folder)``.
     """
 
     name: str
@@ -95,6 +97,7 @@ class ZooEntry:
     params: tuple[Param, ...]
     needs_torch: bool = True
     external_data: bool = False
+    folder: bool = False
     check: Callable[[Mapping[str, ParamValue]], str | None] | None = field(default=None)
 
     @property
@@ -177,6 +180,19 @@ _ENTRIES = (
         "models.hf_bert",
         _transformer(2, 128, 4, 64, 1000),
         check=_heads_divide_width,
+    ),
+    ZooEntry(
+        "llama",
+        "transformers Llama (RMSNorm, RoPE, GQA, SwiGLU) with its KV cache, as an Optimum "
+        "or onnxruntime-genai folder (needs transformers; genai: onnxruntime-genai)",
+        "models.llama",
+        (
+            Param("size", "llama-tiny", "decoder size (generation.spec.NAMED_SPECS)",
+                  choices=("llama-tiny", "llama-small")),
+            Param("layout", "optimum", "folder layout", choices=("optimum", "genai")),
+            Param("seed", 0, "weight seed", minimum=0),
+        ),
+        folder=True,
     ),
     ZooEntry(
         "gpt-large",
@@ -263,7 +279,9 @@ def _run_builder(entry: ZooEntry, params: dict[str, ParamValue], path: Path) -> 
         "hetpart.zoo.name": entry.name,
         "hetpart.zoo.params": json.dumps(params, sort_keys=True),
     }
-    if entry.needs_torch:
+    if entry.folder:
+        module.build_folder(params, path)
+    elif entry.needs_torch:
         from models.export import export_module
 
         export_module(
@@ -282,7 +300,7 @@ def _build_cached(entry: ZooEntry, params: dict[str, ParamValue]) -> Path:
     """Return the cached file for ``params``, building it (atomically) on a miss."""
     root = cache_dir()
     stem = f"{entry.name}-{cache_key(entry.name, params)}"
-    target = root / f"{stem}.onnx"
+    target = root / (stem if entry.folder else f"{stem}.onnx")
     if target.exists():
         logger.info("zoo cache hit: %s", target)
         return target
@@ -295,7 +313,9 @@ def _build_cached(entry: ZooEntry, params: dict[str, ParamValue]) -> Path:
         started = time.perf_counter()
         _run_builder(entry, params, staging / target.name)
         data = staging / f"{stem}.data"
-        if data.exists():  # data first: a present .onnx means a complete entry
+        if entry.folder:
+            pass  # one rename below makes the whole folder appear
+        elif data.exists():  # data first: a present .onnx means a complete entry
             os.replace(data, root / data.name)
         os.replace(staging / target.name, target)
         logger.info("built %s in %.1f s: %s", entry.name, time.perf_counter() - started, target)
@@ -305,8 +325,14 @@ def _build_cached(entry: ZooEntry, params: dict[str, ParamValue]) -> Path:
 
 
 def _copy_out(source: Path, out: Path, external_data: bool) -> None:
-    """Copy a cached model to ``out``; external data goes to ``<out stem>.data`` beside it."""
+    """Copy a cached model to ``out``; external data goes to ``<out stem>.data`` beside it;
+    a model folder becomes the folder ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(source, out)
+        return
     if not external_data:
         shutil.copyfile(source, out)
         return
@@ -332,7 +358,8 @@ def build(
         name: A name from ``list_models()``.
         params: Overrides of the default parameters; values may be strings (from the CLI).
         out: Where to copy the model; ``None`` returns the cached file itself (do not modify
-            it). Models with external data also get ``<out stem>.data`` beside ``out``.
+            it). Models with external data also get ``<out stem>.data`` beside ``out``;
+            folder models (``llama``) write the folder ``out``.
         overwrite: Replace an existing ``out`` instead of refusing.
 
     Returns:
@@ -346,9 +373,19 @@ def build(
     resolved = resolve_params(entry, params)
     if out is not None and entry.external_data and out.suffix != ".onnx":
         raise ModelError(f"{out}: output of {name!r} must end in .onnx (its data goes beside it)")
-    if out is not None and out.is_dir():
+    if out is not None and entry.folder:
+        if out.exists() and not out.is_dir():
+            raise ModelError(f"{out} exists and is not a folder; {name!r} writes a model folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not (out / "model.onnx").is_file():
+                raise ModelError(f"{out} is a non-empty folder that is not a model folder; "
+                                 f"refusing to replace it")
+            if not overwrite:
+                raise ModelError(f"{out} already holds a model; pass overwrite=True "
+                                 f"(CLI: --force)")
+    elif out is not None and out.is_dir():
         raise ModelError(f"{out} is a folder; give the path of the .onnx file to write")
-    if out is not None and not overwrite:
+    if out is not None and not overwrite and not entry.folder:
         clashes = [out] + ([out.with_suffix(".data")] if entry.external_data else [])
         existing = [str(p) for p in clashes if p.exists()]
         if existing:

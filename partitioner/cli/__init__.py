@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "compile_cmd",
     "run_cmd",
     "report_cmd",
+    "generate_cmd",
     "ray_node_cmd",
 )
 

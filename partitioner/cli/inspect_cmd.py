@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Analyse an ONNX model and print nodes, op histogram, parameters, weight "
         "bytes, FLOPs, largest activation, inputs/outputs and custom-domain nodes.",
     )
-    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("model", help="path to an .onnx file, or a decoder folder (onnxruntime-genai "
+                   "or Optimum with-past: its KV-cache layout is shown too)")
     add_input_shape_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -114,12 +115,77 @@ def render_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_layout(layout: dict[str, Any]) -> str:
+    """The decoder section of ``inspect`` on a decoder folder (``DecoderLayout.summary()``)."""
+    spec, names = layout["spec"], layout["names"]
+    per_token = 2 * spec["num_kv_heads"] * spec["head_size"] * spec["kv_bytes_per_element"]
+    layers = spec["num_layers"]
+    inputs = [n for n in (names["input_ids"], names["attention_mask"], names["position_ids"]) if n]
+    lines = [
+        f"decoder     {layout['kind']} layout: {layout['model']}",
+        f"  sizes     {layers} layers, hidden {spec['hidden_size']}, {spec['num_heads']} heads, "
+        f"{spec['num_kv_heads']} KV heads, head size {spec['head_size']}, intermediate "
+        f"{spec['intermediate_size']}, vocab {spec['vocab_size']}",
+        f"  context   {layout['context_length']} tokens; EOS {layout['eos_token_ids']}; pad "
+        f"{layout['pad_token_id']}",
+        f"  KV cache  {layout['kv_dtype']} [{', '.join(layout['kv_axes'])}] = [B, "
+        f"{spec['num_kv_heads']}, S, {spec['head_size']}]; "
+        f"{human(per_token * layers, 'B', 1024)} per token ({layers} layers x "
+        f"{human(per_token, 'B', 1024)})",
+        f"  inputs    {', '.join(inputs)}, {names['past_keys'][0]} / {names['past_values'][0]} "
+        f"... ({layers} layers)",
+        f"  outputs   {names['logits']}, {names['present_keys'][0]} / "
+        f"{names['present_values'][0]} ...",
+        f"  tokenizer {layout['tokenizer'] or '-'}",
+    ]
+    return "\n".join(lines)
+
+
+def _decoder(path: str) -> tuple[Any, str | None]:
+    """The decoder layout at ``path`` (folder, or a model file inside one), or None.
+
+    A folder must be a valid layout (its error is the command's). A model file beside a
+    config that is not a KV-cache decoder is inspected as a plain model, with the reason."""
+    from pathlib import Path
+
+    from partitioner.generation.layout import LayoutError, is_decoder_folder, load_layout
+
+    if not is_decoder_folder(path):
+        return None, None
+    if Path(path).is_dir():
+        return load_layout(path), None
+    try:
+        return load_layout(path), None
+    except LayoutError as exc:
+        return None, str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Analyse ``args.model`` and print the summary."""
-    analysed = analyse(args.model, parse_input_shapes(args.input_shape))
+    """Analyse ``args.model`` and print the summary; for a decoder folder, its layout too."""
+    layout, note = _decoder(args.model)
+    shapes = parse_input_shapes(args.input_shape)
+    analysed_at = None
+    if layout is not None and not shapes:  # symbolic dims: one decode step, short context
+        from partitioner.generation.phase_plans import analyse_phase
+
+        analysed = analyse_phase(layout, "decode", 1, 127)
+        analysed_at = "one decode step, batch 1, 127 cached tokens"
+    else:
+        analysed = analyse(str(layout.model_path) if layout else args.model, shapes)
     summary = summarise(analysed)
+    if layout is not None:
+        summary["decoder"] = layout.summary()
+        summary["analysed_at"] = analysed_at
+    if note:
+        summary["note"] = note
     if args.json:
         print_json(summary)
-    else:
-        print(render_text(summary))
+        return 0
+    text = render_text(summary)
+    if layout is not None:
+        text = render_layout(summary["decoder"]) + "\n" + (
+            f"graph       analysed at {analysed_at}\n" if analysed_at else "") + text
+    if note:
+        text = f"note        {note}\n" + text
+    print(text)
     return 0

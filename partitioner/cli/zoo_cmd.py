@@ -1,4 +1,8 @@
-"""The ``hetpart zoo`` command: ``list [NAME]``, ``build NAME [--param k=v] -o FILE``, ``clean``."""
+"""The ``hetpart zoo`` command: ``list [NAME]``, ``build NAME [--param k=v] -o FILE``, ``clean``.
+
+Folder models (``llama``) take ``--size`` and ``--layout`` and write a folder: ``hetpart zoo
+build llama --size llama-tiny --layout genai -o DIR``.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a default parameter (repeatable)",
     )
     build_parser.add_argument(
-        "-o", "--output", type=Path, metavar="FILE.onnx", help="where to write the model"
+        "--size", metavar="SIZE", help="shorthand for --param size=SIZE (llama: llama-tiny, "
+        "llama-small)")
+    build_parser.add_argument(
+        "--layout", metavar="LAYOUT", help="shorthand for --param layout=LAYOUT (llama: "
+        "optimum, genai)")
+    build_parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE.onnx|DIR",
+        help="where to write the model (a folder for folder models such as llama)"
     )
     build_parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     build_parser.set_defaults(func=_build)
@@ -91,7 +102,14 @@ def parse_params(values: list[str]) -> dict[str, str]:
 def _build(args: argparse.Namespace) -> int:
     from models.zoo import build
 
-    path = build(args.name, parse_params(args.param), out=args.output, overwrite=args.force)
+    params = parse_params(args.param)
+    for key in ("size", "layout"):
+        value = getattr(args, key)
+        if value is not None:
+            if key in params:
+                raise ModelError(f"--{key} and --param {key}=... both given")
+            params[key] = value
+    path = build(args.name, params, out=args.output, overwrite=args.force)
     print(path)
     return 0
 

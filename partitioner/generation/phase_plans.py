@@ -150,6 +150,23 @@ def layer_split_pins(analysed: AnalysedModel, num_layers: int, devices: Sequence
     return pins
 
 
+def analyse_phase(layout: DecoderLayout, phase: str, batch: int, tokens: int
+                  ) -> AnalysedModel:
+    """``layout``'s model analysed at one phase's shapes (:func:`phase_input_shapes`)."""
+    from partitioner.generation.generator import empty_past, step_feeds
+    from partitioner.graph.analysis import analyse
+
+    shapes = phase_input_shapes(layout, phase, batch, tokens)
+    # Real-looking samples (ones in the mask): genai's GroupQueryAttention refuses the zeros
+    # analysis would otherwise run it on to shape its outputs.
+    new, past = shapes[layout.input_ids][1], shapes[layout.past_names[0]][2]
+    kv = {name: np.zeros(layout.kv_shape(batch, past), dtype=layout.kv_dtype)
+          for name in layout.past_names}
+    samples = step_feeds(layout, np.ones((batch, new), dtype=np.int64), past,
+                         kv if past else empty_past(layout, batch))
+    return analyse(str(layout.model_path), shapes, samples)
+
+
 def compile_phase(layout: DecoderLayout, phase: str, cluster: Any = "local", *, batch: int = 1,
                   tokens: int = 16, split: Sequence[str] | None = None,
                   options: Mapping[str, Any] | None = None) -> Compilation:
@@ -165,18 +182,7 @@ def compile_phase(layout: DecoderLayout, phase: str, cluster: Any = "local", *, 
         options: Further ``CompileOptions`` fields (``time_limit_s``, ``measure_rounds``...).
     """
     from partitioner.compiler import CompileOptions, compile_model
-    from partitioner.generation.generator import empty_past, step_feeds
-    from partitioner.graph.analysis import analyse
-
-    shapes = phase_input_shapes(layout, phase, batch, tokens)
-    # Real-looking samples (ones in the mask): genai's GroupQueryAttention refuses the zeros
-    # analysis would otherwise run it on to shape its outputs.
-    new, past = shapes[layout.input_ids][1], shapes[layout.past_names[0]][2]
-    kv = {name: np.zeros(layout.kv_shape(batch, past), dtype=layout.kv_dtype)
-          for name in layout.past_names}
-    samples = step_feeds(layout, np.ones((batch, new), dtype=np.int64), past,
-                         kv if past else empty_past(layout, batch))
-    analysed = analyse(str(layout.model_path), shapes, samples)
+    analysed = analyse_phase(layout, phase, batch, tokens)
     fields: dict[str, Any] = {"time_limit_s": 10.0, **(options or {})}
     if split:
         fields["pins"] = tuple(fields.get("pins", ())) + tuple(
