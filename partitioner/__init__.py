@@ -2,7 +2,9 @@
 
 ``partitioner.compile(model, cluster, CompileOptions(...))`` returns a ``Plan``;
 ``partitioner.Session(plan)`` runs it like ``onnxruntime.InferenceSession``;
-``partitioner.write_plan(plan, model, plan_dir)`` writes it and ``load_plan`` reads it back.
+``partitioner.write_plan(plan, model, plan_dir)`` writes it and ``load_plan`` reads it back;
+``partitioner.Generator(plan_dir).generate(ids, max_new_tokens)`` generates greedily on a
+generation plan (prefill and decode phases, the KV cache kept between steps).
 Every name is imported on first use, so ``import partitioner`` stays cheap: it loads neither
 ONNX Runtime, OpenVINO nor OR-Tools.
 
@@ -23,6 +25,7 @@ from partitioner._version import __version__
 if TYPE_CHECKING:
     from partitioner.cluster.types import Cluster
     from partitioner.compiler import CompileOptions, compile, write_plan
+    from partitioner.generation.generator import Generator
     from partitioner.plan.io import load_plan
     from partitioner.plan.types import Plan
     from partitioner.distributed.session import Session
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Cluster",
     "CompileOptions",
+    "Generator",
     "Plan",
     "Session",
     "__version__",
@@ -47,6 +51,7 @@ _LAZY = {
     "Plan": "partitioner.plan.types",
     "load_plan": "partitioner.plan.io",
     "Cluster": "partitioner.cluster.types",
+    "Generator": "partitioner.generation.generator",
 }
 
 
