@@ -270,7 +270,7 @@ def _load_genai(folder: Path, model_file: Path | None) -> DecoderLayout:
         return section[key]
 
     assert isinstance(model, dict)
-    model_path = (model_file or folder / str(need(decoder, "filename", "model.decoder"))).resolve()
+    model_path = (model_file or folder / str(need(decoder, "filename", "model.decoder"))).absolute()
     inputs = decoder.get("inputs") or {}
     outputs = decoder.get("outputs") or {}
     layers = int(need(decoder, "num_hidden_layers", "model.decoder"))
@@ -321,7 +321,7 @@ def _load_genai(folder: Path, model_file: Path | None) -> DecoderLayout:
 def _load_optimum(folder: Path, model_file: Path | None) -> DecoderLayout:
     config_path = folder / HF_CONFIG
     config = _read_json(config_path)
-    model_path = (model_file or folder / "model.onnx").resolve()
+    model_path = (model_file or folder / "model.onnx").absolute()
     graph_inputs, graph_outputs = _graph_io(model_path)
     patterns = {"past_keys": "past_key_values.%d.key", "past_values": "past_key_values.%d.value",
                 "present_keys": "present.%d.key", "present_values": "present.%d.value"}
@@ -421,7 +421,7 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
         present_keys=kv["present_keys"], present_values=kv["present_values"],
         kv_dtype=_kv_dtype(model_path, graph_inputs, kv), context_length=context,
         eos_token_ids=eos, pad_token_id=pad, bos_token_id=None if bos is None else int(bos),
-        tokenizer_path=tokenizer.resolve() if tokenizer.is_file() else None)
+        tokenizer_path=tokenizer.absolute() if tokenizer.is_file() else None)
 
 
 def _initializer_dims(model_path: Path) -> list[tuple[int, ...]]:
