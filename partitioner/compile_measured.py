@@ -146,8 +146,11 @@ def measured_compile(
         digest = _digest(current.report.assignment)
         same = single_of.get(digest)
         batch = {n: c.plan for n, c in singles.items()}
+        others: dict[str, _Candidate] = {}
         if same is None:
             batch[current.name] = current.plan
+            others = _alternatives(analysed, cluster, problem, current, seen | set(single_of))
+            batch.update({n: c.plan for n, c in others.items()})
         timed = measure_plans(analysed, batch, cache)
         for name, c in singles.items():
             c.measured = timed[name]
@@ -158,6 +161,11 @@ def measured_compile(
             scaled.add_split(current.plan, current.measured)
         rounds.append(current)
         seen.add(digest)
+        for name, other in others.items():
+            other.measured, other.batch_singles = timed[name], current.batch_singles
+            scaled.add_split(other.plan, other.measured)
+            rounds.append(other)
+            seen.add(_digest(other.report.assignment))
         if same is not None or r + 1 >= opts.measure_rounds:
             break
         nxt = solved(r + 1, problem_with(scaled.table()))
@@ -165,6 +173,46 @@ def measured_compile(
             break
         current = nxt
     return _choose(analysed, cluster, problem, opts, scaled, rounds, singles)
+
+
+#: Alternatives measured beside each round's split: its partitions with the longest predicted
+#: calls, each moved whole onto another device (where it merges with that device's
+#: neighbouring partitions), at most this many per round.
+MAX_ALTERNATIVES = 4
+
+
+def _alternatives(analysed: AnalysedModel, cluster: Cluster, problem: Problem,
+                  current: _Candidate, skip: set[str]) -> dict[str, _Candidate]:
+    """The plans the solver weighed at each cut of ``current``: one partition on another
+    device that can run all of it, within memory; timed beside ``current``, their partition
+    times become costs too, so the next solve knows what each cut really costs both ways.
+    Assignments in ``skip`` (digests already timed) are left out."""
+    plan, report = current.plan, current.report
+    if len(plan.partitions) < 2:
+        return {}
+    out: dict[str, _Candidate] = {}
+    for part in sorted(plan.partitions, key=plan.predicted_call_s, reverse=True):
+        for device in cluster.devices:
+            if device.id == part.device or any(
+                    not isinstance(problem.costs.get(n, device.id), Supported)
+                    or problem.pins.get(n, device.id) != device.id
+                    or device.id in problem.forbidden.get(n, ()) for n in part.nodes):
+                continue
+            assignment = {**report.assignment, **dict.fromkeys(part.nodes, device.id)}
+            digest = _digest(assignment)
+            ev = evaluate(problem, assignment)
+            if digest in skip or not is_acceptable(problem, ev):
+                continue
+            skip.add(digest)
+            name = f"{current.name}: p{part.index} on {device.id}"
+            moved = dataclasses.replace(report, assignment=assignment, evaluation=ev,
+                                        objective=objective_value(problem, ev),
+                                        status="FEASIBLE")
+            out[name] = _Candidate(name, current.round, problem, moved,
+                                   build_plan(analysed, cluster, problem, moved, problem.costs))
+            if len(out) >= MAX_ALTERNATIVES:
+                return out
+    return out
 
 
 def _choose(

@@ -105,7 +105,7 @@ def test_a_split_must_beat_the_best_single_device_by_more_than_the_noise(
     plan = compile_model(branchy_model(), two_local(), _options()).plan
     m = plan.measured
     assert m is not None and calls and all({"single:a", "single:b"} <= c for c in calls)
-    assert len(m.rounds) <= compiler.MEASURE_ROUNDS
+    assert len({c.round for c in m.rounds}) <= compiler.MEASURE_ROUNDS
     # noise 2 % of each figure: the gain needed is the larger noise over the split's time
     assert m.min_gain == pytest.approx(max(split_s, single_s) * 0.02 / split_s)
     if split_wins:
@@ -114,6 +114,47 @@ def test_a_split_must_beat_the_best_single_device_by_more_than_the_noise(
         assert m.chosen.startswith("single:") and len(plan.solver.devices_used) == 1
         assert plan.solver.status == "SINGLE_DEVICE"
         assert plan.solver.predicted_latency_s == pytest.approx(single_s)
+
+
+def test_each_cut_is_measured_both_ways_and_a_faster_alternative_wins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a split, the plans with one of its partitions moved whole to the other device
+    are timed in the same batch; their partition times become costs, and the fastest
+    measured candidate is the plan."""
+    fake = _fake(2e-3, 3e-3, calls := [])
+
+    def measure(analysed, plans, cache=None, **kw):  # noqa: ANN001, ANN003, ANN202
+        out = fake(analysed, plans, cache)
+        for name in plans:  # the alternatives measure fastest
+            if ": p" in name:
+                t = Timing(1e-3, 0.9e-3, 1.1e-3, 20, 2e-5)
+                out[name] = MeasuredPlan(t, {p.index: 1e-3 / len(plans[name].partitions)
+                                             for p in plans[name].partitions}, False, name)
+        return out
+
+    class BranchOnB:
+        """Only branch ``b`` is cheap on device ``b``: at least three partitions, a-b-a."""
+
+        name = "toy"
+
+        def estimate(self, model, node, dev):  # noqa: ANN001, ANN201 - the CostModel protocol
+            fast = (dev.id == "b") == node.name.startswith("b_")
+            return Supported(1e-6 if fast else 1e-3, 0, "toy")
+
+    monkeypatch.setattr(compile_measured, "measure_plans", measure)
+    options = CompileOptions(time_limit_s=1, cost_model=BranchOnB())  # type: ignore[arg-type]
+    plan = compile_model(branchy_model(), two_local(), options).plan
+    m = plan.measured
+    assert m is not None
+    first = calls[0]
+    assert [c.partitions for c in m.rounds if c.name == "round 0"][0] >= 3
+    alternatives = sorted(n for n in first if n.startswith("round 0: p"))
+    assert alternatives and all(n.endswith((" on a", " on b")) for n in alternatives)
+    recorded = {c.name for c in m.rounds}
+    assert set(alternatives) <= recorded
+    assert ": p" in m.chosen and len(plan.solver.devices_used) == 2
+    assert plan.solver.predicted_latency_s == pytest.approx(1e-3, rel=0.05)
+    _round_trips(plan)
 
 
 def test_explicit_min_gain_overrides_the_noise(monkeypatch: pytest.MonkeyPatch) -> None:
