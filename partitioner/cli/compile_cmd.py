@@ -21,6 +21,10 @@ from partitioner.cli.progress import ProgressLine
 from partitioner.cluster.precision import PRECISIONS
 from partitioner.compiler import MEASURE_ROUNDS, Compilation, CompileOptions, compile_model
 from partitioner.errors import SolverError
+from partitioner.generation.compile import is_generation_model
+from partitioner.generation.spec import NAMED_SPECS
+from partitioner.generation.workload import OBJECTIVES as GENERATION_OBJECTIVES
+from partitioner.generation.workload import WorkloadError
 from partitioner.plan.codec import measurements_to_dict
 from partitioner.plan.io import check_plan_target, write_plan
 from partitioner.solver.baselines import evaluation_of
@@ -28,14 +32,31 @@ from partitioner.solver.baselines import evaluation_of
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a placement plan for a model on a cluster")
-    p.add_argument("model", help="ONNX model file")
+    p.add_argument("model", help="ONNX model file; for generation a decoder folder "
+                   "(onnxruntime-genai or Optimum with-past) or a named config "
+                   "(llama-7b, llama-70b, ...)")
     p.add_argument("--cluster", default="local", help="local, local-cores, a preset or a TOML file")
     p.add_argument(
         "--devices",
         type=parse_device_list,
         help="comma-separated device ids to restrict the cluster to",
     )
-    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "cost"])
+    p.add_argument(
+        "--objective",
+        choices=["latency", "throughput", "cost", *GENERATION_OBJECTIVES],
+        help="latency (default), throughput or cost; for a decoder: ttft, tpot, tokens-per-s "
+        "(default) or cost-per-mtok",
+    )
+    p.add_argument(
+        "--workload",
+        metavar="prompt=P,new=N,batch=B,context=C",
+        help="generation workload of a decoder (prompt tokens, new tokens, concurrent "
+        "sequences, reserved context; default context = prompt + new)",
+    )
+    p.add_argument("--ttft-slo", type=positive_float, metavar="MS",
+                   help="generation: bound on the time to first token")
+    p.add_argument("--tpot-slo", type=positive_float, metavar="MS",
+                   help="generation: bound on the time per output token (the longest step)")
     p.add_argument(
         "--latency-target", type=positive_float, metavar="MS", help="latency bound (cost)"
     )
@@ -90,6 +111,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_generation_model(args.model):
+        from partitioner.cli.generation_compile import run_generation
+
+        return run_generation(args)
+    for flag, value in (("--workload", args.workload), ("--ttft-slo", args.ttft_slo),
+                        ("--tpot-slo", args.tpot_slo)):
+        if value is not None:
+            raise WorkloadError(f"{flag} applies to a decoder folder or a named decoder config "
+                                f"({', '.join(sorted(NAMED_SPECS))}); {args.model} is neither")
+    if args.objective in GENERATION_OBJECTIVES:
+        raise WorkloadError(f"--objective {args.objective} applies to a decoder folder or a "
+                            f"named decoder config; {args.model} is neither")
+    args.objective = args.objective or "latency"
     if args.objective == "cost" and args.latency_target is None:
         raise SolverError("--objective cost needs --latency-target MS")
     if args.objective != "cost" and args.latency_target is not None:

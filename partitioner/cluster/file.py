@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from partitioner.cluster.types import DEFAULT_HOST_COPY_BANDWIDTH, Cluster, DeviceSpec, Link
 from partitioner.cluster.precision import PRECISIONS, precision_name
+from partitioner.cluster.types import DEFAULT_HOST_COPY_BANDWIDTH, Cluster, DeviceSpec, Link
 from partitioner.errors import ClusterError, RunnerNotAvailableError
 
 log = logging.getLogger(__name__)
@@ -359,6 +359,38 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ClusterError(f"{path}: malformed TOML: {exc}") from None
 
 
+def _counted(table: dict[str, Any], where: str,
+             instances: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """``count = N`` (N > 1): N copies of the device, ids and processors suffixed ``-0`` ..
+    ``-N-1``; links naming the base id join every instance (``_expand_counted_links``)."""
+    if "count" not in table:
+        return [table]
+    count = table["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ClusterError(f"{where}: key 'count' must be a positive integer, got {count!r}")
+    base = {k: v for k, v in table.items() if k != "count"}
+    if count == 1:
+        return [base]
+    ids = [f"{base.get('id')}-{i}" for i in range(count)]
+    instances[str(base.get("id"))] = ids
+    out = []
+    for i, device_id in enumerate(ids):
+        copy = dict(base, id=device_id)
+        if isinstance(base.get("processor"), str):
+            copy["processor"] = f"{base['processor']}-{i}"
+        out.append(copy)
+    return out
+
+
+def _expand_counted_links(links: list[Link], instances: dict[str, list[str]]) -> list[Link]:
+    out = []
+    for link in links:
+        for src in instances.get(link.src, [link.src]):
+            for dst in instances.get(link.dst, [link.dst]):
+                out.append(Link(src, dst, link.bandwidth, link.latency_s, link.copy_engine))
+    return out
+
+
 def cluster_from_dict(data: Mapping[str, Any], source: str, default_name: str) -> Cluster:
     """Validate a parsed cluster document (the TOML structure) into a Cluster.
 
@@ -374,18 +406,21 @@ def cluster_from_dict(data: Mapping[str, Any], source: str, default_name: str) -
     if not isinstance(raw_devices, list) or not raw_devices:
         raise ClusterError(f"{source}: needs at least one [[device]] table")
     devices: list[DeviceSpec] = []
+    instances: dict[str, list[str]] = {}  # a counted device's id -> its instances' ids
     for i, table in enumerate(raw_devices):
         where = f"{source}: device #{i + 1}"
         if not isinstance(table, dict):
             raise ClusterError(f"{where}: expected a table")
         if "id" in table and isinstance(table["id"], str):
             where = f"{source}: device {table['id']!r}"
-        device = parse_device(_expand_use(table, where), where)
-        if any(d.id == device.id for d in devices):
-            raise ClusterError(f"{source}: device id {device.id!r} is defined twice")
-        devices.append(device)
+        for instance in _counted(_expand_use(table, where), where, instances):
+            device = parse_device(instance, where)
+            if any(d.id == device.id for d in devices):
+                raise ClusterError(f"{source}: device id {device.id!r} is defined twice")
+            devices.append(device)
     ids = {d.id for d in devices}
-    links = _parse_links(data.get("link", []), ids, source)
+    links = _expand_counted_links(_parse_links(data.get("link", []), ids | set(instances),
+                                               source), instances)
     host_bw = DEFAULT_HOST_COPY_BANDWIDTH
     if "host_copy_bandwidth" in head:
         host_bw = parse_quantity(head["host_copy_bandwidth"], "rate",

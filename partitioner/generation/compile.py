@@ -1,0 +1,170 @@
+"""``hetpart compile`` for generation: plan a decoder per phase and write the plan directory.
+
+* A named spec-sheet configuration (``llama-7b``, ``llama-70b``; ``spec.NAMED_SPECS``) gives a
+  plan-only directory: ``generation.json`` with the placement, its bound and baselines, and no
+  runnable phase plans (there is no model to run; ``"runnable": false`` says so).
+* A decoder folder (``generation.layout``) also gets runnable ``prefill/`` and ``decode/``
+  plans: each phase's model is compiled by the ordinary compiler with every node pinned to the
+  device of its layer group (nodes named ``/model/layers.N/...``; the embedding goes with the
+  first group, the final norm and LM head with the last), and written by
+  ``plan_dir.write_generation_plan``. Devices on this machine are costed from decode steps
+  measured at several contexts (``measure.measure_decode_step``), fitted with a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from partitioner.cluster.types import Cluster
+from partitioner.errors import PlanError
+from partitioner.generation.costs import DecodeFit
+from partitioner.generation.spec import NAMED_SPECS, DecoderSpec
+from partitioner.generation.workload import Targets, Workload
+
+if TYPE_CHECKING:  # the planner loads OR-Tools: only when a plan is made
+    from partitioner.generation.planner import GenerationPlan
+
+GENERATION_FILE = "generation.json"
+#: Contexts the local decode step is measured at (those within the workload's context).
+MEASURED_CONTEXTS = (128, 256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class GenerationCompile:
+    """What ``compile_generation`` wrote: the plan and its directory."""
+
+    plan: GenerationPlan
+    plan_dir: Path
+    runnable: bool
+    fits: dict[str, DecodeFit]
+
+
+def is_generation_model(model: str) -> bool:
+    """A named decoder configuration or a decoder folder (the generation compile path)."""
+    from partitioner.generation.layout import is_decoder_folder
+
+    return model in NAMED_SPECS or (Path(model).exists() and is_decoder_folder(model))
+
+
+def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batch: int,
+                         progress: Callable[[str], None] | None = None
+                         ) -> dict[str, DecodeFit]:
+    """Measured decode lines for the cluster's devices on this machine (``local``)."""
+    from partitioner.generation.measure import measure_decode_step
+
+    top = min(workload.context, layout.spec.max_context)
+    contexts = sorted({c for c in MEASURED_CONTEXTS if c <= top} | {top})
+    if len(contexts) < 2:
+        contexts = sorted({max(2, top // 2), top})
+    fits = {}
+    for device in cluster.devices:
+        if not device.local:
+            continue
+        if progress:
+            progress(f"measuring decode steps on {device.id} at contexts {contexts}")
+        steps = measure_decode_step(layout, device, contexts, batch)
+        # A step at context c attends to c - 1 cached tokens.
+        fits[device.id] = DecodeFit.from_points([(s.context - 1, s.median_s) for s in steps],
+                                                batch=batch)
+    return fits
+
+
+def _layer_devices(plan: GenerationPlan, phase: str) -> list[str]:
+    """The device of every decoder layer in ``phase`` (from its group's placement)."""
+    ev, devices = plan.plan.eval, plan.problem.devices
+    chosen = ev.prefill if phase == "prefill" else ev.decode
+    out = []
+    for group in plan.groups:
+        out += [devices[chosen[group.index]]] * group.count
+    return out
+
+
+def _write_plan_only(plan: GenerationPlan, out: Path, overwrite: bool) -> None:
+    for phase in ("prefill", "decode"):
+        if (out / phase).exists():
+            raise PlanError(f"{out / phase}: a runnable phase plan is in the way of a plan-only "
+                            "directory; write to a fresh directory")
+    out.mkdir(parents=True, exist_ok=True)
+    data = plan.to_dict()
+    document = {
+        "format_version": "1",
+        "runnable": False,
+        "note": (f"plan only: {plan.spec.name!r} is a named spec-sheet configuration with no "
+                 "model to run; compile an exported decoder folder for runnable phase plans"),
+        "layout": None,
+        "phases": {},
+        "workload": plan.workload.to_dict(),
+        "predicted": _predicted(data),
+        "placement": data,
+    }
+    staging = out / f".{GENERATION_FILE}.tmp"
+    staging.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(staging, out / GENERATION_FILE)
+
+
+def _predicted(data: dict[str, Any]) -> dict[str, Any]:
+    p = data["predicted"]
+    return {k: p[k] for k in ("ttft_s", "tpot_s", "tpot_worst_s", "tokens_per_s",
+                              "cost_per_mtok", "price_per_hour", "batch")}
+
+
+def compile_generation(model: str, cluster: Cluster, workload: Workload, targets: Targets,
+                       out_dir: str | Path, *, time_limit_s: float = 10.0, seed: int = 0,
+                       workers: int = 1, overwrite: bool = False, measure: bool = True,
+                       phase_options: dict[str, Any] | None = None,
+                       progress: Callable[[str], None] | None = None) -> GenerationCompile:
+    """Plan ``model`` (a named config or a decoder folder) and write the plan directory.
+
+    Args:
+        measure: Time decode steps on the cluster's local devices (a decoder folder only).
+        phase_options: Extra ``CompileOptions`` fields for the phase plans.
+    """
+    from partitioner.generation.plan_dir import _check_target
+    from partitioner.generation.planner import plan_generation
+
+    out = Path(out_dir)
+    _check_target(out, overwrite)  # before measuring and solving, not after
+    if model in NAMED_SPECS:
+        spec: DecoderSpec = NAMED_SPECS[model]
+        plan = plan_generation(spec, workload, targets, cluster, time_limit_s=time_limit_s,
+                               seed=seed, workers=workers)
+        _write_plan_only(plan, out, overwrite)
+        return GenerationCompile(plan, out, False, {})
+
+    from partitioner.generation.layout import load_layout
+    from partitioner.generation.phase_plans import compile_phase
+    from partitioner.generation.plan_dir import write_generation_plan
+
+    layout = load_layout(model)
+    workload.check_model(layout.spec)
+    fits: dict[str, DecodeFit] = {}
+    if measure and any(d.local for d in cluster.devices):
+        fits = measured_decode_fits(layout, cluster, workload, workload.batch, progress)
+    plan = plan_generation(layout.spec, workload, targets, cluster, time_limit_s=time_limit_s,
+                           seed=seed, workers=workers, decode_fits=fits)
+    batch = plan.plan.eval.batch
+    options = {"measure_rounds": 0, **(phase_options or {})}
+    compiled = {}
+    for phase, tokens in (("prefill", workload.prompt), ("decode", workload.context - 1)):
+        if progress:
+            progress(f"compiling the {phase} plan (batch {batch}, {tokens} tokens)")
+        compiled[phase] = compile_phase(layout, phase, cluster, batch=batch, tokens=tokens,
+                                        split=_layer_devices(plan, phase), options=options)
+    data = plan.to_dict()
+    data["decode_fits"] = {d: {"batch": f.batch, "points": [list(p) for p in f.points],
+                               "intercept_s": f.intercept_s, "slope_s": f.slope_s,
+                               "worst_error": f.worst_error()} for d, f in fits.items()}
+    write_generation_plan(out, layout, compiled["prefill"], compiled["decode"],
+                          workload={**workload.to_dict(), "batch": batch},
+                          predicted=_predicted(data), placement=data, overwrite=overwrite)
+    return GenerationCompile(plan, out, True, fits)
+
+
+def layer_devices(plan: GenerationPlan) -> dict[str, Sequence[str]]:
+    """Each phase's device per decoder layer (what the phase plans are pinned to)."""
+    return {phase: _layer_devices(plan, phase) for phase in ("prefill", "decode")}
