@@ -21,6 +21,7 @@ MODULES = (
     "solver_quality",
     "execution",
     "local_hetero",
+    "generation_run",
 )
 
 HEADER = """# Benchmarks
