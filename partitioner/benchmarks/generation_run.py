@@ -32,7 +32,7 @@ def _generate_rounds(candidates: dict[str, Any], ids: np.ndarray, new: int,
     samples: dict[str, dict[str, list[float]]] = {n: {"ttft": [], "tpot": []}
                                                   for n in candidates}
     tokens: dict[str, np.ndarray] = {}
-    for name, runner in candidates.items():  # warm every session before timing any
+    for runner in candidates.values():  # warm every session before timing any
         runner.generate(ids, 2, stop_at_eos=False)
     for _ in range(rounds):
         for name, runner in candidates.items():
