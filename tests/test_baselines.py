@@ -17,7 +17,7 @@ def test_every_baseline_is_reported_and_scored_by_the_evaluator() -> None:
     p = random_problem(60, demo_cluster("cpu+gpu"), seed=3)
     results = run_baselines(p)
     assert list(results) == ["single:gpu", "single:cpu", "best_single", "priority_greedy",
-                             "heft", "memory_greedy"]
+                             "heft", "memory_greedy", "contiguous_split"]
     for res in results.values():
         if res.evaluation is not None:
             assert evaluate(p, res.assignment).latency_s == pytest.approx(res.evaluation.latency_s)
@@ -45,6 +45,43 @@ def test_heft_runs_independent_work_on_both_devices() -> None:
     res = run_baselines(p)["heft"]
     assert res.assignment["a"] != res.assignment["b"]
     assert res.evaluation.latency_s == pytest.approx(4 * MS)
+
+
+def _pipeline_chain(n: int, nbytes: int, copy_engine: bool) -> Problem:
+    costs = {f"n{i}": {"d0": MS, "d1": MS} for i in range(n)}
+    edges = [(f"n{i}", f"n{i + 1}", nbytes) for i in range(n - 1)]
+    devices = (toy_device("d0", copy_engine=copy_engine), toy_device("d1", copy_engine=copy_engine))
+    return toy_problem(costs, edges, devices, bandwidth=1e6, objective="throughput")
+
+
+def test_contiguous_split_halves_a_chain_into_two_pipeline_stages() -> None:
+    res = run_baselines(_pipeline_chain(6, 100, copy_engine=True))["contiguous_split"]
+    assert res.evaluation is not None
+    assert [res.assignment[f"n{i}"] for i in range(6)] in (["d0"] * 3 + ["d1"] * 3,
+                                                           ["d1"] * 3 + ["d0"] * 3)
+    assert res.evaluation.stage_s == pytest.approx(3 * MS, rel=1e-3)
+
+
+def test_contiguous_split_keeps_a_chain_whole_when_copies_occupy_both_ends() -> None:
+    """A 4 ms copy that keeps both devices busy makes every cut worse than one device."""
+    res = run_baselines(_pipeline_chain(6, 4_000, copy_engine=False))["contiguous_split"]
+    assert res.evaluation is not None and len(set(res.assignment.values())) == 1
+    assert res.evaluation.stage_s == pytest.approx(6 * MS, rel=1e-3)
+
+
+def test_contiguous_split_respects_memory_and_support() -> None:
+    costs = {"a": {"d0": MS, "d1": MS}, "b": {"d0": None, "d1": MS}, "c": {"d0": MS, "d1": MS}}
+    p = toy_problem(costs, [("a", "b", 0), ("b", "c", 0)],
+                    (toy_device("d0"), toy_device("d1", memory_bytes=16)),
+                    weights={"a": 8, "b": 8, "c": 8}, objective="throughput")
+    # b runs only on d1, which holds two nodes' weights: d0 takes a, d1 the rest.
+    res = run_baselines(p)["contiguous_split"]
+    assert res.assignment == {"a": "d0", "b": "d1", "c": "d1"}
+    small = toy_problem(costs, [("a", "b", 0), ("b", "c", 0)],
+                        (toy_device("d0"), toy_device("d1", memory_bytes=10)),
+                        weights={"a": 8, "b": 8, "c": 8}, objective="throughput")
+    none = run_baselines(small)["contiguous_split"]
+    assert none.evaluation is None and "memory" in none.note
 
 
 def test_memory_greedy_fills_the_first_device_then_spills() -> None:

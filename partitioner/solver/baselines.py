@@ -9,12 +9,19 @@
 * ``memory_greedy``: fill devices in cluster order along the topological order until their
   weight memory (less a reserve for workspace and activations) is full, moving on for good
   (Accelerate ``infer_auto_device_map`` / ``device_map="auto"``).
+* ``contiguous_split``: pipeline stages along the topological order, each device one
+  contiguous run of nodes, chosen by a dynamic program (the contiguous partitioning of
+  PipeDream and GPipe, and of the device-placement benchmarks' reference solvers).
 
 A baseline that is not feasible (unsupported nodes, memory, latency target) is reported with
 ``evaluation=None`` and a note saying why.
 """
 
 from __future__ import annotations
+
+import itertools
+
+import numpy as np
 
 from partitioner.errors import SolverError
 from partitioner.solver.evaluate import (
@@ -32,7 +39,7 @@ def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
 
     Returns:
         Baseline name -> result; ``single:<device>`` for every device, then ``best_single``,
-        ``priority_greedy``, ``heft`` and ``memory_greedy``.
+        ``priority_greedy``, ``heft``, ``memory_greedy`` and ``contiguous_split``.
     """
     idx = index_of(problem)
     results: dict[str, BaselineResult] = {}
@@ -52,6 +59,7 @@ def run_baselines(problem: Problem) -> dict[str, BaselineResult]:
     results["priority_greedy"] = _finish(problem, "priority_greedy", _priority(problem, idx))
     results["heft"] = _finish(problem, "heft", _heft(problem, idx))
     results["memory_greedy"] = _finish(problem, "memory_greedy", _memory_fill(problem, idx))
+    results["contiguous_split"] = _contiguous_split(problem, idx)
     return results
 
 
@@ -229,6 +237,120 @@ def _memory_fill(problem: Problem, idx: ProblemIndex) -> dict[str, str] | str:
         used[k] += w
         out[name] = idx.devices[k]
     return out
+
+
+#: Up to this many devices the contiguous split tries every order of them; beyond, the
+#: devices by total work, fastest first and slowest first.
+CONTIGUOUS_ALL_ORDERS = 3
+#: Nodes beyond which the contiguous split (O(devices x nodes^2) per order) is not run.
+CONTIGUOUS_NODE_LIMIT = 1_000
+
+
+def _contiguous_split(problem: Problem, idx: ProblemIndex) -> BaselineResult:
+    """The best contiguous split over the device orders tried, as the evaluator costs it.
+
+    For one order of the devices, a dynamic program cuts the topological order into one run
+    per device (a run may be empty), in that order. A stage costs its nodes' time, one call
+    overhead and, where the copy occupies the device (no copy engine), the bytes that enter
+    it from earlier runs and leave it for later ones over the links to its neighbours in the
+    order. Throughput minimises the busiest stage; latency and cost the sum of the stages. A
+    run's weights must fit its device. Each order's split is then evaluated, and the best
+    acceptable one kept.
+    """
+    name = "contiguous_split"
+    why = _unplaceable(idx)
+    n, ndev = len(idx.names), len(idx.devices)
+    if why is None and ndev < 2:
+        why = "one device: nothing to split"
+    if why is None and n > CONTIGUOUS_NODE_LIMIT:
+        why = f"not run beyond {CONTIGUOUS_NODE_LIMIT} nodes"
+    if why is not None:
+        return BaselineResult(name, {}, None, why)
+    tables = _ContiguousTables(problem, idx)
+    if ndev <= CONTIGUOUS_ALL_ORDERS:
+        orders: list[tuple[int, ...]] = list(itertools.permutations(range(ndev)))
+    else:
+        by_work = tuple(sorted(range(ndev), key=lambda k: tables.work[k, n]))
+        orders = [by_work, by_work[::-1]]
+    results = [_finish(problem, name, split) for order in orders
+               if (split := tables.split(order)) is not None]
+    feasible = [r for r in results if r.evaluation is not None]
+    if feasible:
+        return min(feasible, key=lambda r: _rank(problem, r))
+    return results[0] if results else BaselineResult(
+        name, {}, None, "no contiguous split fits every device's memory and support")
+
+
+class _ContiguousTables:
+    """Prefix sums for the contiguous split: work, unsupported nodes and weights per device
+    over the first ``i`` nodes, and the bytes of edges between any two cut points."""
+
+    def __init__(self, problem: Problem, idx: ProblemIndex) -> None:
+        n, ndev = len(idx.names), len(idx.devices)
+        self.problem, self.idx, self.n = problem, idx, n
+        work = np.zeros((ndev, n + 1))
+        barred = np.zeros((ndev, n + 1), dtype=np.int64)
+        for i in range(n):
+            for k in range(ndev):
+                allowed = k in idx.allowed[i]
+                work[k, i + 1] = work[k, i] + ((idx.cost[i][k] or 0.0) if allowed else 0.0)
+                barred[k, i + 1] = barred[k, i] + (not allowed)
+        self.work, self.barred = work, barred
+        self.weights = np.concatenate([[0], np.cumsum(idx.weights, dtype=np.float64)])
+        edges = np.zeros((n, n))
+        for v, preds in enumerate(idx.preds):
+            for u, nbytes, _ in preds:
+                edges[u, v] += nbytes
+        #: crossing[a, c]: bytes of the edges u -> v with u < a and v < c.
+        self.crossing = np.zeros((n + 1, n + 1))
+        self.crossing[1:, 1:] = edges.cumsum(axis=0).cumsum(axis=1)
+
+    def _copy_s(self, src: int, dst: int, on: int, nbytes: np.ndarray) -> np.ndarray | float:
+        """Seconds device ``on`` spends on copies of ``nbytes`` from ``src`` to ``dst``."""
+        if on not in self.idx.occupied(src, dst):
+            return 0.0
+        bandwidth = self.idx.link_bandwidth[src][dst]
+        return (nbytes > 0) * self.idx.link_latency[src][dst] + nbytes / bandwidth
+
+    def split(self, order: tuple[int, ...]) -> dict[str, str] | None:
+        """The dynamic program for one device order; None when no split is feasible."""
+        n, idx, crossing = self.n, self.idx, self.crossing
+        throughput = self.problem.objective == "throughput"
+        best = np.full(n + 1, np.inf)
+        best[0] = 0.0
+        cuts: list[np.ndarray] = []
+        for m, k in enumerate(order):
+            before = order[m - 1] if m else None
+            after = order[m + 1] if m + 1 < len(order) else None
+            memory = self.problem.cluster.devices[k].memory_bytes
+            nxt, cut = best.copy(), np.arange(n + 1)  # an empty run keeps the prefix
+            for j in range(1, n + 1):
+                i = np.arange(j)
+                stage = self.work[k, j] - self.work[k, i] + idx.overhead[k]
+                if before is not None:
+                    entering = crossing[i, j] - crossing[i, i]
+                    stage = stage + self._copy_s(before, k, k, entering)
+                if after is not None:
+                    leaving = (crossing[j, n] - crossing[j, j]) - (crossing[i, n] - crossing[i, j])
+                    stage = stage + self._copy_s(k, after, k, leaving)
+                value = np.maximum(best[i], stage) if throughput else best[i] + stage
+                bad = (self.barred[k, j] - self.barred[k, i] > 0) | (
+                    self.weights[j] - self.weights[i] > memory)
+                value = np.where(bad, np.inf, value)
+                at = int(np.argmin(value))
+                if value[at] < nxt[j]:
+                    nxt[j], cut[j] = value[at], at
+            best = nxt
+            cuts.append(cut)
+        if not np.isfinite(best[n]):
+            return None
+        assignment: dict[str, str] = {}
+        j = n
+        for m in range(len(order) - 1, -1, -1):
+            i = int(cuts[m][j])
+            assignment.update({idx.names[t]: idx.devices[order[m]] for t in range(i, j)})
+            j = i
+        return assignment
 
 
 def _reserve(idx: ProblemIndex, k: int) -> int:
