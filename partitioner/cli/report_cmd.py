@@ -10,6 +10,12 @@ from pathlib import Path
 from partitioner.errors import ReportError
 from partitioner.report import build_report, read_report_inputs, render_text
 from partitioner.report.explain import explain
+from partitioner.report.generation import (
+    is_generation_plan_dir,
+    read_generation,
+    render_generation_html,
+    render_generation_text,
+)
 from partitioner.report.html import GENERATOR_MARK, render_html
 from partitioner.report.text import DEFAULT_TOP
 
@@ -64,6 +70,8 @@ def check_writable(path: Path, force: bool) -> None:
 def run_report(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise ReportError(f"--top {args.top}: must be zero or positive")
+    if is_generation_plan_dir(args.plan_dir):
+        return _report_generation(args)
     inputs = read_report_inputs(args.plan_dir)
     report = build_report(inputs.plan, inputs.measurements, inputs.detail)
     if args.output:
@@ -76,6 +84,24 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"HTML report written to {out}")
         return 0
     sys.stdout.write(render_text(report, color=use_color(args.no_color), top=args.top))
+    return 0
+
+
+def _report_generation(args: argparse.Namespace) -> int:
+    """A generation plan: per-phase placement, KV per device, the Pareto front, the why."""
+    from partitioner.report.html import CSP
+
+    doc = read_generation(args.plan_dir)
+    if args.output:
+        out = Path(args.output)
+        check_writable(out, args.force)
+        try:
+            out.write_text(render_generation_html(doc, GENERATOR_MARK, CSP), encoding="utf-8")
+        except OSError as exc:
+            raise ReportError(f"-o {out}: cannot write the report: {exc}") from None
+        print(f"HTML report written to {out}")
+        return 0
+    sys.stdout.write(render_generation_text(doc))
     return 0
 
 

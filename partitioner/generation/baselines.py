@@ -5,6 +5,8 @@
   memory bandwidth) in order, weights and KV cache, up to its memory; the rest run on the CPU.
 * ``homogeneous:<n>x<device>``: the first ``n`` devices of one type, the groups split into
   ``n`` contiguous runs (the cheapest such fleet meeting the SLOs is reported).
+* ``memory fill``: co-located first fit by memory (a start for the solver, and the
+  constructive test behind "the largest context that fits").
 * The best co-located plan is the CP-SAT co-located solve (``planner.py``).
 
 Baselines are placements on the same layer groups, so the comparison is like for like.
@@ -62,3 +64,24 @@ def homogeneous_fleets(problem: GenerationProblem,
             name = problem.devices[cls[0]] if n == 1 else f"{n}x{problem.devices[cls[0]]}"
             out.append((name, (tuple(placed), tuple(placed))))
     return out
+
+
+def memory_fill(problem: GenerationProblem) -> Placement | None:
+    """Co-located first fit: each group, in layer order, on the device already in use if it
+    has room (weights, KV cache, workspace), else on the fastest decoding device that has;
+    None when some group fits nowhere."""
+    G, D = len(problem.groups), len(problem.devices)
+    placed: list[int] = []
+    for g in range(G):
+        order = sorted(range(D), key=lambda d: problem.decode_mean_s[g][d])
+        if placed:
+            order.remove(placed[-1])
+            order.insert(0, placed[-1])
+        for d in order:
+            p = tuple(placed + [d])  # memory_use of the first g + 1 groups
+            if memory_use(problem, p, p)[d] <= problem.memory[d]:
+                placed.append(d)
+                break
+        else:
+            return None
+    return tuple(placed), tuple(placed)

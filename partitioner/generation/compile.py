@@ -57,10 +57,11 @@ def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batc
     """Measured decode lines for the cluster's devices on this machine (``local``)."""
     from partitioner.generation.measure import measure_decode_step
 
+    # The generation's own range (prompt + 1 .. context) and the standard points within it.
     top = min(workload.context, layout.spec.max_context)
-    contexts = sorted({c for c in MEASURED_CONTEXTS if c <= top} | {top})
-    if len(contexts) < 2:
-        contexts = sorted({max(2, top // 2), top})
+    low = min(workload.prompt + 1, top)
+    contexts = sorted({c for c in MEASURED_CONTEXTS if low <= c <= top}
+                      | {low, (low + top) // 2, top})
     fits = {}
     for device in cluster.devices:
         if not device.local:

@@ -22,6 +22,7 @@ from partitioner.generation.baselines import (
     Placement,
     homogeneous_fleets,
     layer_offload,
+    memory_fill,
     single_device,
 )
 from partitioner.generation.costs import (
@@ -92,6 +93,7 @@ class GenerationPlan:
     bound: float | None
     solve_time_s: float
     pareto: list[Candidate] = field(default_factory=list)
+    by_batch: list[Candidate] = field(default_factory=list)
 
     @property
     def objective(self) -> str:
@@ -176,6 +178,8 @@ class GenerationPlan:
                         "colocated_status": s.colocated_status, "bound": s.bound,
                         "wall_s": s.wall_s} for s in self.solves],
             "pareto": [{"origin": c.origin, **_eval_dict(c.eval, devs)} for c in self.pareto],
+            "by_batch": [{"origin": c.origin, **_eval_dict(c.eval, devs)}
+                         for c in self.by_batch],
             "explain": self.explain(),
         }
 
@@ -343,6 +347,9 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
             named.append(("layer offload", "layer offload", placement))
         named += [("cheapest homogeneous fleet", f"homogeneous {name}", placement)
                   for name, placement in homogeneous_fleets(pr, types)]
+        filled = memory_fill(pr)
+        if filled is not None:
+            named.append(("memory fill", "memory fill", filled))
         for kind, origin, (p, q) in named:
             c = Candidate(origin, evaluate(pr, p, q))
             baselines.setdefault(kind, []).append(c)
@@ -438,10 +445,12 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
         bound = max(max(bounds), plan.eval.value(objective))
     else:
         bound = min(min(bounds), plan.eval.value(objective))
-    pareto = _pareto([c for c in everything if c.eval.feasible])
+    feasible = [c for c in everything if c.eval.feasible]
+    by_batch = [b for b in (_best([c for c in feasible if c.eval.batch == batch], objective)
+                            for batch in batches) if b is not None]
     return GenerationPlan(spec, workload, targets, cluster, layer_groups, rates, problems, plan,
                           best_colocated, best_baselines, notes, solves, bound,
-                          time.perf_counter() - started, pareto)
+                          time.perf_counter() - started, _pareto(feasible), by_batch)
 
 
 def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
@@ -560,6 +569,27 @@ def _infeasible_note(cands: Sequence[Candidate]) -> str:
     return "misses the SLOs (" + "; ".join(misses) + ")"
 
 
+def largest_fitting_context(pr: GenerationProblem, max_context: int) -> int:
+    """The longest context (0: none) for which a co-located first fit by memory places every
+    group (bisection; KV reservations scale with the context)."""
+    def fits(context: int) -> bool:
+        scale = context / pr.workload.context
+        scaled = replace(pr, kv_decode_bytes=tuple(b * scale for b in pr.kv_decode_bytes))
+        return memory_fill(scaled) is not None
+
+    lo, hi = 0, max_context
+    if not fits(1):
+        return 0
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _diagnose(spec: DecoderSpec, workload: Workload, targets: Targets, cluster: Cluster,
               rates: Sequence[DeviceRates], groups: Sequence[LayerGroup], batch: int,
               symmetric: list[list[int]], time_limit_s: float, seed: int,
@@ -569,26 +599,24 @@ def _diagnose(spec: DecoderSpec, workload: Workload, targets: Targets, cluster: 
     pr = build_problem(spec, workload, free, cluster, rates, groups, batch)
     fits = [evaluate(pr, *single_device(pr, d)) for d in range(len(pr.devices))]
     res = None
-    if not any(f.fits for f in fits):
+    if not any(f.fits for f in fits) and memory_fill(pr) is None:
         res = PlacementModel(pr, "ttft", symmetric=symmetric).solve(
             time_limit_s=time_limit_s, seed=seed, workers=workers)
     if res is not None and not res.solutions:
         per_token = spec.kv_bytes_per_token()
         weights = sum(pr.weight_bytes)
-        total = sum(pr.memory)
-        spare = total - weights - max(pr.workspace_bytes)
-        if spare <= 0:
+        largest = largest_fitting_context(pr, spec.max_context)
+        if largest == 0:
             return InfeasibleError(
-                f"model {spec.name!r}: its weights ({weights / GIB:.3g} GiB) do not fit "
-                f"cluster {cluster.name!r} ({total / GIB:.3g} GiB on {len(pr.devices)} devices)")
-        largest = int(spare // (batch * per_token))
+                f"model {spec.name!r}: its weights ({weights / GIB:.3g} GiB) and a batch of "
+                f"{batch} prompts do not fit cluster {cluster.name!r} "
+                f"({sum(pr.memory) / GIB:.3g} GiB on {len(pr.devices)} devices)")
         return InfeasibleError(
             f"model {spec.name!r}: the KV cache ({per_token:.6g} bytes per token x context "
             f"{workload.context} x batch {batch} = {per_token * workload.context * batch / GIB:.3g}"
             f" GiB) fits on no device of cluster {cluster.name!r} beside the weights "
-            f"({weights / GIB:.3g} GiB); the largest context that could fit at batch {batch} "
-            f"is {largest} tokens (all devices' spare memory pooled: "
-            f"{max(spare, 0) / GIB:.3g} GiB)")
+            f"({weights / GIB:.3g} GiB); the largest context that fits at batch {batch} is "
+            f"{largest} tokens")
     best = {}
     for name, obj in (("TTFT", "ttft"), ("TPOT", "tpot_worst")):
         r = PlacementModel(pr, obj, symmetric=symmetric).solve(

@@ -76,8 +76,8 @@ class Workload:
         """Refuse a context beyond what the model was built for."""
         if self.context > spec.max_context:
             raise WorkloadError(
-                f"--workload context={self.context} is beyond model {spec.name!r}'s maximum "
-                f"context of {spec.max_context} tokens")
+                f"--workload context={self.context} is beyond the maximum context of model "
+                f"{spec.name!r} ({spec.max_context} tokens)")
 
     def batch_candidates(self, objective: str) -> tuple[int, ...]:
         """Batch sizes the placement tries: the workload's own, or for throughput and cost
