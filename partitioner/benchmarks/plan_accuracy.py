@@ -1,8 +1,9 @@
 """Compiled plans, predicted against measured: the goals of issue 19, as a user meets them.
 
-For every model (the zoo's families, and models from other code: transformers GPT-2 and BERT
-architectures with random weights, that BERT quantized by ONNX Runtime's dynamic quantizer,
-and a model whose ``If`` torch's exporter wrote from ``torch.cond``): `hetpart compile` for
+For every model (the zoo's families, and models from other code: transformers GPT-2, BERT,
+ResNet and YOLOS (object detection) architectures with random weights, that BERT quantized by
+ONNX Runtime's dynamic quantizer, and a model whose ``If`` torch's exporter wrote from
+``torch.cond``): `hetpart compile` for
 each local runner alone (``--devices X``) and for ``local``, each plan's prediction read from
 the plan, then all of that model's plans measured fresh, side by side (``measure_plans``:
 interleaved warm blocks, median, no cache) as `hetpart run` would. Reported: prediction error
@@ -80,6 +81,36 @@ def _torch_cond(folder: Path) -> Path:
     return out
 
 
+def _hf_resnet(folder: Path) -> Path:
+    """transformers' ResNet (torchvision's architecture; torchvision is not a dependency) from
+    a small config, random weights, 96x96 images."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256],
+                          depths=[1, 1, 1, 1], num_labels=100)
+    out = folder / "hf-resnet.onnx"
+    torch.onnx.export(ResNetForImageClassification(config).eval(),
+                      (torch.randn(1, 3, 96, 96),), dynamo=True).save(str(out))
+    return out
+
+
+def _hf_yolos(folder: Path) -> Path:
+    """transformers' YOLOS object detector (ViT with detection tokens) from a small config."""
+    import torch
+    from transformers import YolosConfig, YolosForObjectDetection
+
+    torch.manual_seed(0)
+    config = YolosConfig(hidden_size=96, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=192, image_size=[96, 96], patch_size=16,
+                         num_detection_tokens=10, num_labels=10)
+    out = folder / "hf-yolos.onnx"
+    torch.onnx.export(YolosForObjectDetection(config).eval(),
+                      (torch.randn(1, 3, 96, 96),), dynamo=True).save(str(out))
+    return out
+
+
 MODELS: dict[str, Callable[[Path], Path]] = {
     "mlp": _zoo("mlp"),
     "resnet": _zoo("resnet"),
@@ -90,6 +121,8 @@ MODELS: dict[str, Callable[[Path], Path]] = {
     "hf-bert": _zoo("hf-bert"),
     "hf-bert-int8": _quantized_bert,
     "torch-cond": _torch_cond,
+    "hf-resnet": _hf_resnet,
+    "hf-yolos": _hf_yolos,
 }
 QUICK_MODELS = ("mlp", "hf-bert-int8", "torch-cond")
 
