@@ -215,12 +215,16 @@ class ProfiledCostModel:
             else:
                 log.warning("%s (%s) on %s: the runtime refused it once, then loaded it: %s",
                             node.name, node.qualified_op, device.id, _short(first))
-        try:
-            samples = time_calls(lambda: prepared.run(feeds), self.warmup, self.repeats,
-                                 self.budget_s, self.min_time_s)
-        except Exception as exc:  # noqa: BLE001 - synthetic data, or our feeds
-            return self._harness_failure(fp, node, device,
-                                         f"run on synthetic feeds failed: {_short(exc)}")
+        samples = self._time(prepared, feeds)
+        if isinstance(samples, str):
+            # Synthetic values in computed shape inputs (an Expand's shape, a Reshape's -1s
+            # from the attention mask) make the node fail; their real values may not.
+            retry = self._load_with_computed_inputs(model, node, device, options, samples)
+            if not isinstance(retry, str):
+                samples = self._time(*retry)
+            if isinstance(samples, str):
+                return self._harness_failure(fp, node, device,
+                                             f"run on synthetic feeds failed: {samples}")
         median, spread = median_and_spread(samples)
         overhead = self.session_overhead(device)
         rec = record(max(median - overhead, 0.0), spread, len(samples),
@@ -228,6 +232,14 @@ class ProfiledCostModel:
         self._unmeasured.pop((fp, node.signature), None)
         self.cache.put(fp, rec)
         return rec
+
+    def _time(self, prepared: Any, feeds: dict[str, Any]) -> list[float] | str:
+        """Timed runs of ``prepared`` (seconds each), or why running it failed."""
+        try:
+            return time_calls(lambda: prepared.run(feeds), self.warmup, self.repeats,
+                              self.budget_s, self.min_time_s)
+        except Exception as exc:  # noqa: BLE001 - synthetic data, or our feeds
+            return _short(exc)
 
     def _load_with_computed_inputs(self, model: Any, node: NodeInfo, device: DeviceSpec,
                                    options: dict[str, Any], refusal: str

@@ -290,3 +290,36 @@ def _rename_op(model: onnx.ModelProto) -> onnx.ModelProto:
     """The single-node model with its op renamed to one no runtime knows."""
     model.graph.node[0].op_type = "UnsqueezeNobodyKnows"
     return model
+
+
+def test_node_failing_on_synthetic_shape_inputs_runs_with_their_computed_values(
+        tmp_path: Path, ort_cluster: Cluster) -> None:
+    """An Expand whose shape the graph computes from data: alone, the synthetic zeros make
+    an invalid shape and the run fails; with the computed shape as a constant it is
+    measured (decoders' attention-mask arithmetic does this; no fallback is used)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Mul", ["r", "zero_f"], ["z"], name="zeroed"),
+        helper.make_node("ReduceMax", ["z"], ["m"], keepdims=0, name="max"),
+        helper.make_node("Cast", ["m"], ["m_int"], to=TensorProto.INT64, name="cast"),
+        helper.make_node("Add", ["m_int", "target"], ["shape"], name="shape"),
+        helper.make_node("Expand", ["r", "shape"], ["y"], name="expand"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
+             numpy_helper.from_array(np.array([2, 4, 16], np.int64), "target")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    analysed = analyse(model)
+    profiled = ProfiledCostModel(ProfileCache(tmp_path / "c.sqlite"), repeats=3)
+    from partitioner.registry import get_runner
+
+    alone = profiled.single_node_model(analysed, analysed.facts.node("expand"))
+    prepared = get_runner("onnxruntime").prepare(alone, {})
+    with pytest.raises(Exception, match="(?i)expand"):
+        prepared.run(profiled.make_feeds(alone))
+    cost = build_cost_table(analysed, ort_cluster, profiled).get("expand", "ort-cpu")
+    assert isinstance(cost, Supported) and cost.source == "profiled", cost
+    assert profiled.fallbacks == {}
