@@ -43,6 +43,11 @@ def test_named_config_writes_a_plan_only_directory(tmp_path: Path,
     code, report, _ = _run(capsys, "report", str(out), "--no-color")
     assert code == 0
     assert "KV cache per device" in report and "Pareto" in report
+    html = tmp_path / "report.html"
+    code, _, _ = _run(capsys, "report", str(out), "-o", str(html))
+    assert code == 0
+    page = html.read_text()
+    assert "<svg" in page and "hetpart-report" in page and "llama-7b" in page
 
 
 @pytest.mark.parametrize("argv, fragment", [

@@ -22,6 +22,7 @@ MODULES = (
     "execution",
     "local_hetero",
     "generation_run",
+    "generation_fleets",
 )
 
 HEADER = """# Benchmarks

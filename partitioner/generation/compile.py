@@ -75,6 +75,34 @@ def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batc
     return fits
 
 
+def measured_prefill_s(layout: Any, device: Any, prompt: int, batch: int,
+                       repeat: int = 5) -> float:
+    """Median seconds of one whole-model prefill of ``batch x prompt`` tokens on ``device``
+    (warmed up; the same runner call the phase plan makes)."""
+    import statistics
+    import time
+
+    import numpy as np
+
+    from partitioner.generation.generator import empty_past, step_feeds
+    from partitioner.registry import get_runner
+
+    prepared = get_runner(device.runner).prepare(
+        str(layout.model_path), {**device.runner_options,
+                                 "label": f"{layout.model_path.name} prefill on {device.id}"})
+    ids = np.random.default_rng(0).integers(3, layout.spec.vocab_size, (batch, prompt),
+                                            dtype=np.int64)
+    feeds = step_feeds(layout, ids, 0, empty_past(layout, batch))
+    for _ in range(2):
+        prepared.run(feeds)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        prepared.run(feeds)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _layer_devices(plan: GenerationPlan, phase: str) -> list[str]:
     """The device of every decoder layer in ``phase`` (from its group's placement)."""
     ev, devices = plan.plan.eval, plan.problem.devices
@@ -144,10 +172,16 @@ def compile_generation(model: str, cluster: Cluster, workload: Workload, targets
     layout = load_layout(model)
     workload.check_model(layout.spec)
     fits: dict[str, DecodeFit] = {}
+    prefill_times: dict[str, float] = {}
     if measure and any(d.local for d in cluster.devices):
         fits = measured_decode_fits(layout, cluster, workload, workload.batch, progress)
+        for device in cluster.devices:
+            if device.local:
+                prefill_times[device.id] = measured_prefill_s(layout, device, workload.prompt,
+                                                              workload.batch)
     plan = plan_generation(layout.spec, workload, targets, cluster, time_limit_s=time_limit_s,
-                           seed=seed, workers=workers, decode_fits=fits)
+                           seed=seed, workers=workers, decode_fits=fits,
+                           prefill_times=prefill_times)
     batch = plan.plan.eval.batch
     options = {"measure_rounds": 0, **(phase_options or {})}
     compiled = {}
@@ -159,7 +193,8 @@ def compile_generation(model: str, cluster: Cluster, workload: Workload, targets
     data = plan.to_dict()
     data["decode_fits"] = {d: {"batch": f.batch, "points": [list(p) for p in f.points],
                                "intercept_s": f.intercept_s, "slope_s": f.slope_s,
-                               "worst_error": f.worst_error()} for d, f in fits.items()}
+                               "worst_error": f.worst_error(),
+                               "prefill_s": prefill_times.get(d)} for d, f in fits.items()}
     write_generation_plan(out, layout, compiled["prefill"], compiled["decode"],
                           workload={**workload.to_dict(), "batch": batch},
                           predicted=_predicted(data), placement=data, overwrite=overwrite)

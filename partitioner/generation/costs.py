@@ -87,8 +87,11 @@ class DeviceRates:
     weight_bandwidth: float
     kv_bandwidth: float
     source: str
+    prefill_measured: bool = False
 
     def prefill_s(self, work: GroupWork) -> float:
+        if self.prefill_measured:  # ``flops`` is the measured prefill's effective rate
+            return work.prefill_flops / self.flops
         return max(work.prefill_flops / self.flops, work.prefill_bytes / self.weight_bandwidth)
 
     def decode_s(self, work: GroupWork, past: np.ndarray | float) -> np.ndarray | float:
@@ -112,7 +115,8 @@ def spec_rates(device: DeviceSpec, dtype: str) -> DeviceRates:
 
 
 def measured_rates(device: DeviceSpec, dtype: str, fit: DecodeFit, weights_read: float,
-                   kv_bytes_per_token: float) -> DeviceRates:
+                   kv_bytes_per_token: float,
+                   prefill: tuple[float, float] | None = None) -> DeviceRates:
     """Rates from a measured whole-model decode line on ``device``.
 
     Args:
@@ -120,6 +124,9 @@ def measured_rates(device: DeviceSpec, dtype: str, fit: DecodeFit, weights_read:
         weights_read: Bytes one decode step of the whole model reads besides the KV cache,
             at ``fit.batch`` (``sum(w.decode_weight_bytes + w.decode_other_bytes)``).
         kv_bytes_per_token: KV bytes per token per sequence, all layers.
+        prefill: ``(FLOPs, seconds)`` of a measured whole-model prefill: a group's prefill is
+            then its share of the FLOPs at that effective rate (per-operator overheads
+            included, which dominate small models).
     """
     spec = spec_rates(device, dtype)
     fixed = fit.intercept_s - device.call_overhead_s  # one call ran the whole model
@@ -127,5 +134,10 @@ def measured_rates(device: DeviceSpec, dtype: str, fit: DecodeFit, weights_read:
     kv_read = fit.batch * kv_bytes_per_token
     kv_bw = kv_read / fit.slope_s if fit.slope_s > 0 else spec.kv_bandwidth
     points = ", ".join(f"{p}:{s * 1e3:.3f}ms" for p, s in fit.points)
-    return DeviceRates(device, spec.flops, weight_bw, kv_bw,
-                       f"measured decode steps at batch {fit.batch} (past:time {points})")
+    source = f"measured decode steps at batch {fit.batch} (past:time {points})"
+    flops = spec.flops
+    if prefill is not None and prefill[1] > device.call_overhead_s:
+        flops = prefill[0] / (prefill[1] - device.call_overhead_s)
+        source += f"; measured prefill {prefill[1] * 1e3:.3f} ms"
+    return DeviceRates(device, flops, weight_bw, kv_bw, source,
+                       prefill_measured=prefill is not None and prefill[1] > device.call_overhead_s)

@@ -261,8 +261,10 @@ def explain_group(pr: GenerationProblem, ev: GenerationEval, g: int,
 
 
 def device_rates(spec: DecoderSpec, cluster: Cluster, workload: Workload,
-                 decode_fits: Mapping[str, DecodeFit] | None = None) -> tuple[DeviceRates, ...]:
-    """Spec-sheet rates, or measured ones for devices with a decode fit."""
+                 decode_fits: Mapping[str, DecodeFit] | None = None,
+                 prefill_times: Mapping[str, float] | None = None) -> tuple[DeviceRates, ...]:
+    """Spec-sheet rates, or measured ones for devices with a decode fit (and a measured
+    whole-model prefill of ``workload.prompt`` tokens at the fit's batch)."""
     dtype = compute_dtype(spec.weight_bytes_per_param)
     out = []
     groups = group_layers(spec.num_layers, spec.num_layers)
@@ -273,7 +275,10 @@ def device_rates(spec: DecoderSpec, cluster: Cluster, workload: Workload,
             continue
         works = [group_work(spec, g, workload.prompt, fit.batch) for g in groups]
         weights = sum(w.decode_weight_bytes + w.decode_other_bytes for w in works)
-        out.append(measured_rates(device, dtype, fit, weights, spec.kv_bytes_per_token()))
+        prefill_s = (prefill_times or {}).get(device.id)
+        prefill = None if prefill_s is None else (sum(w.prefill_flops for w in works), prefill_s)
+        out.append(measured_rates(device, dtype, fit, weights, spec.kv_bytes_per_token(),
+                                  prefill))
     return tuple(out)
 
 
@@ -313,7 +318,8 @@ def _bound_value(objective: str, problem: GenerationProblem, model_bound: float)
 def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, cluster: Cluster,
                     *, time_limit_s: float = 10.0, seed: int = 0, workers: int = 1,
                     groups: int | None = None,
-                    decode_fits: Mapping[str, DecodeFit] | None = None) -> GenerationPlan:
+                    decode_fits: Mapping[str, DecodeFit] | None = None,
+                    prefill_times: Mapping[str, float] | None = None) -> GenerationPlan:
     """Place ``spec``'s layer groups per phase on ``cluster`` for ``workload`` under ``targets``.
 
     Raises:
@@ -325,7 +331,7 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
     workload.check_model(spec)
     layer_groups = tuple(group_layers(spec.num_layers, groups or choose_groups(
         spec.num_layers, len(cluster.devices))))
-    rates = device_rates(spec, cluster, workload, decode_fits)
+    rates = device_rates(spec, cluster, workload, decode_fits, prefill_times)
     objective = targets.objective
     batches = workload.batch_candidates(objective)
     problems = {b: build_problem(spec, workload, targets, cluster, rates, layer_groups, b)
@@ -358,13 +364,13 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
     # Most promising batch first; a batch whose optimistic bound cannot beat the best plan
     # so far is not solved (its optimistic bound stands as its bound).
     model_obj = _model_objective(objective)
-    order = sorted(batches, key=lambda b: _optimistic(objective, problems[b]),
+    order = sorted(batches, key=lambda b: _optimistic(objective, problems[b], types),
                    reverse=objective == "tokens-per-s")
     solves: list[BatchSolve] = []
     deadline = time.perf_counter() + time_limit_s
     for i, batch in enumerate(order):
         pr = problems[batch]
-        optimistic = _optimistic(objective, pr)
+        optimistic = _optimistic(objective, pr, types)
         incumbent = _best(everything, objective)
         if incumbent is not None and not _could_beat(objective, optimistic,
                                                      incumbent.eval.value(objective)):
@@ -385,9 +391,9 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
             # of what is left); later ones are often pruned.
             left = max(0.2, (deadline - time.perf_counter()) / min(2, len(order) - i))
             budget = left / 3 if colocated else left
-            if objective == "cost-per-mtok" and not colocated:
+            if objective == "cost-per-mtok":
                 res, found = _solve_cost_by_fleet(pr, types, symmetric, everything, budget,
-                                                  seed, workers)
+                                                  seed, workers, colocated)
             else:
                 model = PlacementModel(pr, model_obj, colocated=colocated, symmetric=symmetric)
                 if start is not None:
@@ -453,9 +459,37 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
                           time.perf_counter() - started, _pareto(feasible), by_batch)
 
 
+def _fleets(pr: GenerationProblem, types: Sequence[Sequence[int]]
+            ) -> list[tuple[float, list[int]]]:
+    """Every fleet (how many devices of each type: interchangeable devices make the first
+    ``n`` of a type as good as any ``n``) whose memory could hold the weights and KV cache,
+    cheapest first, as (price per hour, device indices)."""
+    fleets = []
+    need = sum(pr.weight_bytes) + sum(pr.kv_decode_bytes)
+    for counts in itertools.product(*(range(len(t) + 1) for t in types)):
+        devices = [d for t, n in zip(types, counts, strict=True) for d in t[:n]]
+        if not devices:
+            continue
+        if sum(pr.memory[d] for d in devices) < need or sum(
+                _most_groups(pr, d) for d in devices) < len(pr.groups):
+            continue
+        fleets.append((sum(pr.price_per_hour[d] for d in devices), devices))
+    fleets.sort(key=lambda f: (f[0], len(f[1])))
+    return fleets
+
+
+def _fleet_optimistic(pr: GenerationProblem, price: float, devices: list[int]) -> float:
+    """$/Mtok no placement on ``devices`` beats: the fastest of them per group and phase, no
+    transfers, no memory limit."""
+    request_lb = (sum(min(row[d] for d in devices) for row in pr.prefill_s)
+                  + (pr.workload.new - 1) * sum(min(row[d] for d in devices)
+                                                for row in pr.decode_mean_s))
+    return price * request_lb * 1e6 / 3600 / pr.tokens_per_request
+
+
 def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
                          symmetric: list[list[int]], known: Sequence[Candidate],
-                         time_limit_s: float, seed: int, workers: int
+                         time_limit_s: float, seed: int, workers: int, colocated: bool = False
                          ) -> tuple[PlacementResult, list[Candidate]]:
     """$/Mtok with a proven bound: price x time is a product, so instead of one model with
     it, enumerate the fleets (how many devices of each type; interchangeable devices make the
@@ -464,29 +498,13 @@ def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
     optimistic bound (fastest device per group and phase) cannot beat the best plan so far is
     pruned. The bound is the least over fleets of price x the fleet's time bound."""
     started = time.perf_counter()
-    fleets = []
-    for counts in itertools.product(*(range(len(t) + 1) for t in types)):
-        devices = [d for t, n in zip(types, counts, strict=True) for d in t[:n]]
-        if not devices:
-            continue
-        price = sum(pr.price_per_hour[d] for d in devices)
-        need = sum(pr.weight_bytes) + sum(pr.kv_decode_bytes)
-        if sum(pr.memory[d] for d in devices) < need or sum(
-                _most_groups(pr, d) for d in devices) < len(pr.groups):
-            continue
-        fleets.append((price, devices))
-    fleets.sort(key=lambda f: (f[0], len(f[1])))
+    fleets = _fleets(pr, types)
     to_cost = 1e6 / 3600 / pr.tokens_per_request
     found: list[Candidate] = []
     bound = float("inf")
     statuses = set()
-    def optimistic_cost(price: float, devices: list[int]) -> float:
-        request_lb = (sum(min(row[d] for d in devices) for row in pr.prefill_s)
-                      + (pr.workload.new - 1) * sum(min(row[d] for d in devices)
-                                                    for row in pr.decode_mean_s))
-        return price * request_lb * to_cost
 
-    hopes = [optimistic_cost(price, devices) for price, devices in fleets]
+    hopes = [_fleet_optimistic(pr, price, devices) for price, devices in fleets]
     for k, (price, devices) in enumerate(fleets):
         optimistic = hopes[k]
         incumbent = _best([*known, *found], "cost-per-mtok")
@@ -495,8 +513,10 @@ def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
             bound = min(bound, optimistic)
             statuses.add("PRUNED")
             continue
-        model = PlacementModel(pr, "request", symmetric=symmetric, allowed=devices)
+        model = PlacementModel(pr, "request", symmetric=symmetric, allowed=devices,
+                               colocated=colocated)
         inside = _best([c for c in [*known, *found] if c.eval.batch == pr.batch
+                        and (c.eval.colocated or not colocated)
                         and set(c.eval.prefill) | set(c.eval.decode) <= set(devices)],
                        "tokens-per-s")
         if inside is not None:
@@ -507,7 +527,8 @@ def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
         budget = max(0.1, (time_limit_s - (time.perf_counter() - started)) / min(3, hopeful))
         res = model.solve(time_limit_s=budget, seed=seed, workers=workers)
         statuses.add(res.status)
-        found += [Candidate(f"cp-sat ({len(devices)}-device fleet)", evaluate(pr, p, q))
+        origin = "cp-sat co-located" if colocated else "cp-sat"
+        found += [Candidate(f"{origin} ({len(devices)}-device fleet)", evaluate(pr, p, q))
                   for p, q in res.solutions]
         if res.status == "INFEASIBLE":
             continue
@@ -527,9 +548,15 @@ def _most_groups(pr: GenerationProblem, d: int) -> int:
     return int((pr.memory[d] - min(pr.workspace_bytes)) // max(1.0, min(pr.weight_bytes)))
 
 
-def _optimistic(objective: str, pr: GenerationProblem) -> float:
+def _optimistic(objective: str, pr: GenerationProblem,
+                types: Sequence[Sequence[int]] = ()) -> float:
     """A bound no placement at this batch beats: every group on its fastest device in each
-    phase, no transfers, no memory limit (cost: the cheapest device alone pays)."""
+    phase, no transfers, no memory limit (cost: the least over the fleets whose memory could
+    hold the model, ``_fleets``, of the fleet's price x its optimistic time)."""
+    if objective == "cost-per-mtok" and types:
+        fleets = _fleets(pr, types)
+        return min((_fleet_optimistic(pr, price, devices) for price, devices in fleets),
+                   default=float("inf"))
     ttft = sum(min(row) for row in pr.prefill_s)
     tpot = sum(min(row) for row in pr.decode_mean_s)
     request = ttft + (pr.workload.new - 1) * tpot
