@@ -224,3 +224,26 @@ def test_cluster_file_count_expands_devices_and_links() -> None:
     from partitioner.errors import ClusterError
     with pytest.raises(ClusterError, match="key 'count' must be a positive integer"):
         cluster_from_dict({"device": [{"use": "l4", "count": 0}]}, "c.toml", "c")
+
+
+@pytest.mark.parametrize("gpu_memory", [12e6, 20e6, 60e6])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_memory_relaxation_is_below_every_feasible_placement(gpu_memory: float,
+                                                             batch: int) -> None:
+    from partitioner.generation.relaxation import phase_lower_bounds
+
+    workload = Workload.parse(f"prompt=64,new=16,batch={batch},context=256")
+    cluster = _pair(gpu_memory)
+    pr = build_problem(SPEC, workload, Targets("ttft"), cluster,
+                       device_rates(SPEC, cluster, workload), group_layers(4, 4), batch)
+    bounds = phase_lower_bounds(pr)
+    assert bounds is not None
+    evals = [evaluate(pr, p, q) for p in itertools.product(range(2), repeat=4)
+             for q in itertools.product(range(2), repeat=4)]
+    feasible = [e for e in evals if e.fits]
+    assert feasible
+    assert bounds[0] <= min(e.ttft_s for e in feasible)
+    assert bounds[1] <= min(e.tpot_s for e in feasible)
+    # It counts memory: with a small GPU it is above the no-memory bound.
+    no_memory = sum(min(row) for row in pr.prefill_s)
+    assert bounds[0] >= no_memory * (1 - 1e-6)

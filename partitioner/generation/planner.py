@@ -41,6 +41,7 @@ from partitioner.generation.problem import (
     build_problem,
     evaluate,
 )
+from partitioner.generation.relaxation import phase_lower_bounds
 from partitioner.generation.spec import DecoderSpec
 from partitioner.generation.workload import Targets, Workload
 
@@ -479,11 +480,12 @@ def _fleets(pr: GenerationProblem, types: Sequence[Sequence[int]]
 
 
 def _fleet_optimistic(pr: GenerationProblem, price: float, devices: list[int]) -> float:
-    """$/Mtok no placement on ``devices`` beats: the fastest of them per group and phase, no
-    transfers, no memory limit."""
-    request_lb = (sum(min(row[d] for d in devices) for row in pr.prefill_s)
-                  + (pr.workload.new - 1) * sum(min(row[d] for d in devices)
-                                                for row in pr.decode_mean_s))
+    """$/Mtok no placement on ``devices`` beats: each phase alone as a memory-respecting LP
+    (``relaxation.py``); inf when even that cannot hold the model."""
+    phases = phase_lower_bounds(pr, tuple(devices))
+    if phases is None:
+        return float("inf")
+    request_lb = phases[0] + (pr.workload.new - 1) * phases[1]
     return price * request_lb * 1e6 / 3600 / pr.tokens_per_request
 
 
@@ -550,15 +552,17 @@ def _most_groups(pr: GenerationProblem, d: int) -> int:
 
 def _optimistic(objective: str, pr: GenerationProblem,
                 types: Sequence[Sequence[int]] = ()) -> float:
-    """A bound no placement at this batch beats: every group on its fastest device in each
-    phase, no transfers, no memory limit (cost: the least over the fleets whose memory could
-    hold the model, ``_fleets``, of the fleet's price x its optimistic time)."""
+    """A bound no placement at this batch beats: each phase alone as a memory-respecting LP,
+    no transfers (``relaxation.py``); cost: the least over the fleets whose memory could hold
+    the model (``_fleets``) of the fleet's price x its bound time."""
     if objective == "cost-per-mtok" and types:
         fleets = _fleets(pr, types)
         return min((_fleet_optimistic(pr, price, devices) for price, devices in fleets),
                    default=float("inf"))
-    ttft = sum(min(row) for row in pr.prefill_s)
-    tpot = sum(min(row) for row in pr.decode_mean_s)
+    phases = phase_lower_bounds(pr)
+    if phases is None:  # not even the relaxation holds the model at this batch
+        return 0.0 if objective == "tokens-per-s" else float("inf")
+    ttft, tpot = phases
     request = ttft + (pr.workload.new - 1) * tpot
     if objective == "ttft":
         return ttft
