@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -29,6 +31,25 @@ def ray_module() -> Any:
     return ray
 
 
+IGNORE_ERRORS = "RAY_IGNORE_UNHANDLED_ERRORS"
+
+#: Seconds to wait for a TCP connection to a cluster's address before ``ray.init`` (which
+#: retries an unreachable address for about ten minutes).
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(address: str) -> None:
+    """Fail fast, naming ``address``, when nothing listens there (``HOST:PORT`` only)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise RayClusterError(f"cannot connect to Ray cluster {address!r}: {exc} (start its "
+                              "head with `ray start --head`)") from None
+
+
 class RayConnection:
     """The driver's connection to ``address`` (``local``: a new cluster with ``nodes``,
     node name -> device ids)."""
@@ -38,6 +59,12 @@ class RayConnection:
         self.nodes = dict(nodes or {})
         self.local: LocalRayCluster | None = None
         self._initialised = False
+        self._ignored_errors: str | None = None
+
+    @property
+    def owns_session(self) -> bool:
+        """True when closing this connection ends the Ray session (and with it its actors)."""
+        return self._initialised
 
     @property
     def where(self) -> str:
@@ -47,6 +74,10 @@ class RayConnection:
         return self.address
 
     def open(self) -> RayConnection:
+        # A failed run leaves calls that failed after it (cancelled, or downstream of the
+        # lost device) unread; Ray would log each as an "unhandled error" when dropped.
+        self._ignored_errors = os.environ.get(IGNORE_ERRORS)
+        os.environ[IGNORE_ERRORS] = "1"
         if self.address == LOCAL:
             loopback_environment()  # before Ray is first imported
         ray = ray_module()
@@ -62,6 +93,7 @@ class RayConnection:
                          log_to_driver=False, logging_level=logging.WARNING)
                 self._initialised = True
             elif not ray.is_initialized():
+                _probe(self.address)
                 ray.init(address=self.address, log_to_driver=False,
                          logging_level=logging.WARNING)
                 self._initialised = True
@@ -85,6 +117,10 @@ class RayConnection:
         local, self.local = self.local, None
         if local is not None:
             local.shutdown()
+        if self._ignored_errors is None:
+            os.environ.pop(IGNORE_ERRORS, None)
+        else:
+            os.environ[IGNORE_ERRORS] = self._ignored_errors
 
     def __enter__(self) -> RayConnection:
         return self.open()

@@ -103,6 +103,11 @@ class RayExecutor:
         self.placement: dict[str, dict[str, Any]] = {}
         self._parts = {p.index: p for p in plan.partitions}
         self._actors: dict[str, Any] = {}
+        self._payloads: dict[str, Any] = {}
+        #: Device id -> Ray's restart count of its actor when last seen alive.
+        self._restarts_seen: dict[str, int] = {}
+        #: Devices lost in an earlier run: the next run waits for Ray to restart them.
+        self._recovering: set[str] = set()
         self._input_names = tuple(t.name for t in plan.model.inputs)
         self._input_specs = tuple(InputSpec.of(t.name, t.dtype, t.shape)
                                   for t in plan.model.inputs)
@@ -163,6 +168,9 @@ class RayExecutor:
                 returns={p.index: tuple(o.name for o in p.outputs) for p in mine},
                 emulate=emulate,
             )
+            # Held for the executor's life: Ray restarts an actor from its constructor's
+            # arguments, and an argument no one references is gone (ray-project/ray#53727).
+            self._payloads[device.id] = payload
             actor = remote.options(
                 resources={device_resource(device.id): 1}, num_cpus=0,
                 max_restarts=self.restarts, max_task_retries=0,
@@ -184,6 +192,7 @@ class RayExecutor:
                                f"{_first_line(exc)}") from None
             if info["failure"]:
                 raise RunError(info["failure"])
+            self._restarts_seen[device.id] = _actor_state(ray, self._actors[device.id])[1]
             self.hosts[device.id] = device.host or info["hostname"]
             self.placement[device.id] = {k: info[k]
                                          for k in ("hostname", "node_ip", "pid", "threads")}
@@ -217,6 +226,7 @@ class RayExecutor:
     def _execute(self, items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
         ray = ray_module()
         batch = [model_inputs(f, self._input_names, self._input_specs) for f in items]
+        self._recover(ray)
         submitted = time.perf_counter()
         deadline = submitted + self.timeout_s
         feed_refs = [{name: ray.put(value) for name, value in feeds.items()} for feeds in batch]
@@ -239,17 +249,59 @@ class RayExecutor:
             raise self._diagnose(ray, exc, calls, order) from None
         return results
 
+    def _check_health(self, ray: Any, calls: Mapping[tuple[int, int], Any],
+                      order: Sequence[tuple[int, int, int]]) -> None:
+        """Raise DeviceLostError when an actor died or was restarted by Ray during this run:
+        its in-flight calls would otherwise wait for the restart (seconds) before failing."""
+        for device, actor in self._actors.items():
+            state, restarts = _actor_state(ray, actor)
+            if state == "ALIVE" and restarts == self._restarts_seen.get(device, restarts):
+                continue
+            # The device's first unfinished call in submission order is the one it was running.
+            item, index = next(((k, i) for _, k, i in order if self._parts[i].device == device
+                                and not ray.wait([calls[(k, i)]], timeout=0)[0]),
+                               (0, min(i for i, p in self._parts.items() if p.device == device)))
+            raise self._lost(index, item, RuntimeError(
+                f"its Ray actor is {state.lower()} (restarted {restarts} time(s))"))
+
+    def _recover(self, ray: Any) -> None:
+        """Before a run: wait (bounded) for actors Ray restarts after a loss to be ready."""
+        for device in sorted(self._recovering):
+            actor = self._actors[device]
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            # Calls to a restarting actor fail at once (max_task_retries=0): wait until alive.
+            state = _actor_state(ray, actor)[0]
+            while state not in ("ALIVE", "DEAD") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                state = _actor_state(ray, actor)[0]
+            try:
+                info = ray.get(actor.ready.remote(), timeout=_left_monotonic(deadline))
+            except ray.exceptions.RayError as exc:
+                first = min(i for i, p in self._parts.items() if p.device == device)
+                raise self._lost(first, 0, exc) from None
+            if info["failure"]:
+                raise RunError(info["failure"])
+            self.placement[device] = {k: info[k]
+                                      for k in ("hostname", "node_ip", "pid", "threads")}
+            self._restarts_seen[device] = _actor_state(ray, actor)[1]
+            self._recovering.discard(device)
+
     def _wait_outputs(self, ray: Any, calls: Mapping[tuple[int, int], Any], items: int,
                       deadline: float, order: Sequence[tuple[int, int, int]]) -> list[float]:
         """When each input's output-producing calls finished (or failed: then diagnosed)."""
         pending = {calls[(k, i)]: k for k in range(items) for i in self._output_parts}
         left = [len(self._output_parts)] * items
         ready_at = [time.perf_counter()] * items
+        checked = time.monotonic()
         while pending:
             wait_s = _left(deadline)
             if wait_s <= 0:
                 raise self._timed_out(ray, calls, pending.values())
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=min(wait_s, 1.0))
+            if time.monotonic() - checked >= HEALTH_CHECK_S:
+                self._check_health(ray, calls, order)
+                checked = time.monotonic()
+            done, _ = ray.wait(list(pending), num_returns=1,
+                               timeout=min(wait_s, HEALTH_CHECK_S))
             if done:
                 done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
             now = time.perf_counter()
@@ -311,6 +363,7 @@ class RayExecutor:
 
     def _lost(self, index: int, item: int, exc: BaseException) -> DeviceLostError:
         device = self._parts[index].device
+        self._recovering.add(device)
         again = (f"Ray restarts its actor (--restarts {self.restarts}), so the next run can go "
                  "on" if self.restarts else "rerun with --restarts N to let Ray restart it")
         return DeviceLostError(
@@ -337,12 +390,15 @@ class RayExecutor:
     def close(self) -> None:
         """Stop the actors and disconnect (and stop the local cluster this executor started)."""
         actors, self._actors = self._actors, {}
+        self._payloads = {}
         if actors:
             try:
                 import ray
 
                 for actor in actors.values():
                     ray.kill(actor, no_restart=True)
+                if not self._connection.owns_session:
+                    _wait_released(ray, actors)
             except Exception as exc:  # the cluster may be gone already
                 logger.debug("killing actors: %s", exc)
         self._connection.close()
@@ -352,6 +408,42 @@ class RayExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Seconds between checks, while a run waits, that every actor is alive and not restarted.
+HEALTH_CHECK_S = 0.5
+
+
+def _actor_state(ray: Any, actor: Any) -> tuple[str, int]:
+    """(state, restart count) of ``actor`` from Ray's GCS actor table (``ALIVE``,
+    ``RESTARTING``, ``DEAD``, ...). Ray has no public call for it outside the dashboard's
+    state API, which a cluster may not run."""
+    from ray._private import state
+
+    info = state.actors(actor_id=actor._actor_id.hex())
+    return str(info.get("State", "UNKNOWN")), int(info.get("NumRestarts", 0))
+
+
+#: Seconds :meth:`RayExecutor.close` waits for Ray to free the devices of killed actors.
+RELEASE_TIMEOUT_S = 10.0
+
+
+def _wait_released(ray: Any, actors: Mapping[str, Any]) -> None:
+    """Wait (bounded) until the killed actors' devices are free again, so that the next
+    executor on a cluster that stays up finds them available."""
+    wanted = {device_resource(d) for d in actors}
+    deadline = time.monotonic() + RELEASE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        free = ray.available_resources()
+        if all(free.get(r, 0) >= 1 for r in wanted):
+            return
+        time.sleep(0.05)
+    logger.warning("Ray has not freed devices %s after %.0f s", sorted(actors),
+                   RELEASE_TIMEOUT_S)
+
+
+def _left_monotonic(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _left(deadline: float) -> float:

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -36,9 +37,29 @@ START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 15.0
 
 
-def loopback_environment() -> None:
-    """Make Ray take 127.0.0.1 as this node's address (read when ``ray`` is first imported)."""
+def loopback_environment() -> bool | None:
+    """Make Ray take 127.0.0.1 as this node's address; returns the previous setting of an
+    already imported Ray (None when Ray was not imported yet), for :func:`restore_network`.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, when first imported; when it is off
+    ``ray.init("127.0.0.1:PORT")`` keeps the loopback address, otherwise Ray swaps it for the
+    machine's own network address. A Ray imported earlier (by the caller, or pytest) has
+    read it already, so its constant is switched too, for as long as the cluster runs.
+    """
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is None:
+        return None
+    previous = bool(getattr(constants, "ENABLE_RAY_CLUSTER", True))
+    setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010 (an imported Ray's constant)
+    return previous
+
+
+def restore_network(previous: bool | None) -> None:
+    """Undo :func:`loopback_environment`'s switch of an imported Ray's constant."""
+    constants = sys.modules.get("ray._private.ray_constants")
+    if previous is not None and constants is not None:
+        setattr(constants, "ENABLE_RAY_CLUSTER", previous)  # noqa: B010
 
 
 class LocalRayCluster:
@@ -56,11 +77,12 @@ class LocalRayCluster:
         self._cluster: Any = None
         self._tmp: Path | None = None
         self._saved_env: dict[str, str | None] = {}
+        self._network: bool | None = None
 
     def start(self) -> LocalRayCluster:
         self._saved_env = {k: os.environ.get(k)
                            for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
-        loopback_environment()
+        self._network = loopback_environment()
         # Short prefix: Ray's Unix socket paths live under it (107-byte limit).
         self._tmp = Path(tempfile.mkdtemp(prefix="hpray-", dir="/tmp"))
         os.environ["RAY_TMPDIR"] = str(self._tmp)
@@ -100,6 +122,8 @@ class LocalRayCluster:
             else:
                 os.environ[key] = value
         self._saved_env = {}
+        restore_network(self._network)
+        self._network = None
         self.address = None
 
     def __enter__(self) -> LocalRayCluster:

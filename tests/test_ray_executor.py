@@ -1,0 +1,262 @@
+"""Plans on Ray: a simulated three-node loopback cluster (head without CPUs, one node per
+device), started once for this module; a zoo model compiled for three devices on three
+hosts runs across it and matches the whole model; missing devices and dying actors fail
+fast, naming what is at fault; ``restarts`` brings an actor back for the next run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from test_plan_fixtures import cluster, device, save_and_analyse
+
+ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'hetpart[ray]'")
+
+from partitioner import Session  # noqa: E402
+from partitioner.cli import main  # noqa: E402
+from partitioner.distributed.executor import RayExecutor  # noqa: E402
+from partitioner.distributed.local_cluster import (  # noqa: E402
+    LOOPBACK,
+    LocalRayCluster,
+)
+from partitioner.errors import DeviceLostError, RayClusterError  # noqa: E402
+from partitioner.plan.assign import plan_from_assignment  # noqa: E402
+from partitioner.plan.io import load_plan, write_plan  # noqa: E402
+from partitioner.runtime.executor import Executor  # noqa: E402
+from partitioner.runtime.feeds import random_inputs  # noqa: E402
+from partitioner.runtime.records import load_run, measure, whole_model_outputs  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+#: Device id -> (runner, host): three CPU devices, each on its own simulated machine.
+DEVICES = {"cpu-a": ("onnxruntime", "box-a"), "ov-b": ("openvino", "box-b"),
+           "cpu-c": ("onnxruntime", "box-c")}
+
+CLUSTER_TOML = "".join(f"""
+[[device]]
+id = "{d}"
+class = "cpu"
+runner = "{runner}"
+options = {{ threads = 1 }}
+memory = "1GB"
+peak_flops = {{ float32 = "10GFLOP/s" }}
+memory_bandwidth = "10GB/s"
+host = "{host}"
+""" for d, (runner, host) in DEVICES.items())
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head with no CPUs and three nodes, each advertising one device; the driver joins it."""
+    with LocalRayCluster({host: [d] for d, (_, host) in DEVICES.items()}) as local:
+        ray.init(address=local.address, _node_ip_address=LOOPBACK, log_to_driver=False)
+        try:
+            yield local
+        finally:
+            ray.shutdown()
+
+
+def _devices():
+    return [dataclasses.replace(device(d, runner=r, threads=1), host=h)
+            for d, (r, h) in DEVICES.items()]
+
+
+def test_every_node_is_on_loopback_and_advertises_one_device(ray_cluster) -> None:
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert len(nodes) == 4
+    assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+    head = [n for n in nodes if "node:__internal_head__" in n["Resources"]]
+    assert len(head) == 1 and head[0]["Resources"].get("CPU", 0) == 0
+    advertised = sorted(r for n in nodes for r in n["Resources"] if r.startswith("hetpart_"))
+    assert advertised == sorted(f"hetpart_device:{d}" for d in DEVICES)
+
+
+@pytest.fixture(scope="module")
+def zoo_plan(ray_cluster, tmp_path_factory) -> Path:
+    """The zoo MLP compiled for the three-device cluster, pinned so every device has a part."""
+    zoo = pytest.importorskip("models.zoo", reason="zoo models need torch")
+    root = tmp_path_factory.mktemp("zoo")
+    (root / "three.toml").write_text(CLUSTER_TOML)
+    model = Path(zoo.build("mlp"))
+    pins = ["node_linear=cpu-a", "node_linear_2=ov-b", "node_linear_4=cpu-c"]
+    argv = ["compile", str(model), "--cluster", str(root / "three.toml"), "-o",
+            str(root / "plan"), "--quiet", "--time-limit", "5"]
+    for pin in pins:
+        argv += ["--pin", pin]
+    assert main(argv) == 0
+    return root / "plan"
+
+
+def test_zoo_plan_runs_across_three_nodes_and_matches_the_whole_model(zoo_plan) -> None:
+    plan = load_plan(zoo_plan)
+    assert {p.device for p in plan.partitions} == set(DEVICES)
+    assert {d.host for d in plan.cluster.devices} == {"box-a", "box-b", "box-c"}
+    feeds = random_inputs(plan.model.inputs, seed=1)
+    expected = whole_model_outputs(Path(plan.model.path), feeds)
+    with RayExecutor(plan, zoo_plan, address=ray_cluster_address()) as executor:
+        # One actor per device, each in its own process on the node advertising it.
+        assert executor.hosts == {d: h for d, (_, h) in DEVICES.items()}
+        assert len({p["pid"] for p in executor.placement.values()}) == 3
+        assert {p["threads"] for p in executor.placement.values()} == {1}
+        record, last = measure(executor, feeds, repeat=3, warmup=1, stream=4)
+        for name, value in expected.items():
+            np.testing.assert_allclose(last.outputs[name], value, rtol=1e-4, atol=1e-5)
+        streamed = executor.stream([feeds] * 3)
+        for result in streamed.results:
+            np.testing.assert_allclose(result.outputs["logits"], expected["logits"],
+                                       rtol=1e-4, atol=1e-5)
+    boundaries = {(i.name, p.index) for p in plan.partitions for i in p.inputs
+                  if i.from_partition is not None
+                  and plan.partitions[i.from_partition].device != p.device}
+    assert {(t.tensor, t.dst_partition) for t in last.transfers} == boundaries
+    assert len(record["transfers"]) == len(boundaries) >= 2
+    assert record["throughput_per_s"] > 0 and record["stream"]["inputs"] == 4
+    assert all(p["measured_s"] > 0 for p in record["partitions"])
+    # The same record keys as the in-process executor's (memory is not measured on Ray).
+    with Executor(plan, zoo_plan, emulate=True, measure_memory=True) as local:
+        local_record, _ = measure(local, feeds, repeat=1, stream=2)
+    assert set(local_record) - {"memory", "memory_unmeasured"} == set(record) - {
+        "memory_unmeasured"}
+    assert "not measured on Ray" in record["memory_unmeasured"]
+
+
+def ray_cluster_address() -> str:
+    """The cluster the driver joined (the module's), as ``RayExecutor`` takes it."""
+    return ray.get_runtime_context().gcs_address
+
+
+def test_cli_run_ray_check_json_save(zoo_plan, capsys) -> None:
+    code = main(["run", str(zoo_plan), "--ray", ray_cluster_address(), "--check", "--json",
+                 "--save", "--repeat", "2", "--stream", "3"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["check"]["passed"]
+    assert out["ray"]["hosts"] == {d: h for d, (_, h) in DEVICES.items()}
+    saved = load_run(zoo_plan)  # reports read it as any run.json
+    assert saved["ray"]["address"] == ray_cluster_address()
+    assert saved["throughput_per_s"] > 0
+
+
+def test_session_runs_on_ray(zoo_plan) -> None:
+    plan = load_plan(zoo_plan)
+    feeds = random_inputs(plan.model.inputs, seed=2)
+    expected = whole_model_outputs(Path(plan.model.path), feeds)
+    with Session(zoo_plan, ray=ray_cluster_address()) as sess:
+        (logits,) = sess.run(None, feeds)
+    np.testing.assert_allclose(logits, expected["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_devices_command_lists_what_the_cluster_advertises(ray_cluster, capsys) -> None:
+    assert main(["devices", "--cluster", f"ray://{ray_cluster_address()}", "--json"]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    assert sorted(d for n in nodes for d in n["devices"]) == sorted(DEVICES)
+    assert {n["node_ip"] for n in nodes} == {"127.0.0.1"}
+
+
+def _chain_model(width: int = 384, depth: int = 12) -> onnx.ModelProto:
+    """x -> (MatMul, Tanh) x depth: milliseconds per partition, so runs last a while."""
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((width, width)) / width).astype(np.float32), f"W{i}"))
+        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"], name=f"mm{i}"),
+                  helper.make_node("Tanh", [f"m{i}"], [f"t{i}"], name=f"tanh{i}")]
+        prev = f"t{i}"
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, width])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [64, width])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+@pytest.fixture(scope="module")
+def chain_plan(ray_cluster, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("chain")
+    analysed = save_and_analyse(_chain_model(), root, "chain")
+    names = [n.name for n in analysed.facts.nodes]
+    ids = list(DEVICES)
+    assignment = {n: ids[k * 3 // len(names)] for k, n in enumerate(names)}
+    plan = plan_from_assignment(analysed, cluster(*_devices()), assignment)
+    write_plan(plan, analysed, root / "plan")
+    return root / "plan"
+
+
+def test_missing_devices_fail_at_start_naming_every_id(ray_cluster, tmp_path: Path) -> None:
+    analysed = save_and_analyse(_chain_model(depth=2), tmp_path, "m")
+    names = [n.name for n in analysed.facts.nodes]
+    devices = [device("gpu-x"), device("cpu-a"), device("npu-y")]
+    plan = plan_from_assignment(analysed, cluster(*devices),
+                                {n: ("gpu-x", "cpu-a", "npu-y", "npu-y")[k]
+                                 for k, n in enumerate(names)})
+    write_plan(plan, analysed, tmp_path / "plan")
+    started = time.monotonic()
+    with pytest.raises(RayClusterError, match=r"no node advertises plan device\(s\) 'gpu-x', "
+                                              r"'npu-y'") as info:
+        RayExecutor(load_plan(tmp_path / "plan"), tmp_path / "plan",
+                    address=ray_cluster_address())
+    assert time.monotonic() - started < 5
+    assert "\n" not in str(info.value)
+    # The failed start left no actor holding a device: the resources are all free again.
+    free = ray.available_resources()
+    assert all(free.get(f"hetpart_device:{d}", 0) == 1 for d in DEVICES)
+
+
+def _kill_during_run(executor: RayExecutor, device_id: str, feeds, after_s: float
+                     ) -> tuple[BaseException, float]:
+    """Stream inputs, SIGKILL ``device_id``'s actor process mid-stream; (error, seconds from
+    the kill to the error)."""
+    pid = executor.placement[device_id]["pid"]
+    killed: list[float] = []
+
+    def kill() -> None:
+        time.sleep(after_s)
+        os.kill(pid, signal.SIGKILL)
+        killed.append(time.monotonic())
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    try:
+        with pytest.raises(DeviceLostError) as info:
+            executor.stream([feeds] * 60)
+    finally:
+        killer.join()
+    return info.value, time.monotonic() - killed[0]
+
+
+def test_actor_dying_mid_run_names_device_host_and_partition(chain_plan) -> None:
+    plan = load_plan(chain_plan)
+    feeds = random_inputs(plan.model.inputs, seed=0)
+    with RayExecutor(plan, chain_plan, address=ray_cluster_address()) as executor:
+        executor.run(feeds)
+        error, delay = _kill_during_run(executor, "ov-b", feeds, after_s=0.3)
+        assert delay < 5
+        message = str(error)
+        part = next(p.index for p in plan.partitions if p.device == "ov-b")
+        assert f"device 'ov-b' on host box-b was lost while running partition {part}" in message
+        assert "nothing was rerun" in message and "\n" not in message
+        with pytest.raises(DeviceLostError, match="device 'ov-b'"):
+            executor.run(feeds)  # no restarts: the device stays lost
+
+
+def test_restarts_bring_the_actor_back_for_the_next_run(chain_plan) -> None:
+    plan = load_plan(chain_plan)
+    feeds = random_inputs(plan.model.inputs, seed=0)
+    with Executor(plan, chain_plan, emulate=True) as local:
+        expected = local.run(feeds).outputs
+    with RayExecutor(plan, chain_plan, address=ray_cluster_address(), restarts=1) as executor:
+        error, delay = _kill_during_run(executor, "cpu-c", feeds, after_s=0.3)
+        assert delay < 5 and "device 'cpu-c' on host box-c" in str(error)
+        assert "--restarts 1" in str(error)
+        result = executor.run(feeds)
+    for name, value in expected.items():
+        np.testing.assert_allclose(result.outputs[name], value, rtol=1e-4, atol=1e-5)
