@@ -262,6 +262,11 @@ class PlacementModel:
         else:
             m.minimize(self.expressions[objective])
 
+    def cap(self, expression: str, seconds: float) -> None:
+        """Add ``expression <= seconds`` (rounded up: a placement the evaluator scores at
+        ``seconds`` stays feasible), for a second, lexicographic stage."""
+        self.model.add(self.expressions[expression] <= math.ceil(seconds / self.tick_s))
+
     def _ticks(self, seconds: float) -> int:
         return int(math.floor(seconds / self.tick_s))
 
