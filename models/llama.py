@@ -20,6 +20,7 @@ settles into one repeated token; tests/test_zoo_llama.py checks it does not).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from partitioner.errors import ModelError
-from partitioner.generation.spec import DecoderSpec, named_spec
+from partitioner.generation.spec import DecoderSpec, DecoderSpecError, named_spec
 
 logger = logging.getLogger(__name__)
 
@@ -258,9 +259,36 @@ def _quiet() -> Any:
             logging.getLogger(name).setLevel(level)
 
 
+#: Zoo params that override a named size's field (0 keeps the size's value).
+OVERRIDES = {"layers": "num_layers", "hidden": "hidden_size", "heads": "num_heads",
+             "kv_heads": "num_kv_heads", "intermediate": "intermediate_size",
+             "vocab": "vocab_size", "context": "max_context"}
+
+
+def spec_of(params: Mapping[str, Any]) -> DecoderSpec:
+    """The named ``size`` with the non-zero overrides applied (head size recomputed when the
+    width or the head count changes).
+
+    Raises:
+        ModelError: an inconsistent combination (heads not a multiple of KV heads...).
+    """
+    base = named_spec(str(params["size"]))
+    changes: dict[str, Any] = {field: int(params[key]) for key, field in OVERRIDES.items()
+               if int(params.get(key) or 0)}
+    if not changes:
+        return base
+    if {"hidden_size", "num_heads"} & set(changes):
+        changes["head_size"] = 0
+    try:
+        return dataclasses.replace(base, name=f"{base.name}-custom", **changes)
+    except DecoderSpecError as exc:
+        raise ModelError(f"zoo model 'llama': {exc}") from None
+
+
 def build_folder(params: Mapping[str, Any], folder: Path) -> None:
-    """The zoo's entry point for folder models: ``size``, ``layout``, ``seed`` -> ``folder``."""
-    spec = named_spec(str(params["size"]))
+    """The zoo's entry point for folder models: ``size`` (+ overrides), ``layout``, ``seed``
+    -> ``folder``."""
+    spec = spec_of(params)
     folder.mkdir(parents=True, exist_ok=True)
     layout = str(params["layout"])
     if layout == "optimum":

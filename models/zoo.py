@@ -191,6 +191,11 @@ _ENTRIES = (
                   choices=("llama-tiny", "llama-small")),
             Param("layout", "optimum", "folder layout", choices=("optimum", "genai")),
             Param("seed", 0, "weight seed", minimum=0),
+            *(Param(key, 0, f"{meaning} (0: the size's)", minimum=0) for key, meaning in (
+                ("layers", "decoder layers"), ("hidden", "model width"),
+                ("heads", "attention heads"), ("kv_heads", "key/value heads (divide heads)"),
+                ("intermediate", "SwiGLU width"), ("vocab", "vocabulary size"),
+                ("context", "maximum context"))),
         ),
         folder=True,
     ),

@@ -123,3 +123,17 @@ def test_zoo_cli_builds_a_llama_folder(tmp_path: Path, optimum_dir: Path,
     assert main(["zoo", "build", "llama", "--layout", "onnx", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "param 'layout' must be one of optimum, genai" in err and len(err.splitlines()) == 1
+
+
+def test_sizes_are_configurable(optimum_dir: Path) -> None:
+    from models.llama import spec_of
+    from partitioner.errors import ModelError
+
+    params = zoo.resolve_params(zoo.get_entry("llama"), {"layers": "2", "kv_heads": "4",
+                                                         "context": "256"})
+    spec = spec_of(params)
+    assert (spec.num_layers, spec.num_kv_heads, spec.max_context, spec.hidden_size) == (
+        2, 4, 256, SPEC.hidden_size)
+    assert spec_of(zoo.resolve_params(zoo.get_entry("llama"), {"hidden": "64"})).head_size == 16
+    with pytest.raises(ModelError, match="num_heads 4 is not a multiple of num_kv_heads 3"):
+        spec_of(zoo.resolve_params(zoo.get_entry("llama"), {"kv_heads": "3"}))
