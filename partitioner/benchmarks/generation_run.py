@@ -14,6 +14,7 @@ growth the planner's decode costs are checked against.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -120,4 +121,7 @@ def run(quick: bool = False) -> str:
                                             rounds=3 if quick else 5)
                 cells = " | ".join(f"{t.median_s * 1e3:.3f} ({t.spread:.0%})" for t in times)
                 lines.append(f"| {kind} | {runner} | {cells} |")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Load average (1 min) at the end of the section: {load:.1f} on "
+              f"{os.cpu_count()} cores; spreads above ~30% mean other work shared the cores."]
     return "\n".join(lines) + "\n"
