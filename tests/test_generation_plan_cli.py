@@ -109,3 +109,7 @@ def test_decoder_folder_gets_runnable_phase_plans_pinned_per_group(
         assert used == set(layers[phase]), phase
     assert plan.predicted["tokens_per_s"] == pytest.approx(
         placement["predicted"]["tokens_per_s"])
+    # The folder's model.onnx alone, without --workload, is still a single-pass compile.
+    code, _, err = _run(capsys, "compile", str(folder / "model.onnx"), "--cluster", "cpu+h100",
+                        "-o", str(tmp_path / "single"))
+    assert code != 0 and "symbolic dimension" in err and "--workload" not in err

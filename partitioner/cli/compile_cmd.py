@@ -111,7 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if is_generation_model(args.model):
+    # A decoder folder or a named config plans generation; a decoder's model.onnx given
+    # alone still compiles as one pass unless --workload asks for generation.
+    if is_generation_model(args.model) and (
+            args.model in NAMED_SPECS or Path(args.model).is_dir() or args.workload):
         from partitioner.cli.generation_compile import run_generation
 
         return run_generation(args)
