@@ -114,6 +114,7 @@ def test_import_partitioner_is_lazy() -> None:
 def test_facade_exports_exactly_the_public_api() -> None:
     assert sorted(partitioner.__all__) == sorted([
         "compile", "CompileOptions", "Session", "Plan", "Cluster", "load_plan", "write_plan",
+        "Generator",
         "__version__",
     ])
     for name in partitioner.__all__:
