@@ -23,6 +23,7 @@ MODULES = (
     "local_hetero",
     "generation_run",
     "generation_fleets",
+    "ray_overhead",
 )
 
 HEADER = """# Benchmarks

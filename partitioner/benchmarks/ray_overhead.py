@@ -1,0 +1,233 @@
+"""Ray benchmark: what running a plan's devices as Ray actors costs, on one machine.
+
+* **Per-boundary overhead.** A chain of cheap ``Relu`` nodes whose every tensor is 64 KB or
+  4 MB, cut into four partitions on three devices (three boundaries), run by the in-process
+  executor and by :class:`partitioner.distributed.executor.RayExecutor` on a loopback
+  three-node cluster (``LocalRayCluster``: head without CPUs, one node per device),
+  interleaved in rounds, warmed up; ``(Ray - in-process) / boundaries``. A plain actor call
+  (driver -> actor -> driver, no payload) is timed beside it for scale. Goal (issue 21):
+  <= 1.5 ms per boundary at 64 KB, <= 6 ms at 4 MB.
+* **Pipelined throughput.** A MatMul/Tanh chain cut into three partitions on three nodes
+  against the same model whole on one node, ``stream`` of N inputs each, interleaved.
+
+Every cluster binds to 127.0.0.1 and is torn down before the section returns.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from partitioner.graph.analysis import analyse
+from partitioner.plan.assign import plan_from_assignment
+from partitioner.plan.extract import PartitionExtractor
+from partitioner.plan.types import Plan
+from partitioner.runtime.executor import Executor
+from partitioner.testing.onnx_backend import local_pair
+
+DEVICES = ("ray-a", "ray-b", "ray-c")
+#: Boundary tensor sizes: float32 element counts for 64 KB and 4 MB.
+SIZES = {"64 KB": 16 * 1024, "4 MB": 1024 * 1024}
+
+
+def relu_chain(elements: int, nodes: int = 8) -> onnx.ModelProto:
+    """x[1, elements] -> Relu x ``nodes``: microseconds of compute, every tensor the same size."""
+    chain = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"], name=f"r{i}")
+             for i in range(nodes)]
+    graph = helper.make_graph(
+        chain, "relu_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, elements])],
+        [helper.make_tensor_value_info(f"t{nodes}", TensorProto.FLOAT, [1, elements])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def matmul_chain(width: int = 256, rows: int = 32, depth: int = 12) -> onnx.ModelProto:
+    """x[rows, width] -> (MatMul, Tanh) x ``depth``: about a millisecond per pair, one thread."""
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((width, width)) / width).astype(np.float32), f"W{i}"))
+        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"], name=f"mm{i}"),
+                  helper.make_node("Tanh", [f"m{i}"], [f"t{i}"], name=f"tanh{i}")]
+        prev = f"t{i}"
+    graph = helper.make_graph(
+        nodes, "matmul_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                              [rows, width])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [rows, width])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def _plan(model: onnx.ModelProto, devices: Sequence[str]) -> tuple[Plan, dict[int, Any]]:
+    """``model`` cut into ``len(devices)`` contiguous chunks, chunk k on ``devices[k]``."""
+    analysed = analyse(model)
+    names = [n.name for n in analysed.facts.nodes]
+    chunks = len(devices)
+    assignment = {n: devices[k * chunks // len(names)] for k, n in enumerate(names)}
+    plan = plan_from_assignment(analysed, local_pair(tuple(sorted(set(devices)))), assignment)
+    extractor = PartitionExtractor(analysed.model)
+    return plan, {p.index: extractor.extract_proto(p) for p in plan.partitions}
+
+
+def _median_time(fn: Callable[[], Any], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _spread(values: Sequence[float], scale: float = 1e3) -> str:
+    return f"{statistics.median(values) * scale:.2f} ({min(values) * scale:.2f}-" \
+           f"{max(values) * scale:.2f})"
+
+
+def _boundary_rows(address: str, repeat: int, rounds: int) -> list[dict[str, Any]]:
+    import ray
+
+    from partitioner.distributed.executor import RayExecutor
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def call(self) -> int:
+            return 1
+
+    options = {"resources": {f"hetpart_device:{DEVICES[0]}": 1}}
+    echo = Echo.options(**options).remote()  # type: ignore[attr-defined]
+    ray.get(echo.call.remote())
+    actor_call = [_median_time(lambda: ray.get(echo.call.remote()), repeat)
+                  for _ in range(rounds)]
+    ray.kill(echo)
+    time.sleep(0.5)  # Ray frees the device's resource asynchronously
+    rows = []
+    for label, elements in SIZES.items():
+        plan, models = _plan(relu_chain(elements), [*DEVICES, DEVICES[0]])
+        feeds = {"x": np.random.default_rng(0).standard_normal((1, elements)).astype(np.float32)}
+        boundaries = sum(1 for p in plan.partitions for i in p.inputs
+                         if i.from_partition is not None
+                         and plan.partitions[i.from_partition].device != p.device)
+        with Executor(plan, models=models) as local, \
+                RayExecutor(plan, models=models, address=address) as remote:
+            expected = local.run(feeds).outputs
+            np.testing.assert_array_equal(remote.run(feeds).outputs["t8"], expected["t8"])
+            for _ in range(3):  # warm up both
+                local.run(feeds)
+                remote.run(feeds)
+            local_t, ray_t, fetch_t = [], [], []
+            run_local, run_ray = partial(local.run, feeds), partial(remote.run, feeds)
+            for _ in range(rounds):
+                local_t.append(_median_time(run_local, repeat))
+                ray_t.append(_median_time(run_ray, repeat))
+                fetch_t.append(statistics.median(
+                    t.seconds for _ in range(3) for t in run_ray().transfers))
+        per_boundary = [(r - c) / boundaries for r, c in zip(ray_t, local_t, strict=True)]
+        rows.append({"size": label, "partitions": len(plan.partitions),
+                     "boundaries": boundaries, "local": local_t, "ray": ray_t,
+                     "per_boundary": per_boundary, "fetch": fetch_t,
+                     "goal_s": 1.5e-3 if elements < 2**20 else 6e-3})
+    rows.append({"actor_call": actor_call})
+    return rows
+
+
+def _stream_rows(address: str, inputs: int, rounds: int) -> dict[str, Any]:
+    from partitioner.distributed.executor import RayExecutor
+
+    model = matmul_chain()
+    split, split_models = _plan(model, DEVICES)
+    whole, whole_models = _plan(model, DEVICES[:1])
+    feeds = [{"x": np.random.default_rng(k).standard_normal((32, 256)).astype(np.float32)}
+             for k in range(inputs)]
+    out: dict[str, Any] = {"split": [], "whole": [], "inputs": inputs}
+    # One executor at a time: both ask for device ray-a's only unit.
+    for _ in range(rounds):
+        for name, plan, models in (("whole", whole, whole_models),
+                                   ("split", split, split_models)):
+            with RayExecutor(plan, models=models, address=address) as executor:
+                executor.stream(feeds[:4])  # warm up
+                out[name].append(executor.stream(feeds).throughput_per_s)
+    return out
+
+
+def run(quick: bool = False) -> str:
+    """The Ray section (Markdown) with numbers measured in this run."""
+    command = "python -m partitioner.benchmarks --only ray_overhead" + (
+        " --quick" if quick else "")
+    try:
+        import ray
+    except ImportError as exc:
+        return f"## Ray\n\nCommand: `{command}`\n\nSkipped: Ray is not installed ({exc}).\n"
+    from partitioner.distributed.local_cluster import LOOPBACK, LocalRayCluster
+
+    repeat, rounds, inputs = (10, 3, 16) if quick else (30, 5, 48)
+    started = time.perf_counter()
+    with LocalRayCluster({d: [d] for d in DEVICES}) as local:
+        up_s = time.perf_counter() - started
+        ray.init(address=local.address, _node_ip_address=LOOPBACK, log_to_driver=False)
+        try:
+            assert {n["NodeManagerAddress"] for n in ray.nodes()} == {LOOPBACK}
+            boundary = _boundary_rows(local.address or "", repeat, rounds)
+            stream = _stream_rows(local.address or "", inputs, max(1, rounds // 2))
+        finally:
+            ray.shutdown()
+    actor_call = boundary.pop()["actor_call"]
+    lines = [
+        "## Ray", "", f"Command: `{command}`", "",
+        "A loopback Ray cluster on this machine (`LocalRayCluster`: head without CPUs, three",
+        f"nodes of one CPU and a 100 MB object store each; up in {up_s:.1f} s). Every",
+        "device is a one-thread ONNX Runtime CPU session; Ray's actors and the driver share",
+        "this machine's cores with Ray's own processes (GCS, raylets, dashboard).",
+        "",
+        "### Per-boundary overhead: Ray actors against the in-process executor",
+        "",
+        "A chain of 8 `Relu` nodes (every tensor the size below) cut into 4 partitions on",
+        "devices a, b, c, a (3 boundaries), run by both executors interleaved: each round the",
+        f"median of {repeat} runs, {rounds} rounds; median (min-max over rounds), ms.",
+        "`per boundary` = (Ray - in-process) / boundaries. `fetch` is the median time a",
+        "worker's `ray.get` of one boundary tensor from the producing node took (part of the",
+        f"overhead). A plain actor call (no payload) took {_spread(actor_call)} ms here.",
+        "",
+        "| boundary tensor | in-process (ms) | Ray (ms) | per boundary (ms) | fetch (ms) "
+        "| goal (ms) | within goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in boundary:
+        ok = statistics.median(r["per_boundary"]) <= r["goal_s"]
+        lines.append(f"| {r['size']} | {_spread(r['local'])} | {_spread(r['ray'])} "
+                     f"| {_spread(r['per_boundary'])} | {_spread(r['fetch'])} "
+                     f"| {r['goal_s'] * 1e3:g} | {'yes' if ok else 'no'} |")
+    split, whole = stream["split"], stream["whole"]
+    lines += [
+        "",
+        "### Pipelined throughput: three nodes against one",
+        "",
+        f"A 12-layer MatMul(256x256)/Tanh chain, batch 32, streamed {stream['inputs']} inputs",
+        "at a time (`RayExecutor.stream`): whole on one node, against cut into three",
+        f"partitions on three nodes; {len(split)} interleaved round(s), inputs per second,",
+        "median (min-max). This machine has 2 cores for three single-thread devices plus",
+        "Ray's processes, so a three-stage pipeline can at best use two of them.",
+        "",
+        "| plan | throughput (/s) |",
+        "|---|---|",
+        f"| 1 node (1 partition) | {_spread(whole, 1)} |",
+        f"| 3 nodes (3 partitions) | {_spread(split, 1)} |",
+        "",
+        f"Ratio 3 nodes / 1 node: {statistics.median(split) / statistics.median(whole):.2f}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(run(quick="--quick" in sys.argv))
