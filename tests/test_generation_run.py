@@ -215,3 +215,11 @@ def test_measure_decode_step_times_each_context(plans: dict[str, Path]) -> None:
         assert 0 < t.low_s <= t.median_s <= t.high_s and t.blocks == 3 and t.batch == 2
     with pytest.raises(LayoutError, match="measured context 4096 tokens exceeds"):
         measure_decode_step(layout, "onnxruntime", contexts=(4096,))
+
+
+@pytest.mark.genai
+def test_genai_batch_on_openvino_says_why(plans: dict[str, Path]) -> None:
+    with Generator(_plan_dir(plans, "genai")) as generator:
+        with pytest.raises(RunError, match="partition 1 on ov-cpu.*OpenVINO runs "
+                           "com.microsoft GroupQueryAttention only at batch 1"):
+            generator.generate(np.full((2, 4), 7), 2)

@@ -262,9 +262,17 @@ class Generator:
                 partition that failed (naming it and its device).
         """
         self._partition_s = {}
-        result = greedy_generate(self.layout, self._step("prefill"), self._step("decode"), ids,
-                                 max_new_tokens, stop_at_eos=stop_at_eos,
-                                 keep_logits=keep_logits)
+        try:
+            result = greedy_generate(self.layout, self._step("prefill"), self._step("decode"),
+                                     ids, max_new_tokens, stop_at_eos=stop_at_eos,
+                                     keep_logits=keep_logits)
+        except RunError as exc:
+            if (self.layout.kind == "genai" and "openvino failed" in str(exc)
+                    and prompt_array(ids).shape[0] > 1):
+                raise RunError(f"{exc}; OpenVINO runs com.microsoft GroupQueryAttention only "
+                               f"at batch 1 (docs/pitfalls.md): generate at batch 1 or place "
+                               f"the attention layers on ONNX Runtime") from exc
+            raise
         result.prefill_partition_s = dict(self._partition_s.get("prefill", {}))
         result.decode_partition_s = dict(self._partition_s.get("decode", {}))
         return result
