@@ -201,7 +201,9 @@ def test_solve_properties(problem: Problem) -> None:
     assert 0.0 <= report.gap <= 1.0 and report.bound <= report.objective + 1e-12
     if math.prod(len(a) for a in idx.allowed) <= 800:
         assert report.bound <= brute_force_optimum(problem) * (1 + 1e-9)  # the bound is proven
-    assert solve(problem, time_limit_s=0.5).assignment == report.assignment
+    again = solve(problem, time_limit_s=0.5)
+    if not (report.clock_stopped or again.clock_stopped):  # the determinism contract
+        assert again.assignment == report.assignment
 
 
 def _feasible(count: int, make: Callable[[int], Problem]
