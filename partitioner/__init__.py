@@ -1,7 +1,8 @@
 """hetpart's Python API: compile an ONNX model for a cluster, run and write the plan.
 
 ``partitioner.compile(model, cluster, CompileOptions(...))`` returns a ``Plan``;
-``partitioner.Session(plan)`` runs it like ``onnxruntime.InferenceSession``;
+``partitioner.Session(plan)`` runs it like ``onnxruntime.InferenceSession`` (in process, or with
+``ray="local"`` / an address on Ray actors, one per device);
 ``partitioner.write_plan(plan, model, plan_dir)`` writes it and ``load_plan`` reads it back;
 ``partitioner.Generator(plan_dir).generate(ids, max_new_tokens)`` generates greedily on a
 generation plan (prefill and decode phases, the KV cache kept between steps).
