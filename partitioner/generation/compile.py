@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # the planner loads OR-Tools: only when a plan is made
 GENERATION_FILE = "generation.json"
 #: Contexts the local decode step is measured at (those within the workload's context).
 MEASURED_CONTEXTS = (128, 256, 512, 1024, 2048)
+#: Turns every local device takes at the measurements (interleaved; the median is kept).
+MEASURE_TURNS = 3
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,24 @@ def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batc
     low = min(workload.prompt + 1, top)
     contexts = sorted({c for c in MEASURED_CONTEXTS if low <= c <= top}
                       | {low, (low + top) // 2, top})
-    fits = {}
-    for device in cluster.devices:
-        if not device.local:
-            continue
-        if progress:
-            progress(f"measuring decode steps on {device.id} at contexts {contexts}")
-        steps = measure_decode_step(layout, device, contexts, batch)
-        # A step at context c attends to c - 1 cached tokens.
-        fits[device.id] = DecodeFit.from_points([(s.context - 1, s.median_s) for s in steps],
-                                                batch=batch)
-    return fits
+    local = [d for d in cluster.devices if d.local]
+    if progress and local:
+        progress(f"measuring decode steps on {', '.join(d.id for d in local)} at contexts "
+                 f"{contexts}")
+    # Devices take turns, round by round, so that a load change on a shared machine falls
+    # on all of them rather than on whichever was measured then.
+    samples: dict[str, dict[int, list[float]]] = {d.id: {c: [] for c in contexts}
+                                                  for d in local}
+    for _ in range(MEASURE_TURNS):
+        for device in local:
+            for step in measure_decode_step(layout, device, contexts, batch, warmup=1,
+                                            rounds=2):
+                samples[device.id][step.context].append(step.median_s)
+    # A step at context c attends to c - 1 cached tokens.
+    return {device: DecodeFit.from_points(
+                [(c - 1, statistics.median(times)) for c, times in per_context.items()],
+                batch=batch)
+            for device, per_context in samples.items()}
 
 
 def measured_prefill_s(layout: Any, device: Any, prompt: int, batch: int,
@@ -175,10 +185,13 @@ def compile_generation(model: str, cluster: Cluster, workload: Workload, targets
     prefill_times: dict[str, float] = {}
     if measure and any(d.local for d in cluster.devices):
         fits = measured_decode_fits(layout, cluster, workload, workload.batch, progress)
-        for device in cluster.devices:
-            if device.local:
-                prefill_times[device.id] = measured_prefill_s(layout, device, workload.prompt,
-                                                              workload.batch)
+        turns: dict[str, list[float]] = {d.id: [] for d in cluster.devices if d.local}
+        for _ in range(MEASURE_TURNS):
+            for device in cluster.devices:
+                if device.local:
+                    turns[device.id].append(measured_prefill_s(
+                        layout, device, workload.prompt, workload.batch, repeat=3))
+        prefill_times = {d: statistics.median(t) for d, t in turns.items()}
     plan = plan_generation(layout.spec, workload, targets, cluster, time_limit_s=time_limit_s,
                            seed=seed, workers=workers, decode_fits=fits,
                            prefill_times=prefill_times)
