@@ -11,6 +11,7 @@ disaggregated solves' bounds over the batch sizes tried.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -176,7 +177,10 @@ class GenerationPlan:
                           for name, c in self.baselines.items()},
             "baseline_notes": self.baseline_notes,
             "solves": [{"batch": s.batch, "status": s.status,
-                        "colocated_status": s.colocated_status, "bound": s.bound,
+                        "colocated_status": s.colocated_status,
+                        # JSON has no infinity: a batch nothing fits at has no bound to give.
+                        "bound": s.bound if s.bound is not None and math.isfinite(s.bound)
+                        else None,
                         "wall_s": s.wall_s} for s in self.solves],
             "pareto": [{"origin": c.origin, **_eval_dict(c.eval, devs)} for c in self.pareto],
             "by_batch": [{"origin": c.origin, **_eval_dict(c.eval, devs)}
