@@ -224,9 +224,10 @@ def test_model_timed_whole_scales_its_nodes_to_that_time(tmp_path: Path,
     assert raw == pytest.approx(node_sum, rel=1e-9)
 
 
-def _unsqueeze_by_computed_axes() -> onnx.ModelProto:
-    """``Unsqueeze(relu(x), axes)`` with ``axes`` computed from the data (so analysis cannot
-    fold it): alone, ``axes`` is a Parameter and OpenVINO refuses the node ("dynamic rank")."""
+def _uses_a_value_computed_from_data(op: str, combine: str, constant: list[int]) -> onnx.ModelProto:
+    """``op(relu(x), v)`` where ``v = combine(int(max(relu(x) * 0)), constant)`` is an integer
+    input the graph computes from the data, so analysis cannot fold it: alone, the node sees
+    it as a Parameter (with a synthetic value)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     nodes = [
@@ -234,15 +235,21 @@ def _unsqueeze_by_computed_axes() -> onnx.ModelProto:
         helper.make_node("Mul", ["r", "zero_f"], ["z"], name="zeroed"),
         helper.make_node("ReduceMax", ["z"], ["m"], keepdims=0, name="max"),
         helper.make_node("Cast", ["m"], ["m_int"], to=TensorProto.INT64, name="cast"),
-        helper.make_node("Reshape", ["m_int", "one"], ["axes"], name="axes"),
-        helper.make_node("Unsqueeze", ["r", "axes"], ["y"], name="unsqueeze"),
+        helper.make_node(combine, ["m_int", "constant"], ["v"], name="value"),
+        helper.make_node(op, ["r", "v"], ["y"], name=op.lower()),
     ]
     inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
-             numpy_helper.from_array(np.array([1], np.int64), "one")]
+             numpy_helper.from_array(np.array(constant, np.int64), "constant")]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
                               opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model
+
+
+def _unsqueeze_by_computed_axes() -> onnx.ModelProto:
+    """``Unsqueeze`` with axes ``[0]`` computed from the data: alone, OpenVINO refuses it
+    ("dynamic rank")."""
+    return _uses_a_value_computed_from_data("Unsqueeze", "Reshape", [1])
 
 
 @pytest.mark.openvino
@@ -256,7 +263,7 @@ def test_node_refused_alone_is_measured_in_its_minimal_subgraph(tmp_path: Path) 
     model = ProfiledCostModel(ProfileCache(tmp_path / "c.sqlite"), repeats=3)
     builder_constants = model._builder(analysed).computed_constants(
         analysed.node_proto("unsqueeze"))
-    assert {k: v.tolist() for k, v in builder_constants.items()} == {"axes": [0]}
+    assert {k: v.tolist() for k, v in builder_constants.items()} == {"v": [0]}
     from partitioner.registry import get_runner
 
     alone = model._builder(analysed).build(analysed.node_proto("unsqueeze"))
@@ -282,7 +289,7 @@ def test_refusal_in_the_minimal_subgraph_too_is_quoted(tmp_path: Path) -> None:
     builder.build = lambda node, constants=None: _rename_op(real_build(node, constants))
     cost = build_cost_table(analysed, cluster, model).get("unsqueeze", "ov-cpu")
     assert isinstance(cost, Unsupported)
-    assert "also with its computed inputs axes as constants" in cost.reason
+    assert "also with its computed inputs v as constants" in cost.reason
     assert "ov-cpu: openvino cannot run it" in cost.reason
 
 
@@ -297,21 +304,7 @@ def test_node_failing_on_synthetic_shape_inputs_runs_with_their_computed_values(
     """An Expand whose shape the graph computes from data: alone, the synthetic zeros make
     an invalid shape and the run fails; with the computed shape as a constant it is
     measured (decoders' attention-mask arithmetic does this; no fallback is used)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [
-        helper.make_node("Relu", ["x"], ["r"], name="relu"),
-        helper.make_node("Mul", ["r", "zero_f"], ["z"], name="zeroed"),
-        helper.make_node("ReduceMax", ["z"], ["m"], keepdims=0, name="max"),
-        helper.make_node("Cast", ["m"], ["m_int"], to=TensorProto.INT64, name="cast"),
-        helper.make_node("Add", ["m_int", "target"], ["shape"], name="shape"),
-        helper.make_node("Expand", ["r", "shape"], ["y"], name="expand"),
-    ]
-    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
-             numpy_helper.from_array(np.array([2, 4, 16], np.int64), "target")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
+    model = _uses_a_value_computed_from_data("Expand", "Add", [2, 4, 16])
     analysed = analyse(model)
     profiled = ProfiledCostModel(ProfileCache(tmp_path / "c.sqlite"), repeats=3)
     from partitioner.registry import get_runner
