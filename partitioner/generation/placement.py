@@ -222,6 +222,12 @@ class PlacementModel:
             room = int((pr.memory[d] - min(pr.workspace_bytes)) // lightest)
             if room < G:
                 m.add(_lsum(h[g][d] for g in range(G)) <= max(0, room))
+            # The same for the groups it decodes, which also hold their KV cache.
+            decoded = min(w + kv for w, kv in zip(pr.weight_bytes, pr.kv_decode_bytes,
+                                                  strict=True)) or 1.0
+            room = int((pr.memory[d] - min(pr.workspace_bytes)) // decoded)
+            if room < G:
+                m.add(_lsum(self.q[g][d] for g in range(G)) <= max(0, room))
 
         # SLOs (times rounded down: only ever relaxed; the evaluator has the last word).
         targets = pr.targets

@@ -564,9 +564,10 @@ def _solve_cost_by_fleet(pr: GenerationProblem, types: Sequence[Sequence[int]],
 
 
 def _most_groups(pr: GenerationProblem, d: int) -> int:
-    """How many groups device ``d`` could hold at most (weights of the lightest, one
-    workspace)."""
-    return int((pr.memory[d] - min(pr.workspace_bytes)) // max(1.0, min(pr.weight_bytes)))
+    """How many groups device ``d`` could decode at most (weights and KV cache of the
+    lightest, one workspace)."""
+    lightest = min(w + kv for w, kv in zip(pr.weight_bytes, pr.kv_decode_bytes, strict=True))
+    return int((pr.memory[d] - min(pr.workspace_bytes)) // max(1.0, lightest))
 
 
 def _optimistic(objective: str, pr: GenerationProblem,
