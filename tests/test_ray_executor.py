@@ -159,6 +159,10 @@ def test_devices_command_lists_what_the_cluster_advertises(ray_cluster, capsys) 
     nodes = json.loads(capsys.readouterr().out)["nodes"]
     assert sorted(d for n in nodes for d in n["devices"]) == sorted(DEVICES)
     assert {n["node_ip"] for n in nodes} == {"127.0.0.1"}
+    # ray://local: the cluster running on this machine, found on loopback.
+    assert main(["devices", "--cluster", "ray://local"]) == 0
+    text = capsys.readouterr().out
+    assert f"Ray cluster {ray_cluster_address()}: 4 live node(s), 3 plan device(s)" in text
 
 
 def _chain_model(width: int = 384, depth: int = 12) -> onnx.ModelProto:

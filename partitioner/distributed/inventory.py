@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from partitioner.distributed.connection import LOCAL, RayConnection, ray_module
+from partitioner.distributed.local_cluster import loopback_environment
 from partitioner.distributed.resources import advertised_devices
+from partitioner.errors import RayClusterError
 
 #: ``--cluster ray://...`` prefix; ``ray://local`` is the cluster running on this machine.
 RAY_SCHEME = "ray://"
@@ -28,10 +30,28 @@ class NodeDevices:
 
 
 def ray_address(spec: str) -> str:
-    """``ray://HOST:PORT`` -> ``HOST:PORT``; ``ray://local`` -> ``auto`` (the cluster that
-    ``ray start`` runs on this machine)."""
+    """``ray://HOST:PORT`` -> ``HOST:PORT``; ``ray://local`` -> the loopback address of the
+    cluster running on this machine (``ray start``), found as ``ray.init("auto")`` would."""
     address = spec[len(RAY_SCHEME):] if spec.startswith(RAY_SCHEME) else spec
-    return "auto" if address in ("", LOCAL) else address
+    if address not in ("", LOCAL):
+        return address
+    loopback_environment()  # before Ray is imported: "auto" then resolves to 127.0.0.1
+    ray_module()
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        found = canonicalize_bootstrap_address("auto")
+    except Exception as exc:  # ConnectionError: none, or several, running here
+        raise RayClusterError(f"--cluster {spec}: {_first_line(exc)}") from None
+    if not found:
+        raise RayClusterError(f"--cluster {spec}: no Ray cluster is running on this machine "
+                              "(start one with `ray start --head`)")
+    return str(found)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def cluster_nodes(address: str) -> list[NodeDevices]:
