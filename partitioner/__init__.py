@@ -26,10 +26,10 @@ from partitioner._version import __version__
 if TYPE_CHECKING:
     from partitioner.cluster.types import Cluster
     from partitioner.compiler import CompileOptions, compile, write_plan
+    from partitioner.distributed.session import Session
     from partitioner.generation.generator import Generator
     from partitioner.plan.io import load_plan
     from partitioner.plan.types import Plan
-    from partitioner.distributed.session import Session
 
 __all__ = [
     "Cluster",

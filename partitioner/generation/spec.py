@@ -70,7 +70,8 @@ class DecoderSpec:
     @property
     def head_params(self) -> int:
         """Final norm and LM head (the head shares the embedding's table when tied)."""
-        return self.hidden_size + (0 if self.tied_embeddings else self.vocab_size * self.hidden_size)
+        head = 0 if self.tied_embeddings else self.vocab_size * self.hidden_size
+        return self.hidden_size + head
 
     @property
     def total_params(self) -> int:
