@@ -459,6 +459,9 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
             notes[kind] = _infeasible_note(cands)
     if offload_note:
         notes["layer offload"] = offload_note
+    else:
+        best_baselines["layer offload"] = None
+        notes["layer offload"] = "needs a CPU and an accelerator; the cluster lacks one"
     best_baselines["best co-located plan"] = best_colocated
     if best_colocated is None:
         notes["best co-located plan"] = "no co-located placement fits and meets the SLOs"
