@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -75,7 +76,7 @@ def _torch_cond(folder: Path) -> Path:
 
     torch.manual_seed(0)
     out = folder / "torch-cond.onnx"
-    torch.onnx.export(Branches().eval(), (torch.randn(32, 256),), dynamo=True).save(str(out))
+    _export(torch, Branches().eval(), torch.randn(32, 256), out)
     model = onnx.load(str(out))
     assert any(n.op_type == "If" for n in model.graph.node), "the export has no If"
     return out
@@ -89,10 +90,10 @@ def _hf_resnet(folder: Path) -> Path:
 
     torch.manual_seed(0)
     config = ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256],
-                          depths=[1, 1, 1, 1], num_labels=100)
+                          depths=[1, 1, 1, 1])
+    config.num_labels = 100
     out = folder / "hf-resnet.onnx"
-    torch.onnx.export(ResNetForImageClassification(config).eval(),
-                      (torch.randn(1, 3, 96, 96),), dynamo=True).save(str(out))
+    _export(torch, ResNetForImageClassification(config).eval(), torch.randn(1, 3, 96, 96), out)
     return out
 
 
@@ -104,11 +105,19 @@ def _hf_yolos(folder: Path) -> Path:
     torch.manual_seed(0)
     config = YolosConfig(hidden_size=96, num_hidden_layers=2, num_attention_heads=4,
                          intermediate_size=192, image_size=[96, 96], patch_size=16,
-                         num_detection_tokens=10, num_labels=10)
+                         num_detection_tokens=10)
+    config.num_labels = 10
     out = folder / "hf-yolos.onnx"
-    torch.onnx.export(YolosForObjectDetection(config).eval(),
-                      (torch.randn(1, 3, 96, 96),), dynamo=True).save(str(out))
+    _export(torch, YolosForObjectDetection(config).eval(), torch.randn(1, 3, 96, 96), out)
     return out
+
+
+def _export(torch: Any, module: Any, example: Any, out: Path) -> None:
+    """``module`` to ``out`` with torch's dynamo exporter."""
+    program = torch.onnx.export(module, (example,), dynamo=True)
+    if program is None:
+        raise RuntimeError(f"torch.onnx.export returned no program for {out.name}")
+    program.save(str(out))
 
 
 MODELS: dict[str, Callable[[Path], Path]] = {

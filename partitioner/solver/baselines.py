@@ -345,11 +345,11 @@ class _ContiguousTables:
         if not np.isfinite(best[n]):
             return None
         assignment: dict[str, str] = {}
-        j = n
+        end = n
         for m in range(len(order) - 1, -1, -1):
-            i = int(cuts[m][j])
-            assignment.update({idx.names[t]: idx.devices[order[m]] for t in range(i, j)})
-            j = i
+            begin = int(cuts[m][end])
+            assignment.update({idx.names[t]: idx.devices[order[m]] for t in range(begin, end)})
+            end = begin
         return assignment
 
 

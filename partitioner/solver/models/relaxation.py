@@ -179,7 +179,7 @@ class RelaxationModel(AssignmentModel):
             ks = [k for k in range(len(idx.devices)) if idx.group[k] == g]
             m.add(makespan >= cp_model.LinearExpr.sum([overheads(k) for k in ks])
                   + sum(cost[i][k] * self.x[i][k] for i in range(n) for k in ks if k in self.x[i])
-                  + sum(t for k in ks for t in copying.get(k, [])))
+                  + cp_model.LinearExpr.sum([t for k in ks for t in copying.get(k, [])]))
         m.minimize(makespan)
 
     def _call_slots(self, count: int, start: list[cp_model.IntVar], end: list[cp_model.IntVar],
