@@ -1,6 +1,7 @@
 """Measured decode step time across context lengths, for the planner's "KV growth measured
 locally": one decode step (one new token over ``past`` cached ones) of the whole decoder on a
-real runner, at each context, interleaved, warmed, median with spread.
+real runner, at each context, interleaved, warmed, median with spread. A step is what the
+generate loop does per token: build the feeds, run, pick the greedy token.
 
 Method: the model is prepared once on the runner; every context gets its own feeds (random
 KV cache of that length, so no runtime can shortcut zeros); each context is run ``warmup``
@@ -66,16 +67,24 @@ def _prepare(layout: DecoderLayout, runner: str | DeviceSpec,
                            {**opts, "label": f"{layout.model_path.name} decode on {name}"})
 
 
-def decode_feeds(layout: DecoderLayout, context: int, batch: int, seed: int = 0
-                 ) -> dict[str, Any]:
-    """Feeds of one decode step after ``context - 1`` cached tokens (``context`` in all)."""
+def _decode_state(layout: DecoderLayout, context: int, batch: int, seed: int
+                  ) -> tuple[np.ndarray, int, dict[str, np.ndarray]]:
+    """(new ids, cached tokens, random KV cache) of a decode step at ``context``."""
     layout.check_context(context, "measured context")
     rng = np.random.default_rng(seed)
     past = context - 1
     kv = {name: rng.standard_normal(layout.kv_shape(batch, past)).astype(layout.kv_dtype)
           for name in layout.past_names}
     ids = rng.integers(3, layout.spec.vocab_size, (batch, 1), dtype=np.int64)
-    return step_feeds(layout, ids, past, kv)
+    return ids, past, kv
+
+
+def _step(prepared: PreparedPartition, layout: DecoderLayout,
+          state: tuple[np.ndarray, int, dict[str, np.ndarray]]) -> None:
+    """One decode step as the generate loop makes it: its feeds built, the call, the greedy
+    pick from the last logits (the host work per token counts in the time per token)."""
+    outputs = prepared.run(step_feeds(layout, *state))
+    np.argmax(np.asarray(outputs[layout.logits])[:, -1, :], axis=-1)
 
 
 def measure_decode_step(layout: DecoderLayout, runner: str | DeviceSpec = "onnxruntime",
@@ -99,22 +108,22 @@ def measure_decode_step(layout: DecoderLayout, runner: str | DeviceSpec = "onnxr
     if not contexts:
         raise RunError("measure_decode_step needs at least one context")
     prepared = _prepare(layout, runner, options)
-    feeds = {c: decode_feeds(layout, c, batch, seed=i) for i, c in enumerate(contexts)}
+    states = {c: _decode_state(layout, c, batch, seed=i) for i, c in enumerate(contexts)}
     clock = time.perf_counter
-    for context, feed in feeds.items():
+    for context, state in states.items():
         for _ in range(warmup):
             try:
-                prepared.run(feed)
+                _step(prepared, layout, state)
             except Exception as exc:
                 raise RunError(f"decode step at context {context} failed: {exc}") from exc
     blocks: dict[int, list[float]] = {c: [] for c in contexts}
     order = list(contexts)
     for r in range(rounds):
         for context in order[r % len(order):] + order[:r % len(order)]:
-            feed = feeds[context]
+            state = states[context]
             t0 = clock()
             for _ in range(repeat):
-                prepared.run(feed)
+                _step(prepared, layout, state)
             blocks[context].append((clock() - t0) / repeat)
     return [DecodeStepTime(context=c, batch=batch, median_s=statistics.median(blocks[c]),
                            low_s=min(blocks[c]), high_s=max(blocks[c]), blocks=rounds,
