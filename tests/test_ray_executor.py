@@ -264,3 +264,20 @@ def test_restarts_bring_the_actor_back_for_the_next_run(chain_plan) -> None:
         result = executor.run(feeds)
     for name, value in expected.items():
         np.testing.assert_allclose(result.outputs[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_node_leaving_between_runs_fails_the_next_run_naming_its_device(
+        ray_cluster, chain_plan) -> None:
+    """Last in this module: it takes box-c's node away."""
+    plan = load_plan(chain_plan)
+    feeds = random_inputs(plan.model.inputs, seed=0)
+    with RayExecutor(plan, chain_plan, address=ray_cluster_address(), restarts=1) as executor:
+        executor.run(feeds)
+        ray_cluster.remove_node("box-c")
+        started = time.monotonic()
+        with pytest.raises((DeviceLostError, RayClusterError), match="'cpu-c'") as info:
+            for _ in range(3):  # Ray may notice the node's death a moment after it is gone
+                executor.run(feeds)
+        assert time.monotonic() - started < 30
+        assert "\n" not in str(info.value)
+

@@ -128,12 +128,25 @@ class RayExecutor:
         try:
             self._connection.open()
             ray = ray_module()
-            check_advertised(used_ids, ray.cluster_resources(), ray.available_resources(),
-                             self._connection.where)
+            self._check_devices(ray, used_ids)
             self._start(ray, used, plan_dir, models, emulate)
         except BaseException:
             self.close()
             raise
+
+    def _check_devices(self, ray: Any, device_ids: set[str]) -> None:
+        """Every device advertised (else fail at once), and free: an actor of a run that just
+        ended frees its device a moment later, so a held device is waited for, bounded."""
+        deadline = time.monotonic() + RELEASE_TIMEOUT_S
+        while True:
+            try:
+                check_advertised(device_ids, ray.cluster_resources(),
+                                 ray.available_resources(), self.where)
+                return
+            except RayClusterError as exc:
+                if "held by" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     @property
     def input_names(self) -> list[str]:
@@ -272,6 +285,9 @@ class RayExecutor:
             # Calls to a restarting actor fail at once (max_task_retries=0): wait until alive.
             state = _actor_state(ray, actor)[0]
             while state not in ("ALIVE", "DEAD") and time.monotonic() < deadline:
+                # A node that left takes its device with it: Ray would wait for it forever.
+                total = ray.cluster_resources()
+                check_advertised([device], total, total, self.where)
                 time.sleep(0.1)
                 state = _actor_state(ray, actor)[0]
             try:
@@ -376,7 +392,8 @@ class RayExecutor:
         """A run past its deadline: name devices whose node left, else the late partitions."""
         used = {p.device for p in self._parts.values()}
         try:
-            check_advertised(used, ray.cluster_resources(), {}, self.where)
+            total = ray.cluster_resources()
+            check_advertised(used, total, total, self.where)
         except RayClusterError as gone:
             return DeviceLostError(f"{gone} (a node left during the run)")
         late = sorted({i for (k, i), ref in calls.items()

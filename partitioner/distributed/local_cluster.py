@@ -78,6 +78,7 @@ class LocalRayCluster:
         self._tmp: Path | None = None
         self._saved_env: dict[str, str | None] = {}
         self._network: bool | None = None
+        self._started: dict[str, Any] = {}
 
     def start(self) -> LocalRayCluster:
         self._saved_env = {k: os.environ.get(k)
@@ -92,9 +93,10 @@ class LocalRayCluster:
             common = {"node_ip_address": LOOPBACK, "object_store_memory": self.object_store_bytes}
             self._cluster = Cluster(shutdown_at_exit=True)
             self._cluster.add_node(num_cpus=0, include_dashboard=False, **common)
-            for ids in self.nodes.values():
-                self._cluster.add_node(wait=False, num_cpus=self.cpus_per_node,
-                                       resources=node_resources(ids), **common)
+            for name, ids in self.nodes.items():
+                self._started[name] = self._cluster.add_node(
+                    wait=False, num_cpus=self.cpus_per_node, resources=node_resources(ids),
+                    **common)
             self._cluster.wait_for_nodes(timeout=START_TIMEOUT_S)
             self.address = self._cluster.address
         except Exception as exc:
@@ -104,11 +106,22 @@ class LocalRayCluster:
                     ", ".join(f"{n}={ids}" for n, ids in self.nodes.items()))
         return self
 
+    def remove_node(self, name: str) -> None:
+        """Stop node ``name`` (a machine leaving the cluster), e.g. to test what runs see."""
+        if self._cluster is None or name not in self._started:
+            raise RayClusterError(f"local Ray cluster has no running node {name!r}")
+        self._cluster.remove_node(self._started.pop(name))
+
     def shutdown(self) -> None:
         """Stop every node and remove Ray's state; safe to call twice, and after a failed start."""
         cluster, self._cluster = self._cluster, None
+        self._started = {}
         if cluster is not None:
             try:
+                import ray
+
+                if ray.is_initialized():  # a driver still joined: Ray refuses to stop its node
+                    ray.shutdown()
                 cluster.shutdown()
             except Exception as exc:  # teardown goes on: the processes are reaped below
                 logger.warning("local Ray cluster shutdown: %s", exc)
