@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from test_plan_fixtures import cluster, device, save_and_analyse
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'hetpart[ray]'")
+pytest.importorskip("openvino", reason="device ov-b needs the openvino extra")
 
 from partitioner import Session  # noqa: E402
 from partitioner.cli import main  # noqa: E402
@@ -35,7 +36,7 @@ from partitioner.runtime.executor import Executor  # noqa: E402
 from partitioner.runtime.feeds import random_inputs  # noqa: E402
 from partitioner.runtime.records import load_run, measure, whole_model_outputs  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.openvino]
 
 #: Device id -> (runner, host): three CPU devices, each on its own simulated machine.
 DEVICES = {"cpu-a": ("onnxruntime", "box-a"), "ov-b": ("openvino", "box-b"),
@@ -83,6 +84,7 @@ def test_every_node_is_on_loopback_and_advertises_one_device(ray_cluster) -> Non
 @pytest.fixture(scope="module")
 def zoo_plan(ray_cluster, tmp_path_factory) -> Path:
     """The zoo MLP compiled for the three-device cluster, pinned so every device has a part."""
+    pytest.importorskip("torch", reason="zoo models need torch (the zoo extra)")
     zoo = pytest.importorskip("models.zoo", reason="zoo models need torch")
     root = tmp_path_factory.mktemp("zoo")
     (root / "three.toml").write_text(CLUSTER_TOML)
@@ -96,6 +98,7 @@ def zoo_plan(ray_cluster, tmp_path_factory) -> Path:
     return root / "plan"
 
 
+@pytest.mark.zoo
 def test_zoo_plan_runs_across_three_nodes_and_matches_the_whole_model(zoo_plan) -> None:
     plan = load_plan(zoo_plan)
     assert {p.device for p in plan.partitions} == set(DEVICES)
@@ -134,6 +137,7 @@ def ray_cluster_address() -> str:
     return ray.get_runtime_context().gcs_address
 
 
+@pytest.mark.zoo
 def test_cli_run_ray_check_json_save(zoo_plan, capsys) -> None:
     code = main(["run", str(zoo_plan), "--ray", ray_cluster_address(), "--check", "--json",
                  "--save", "--repeat", "2", "--stream", "3"])
@@ -145,6 +149,7 @@ def test_cli_run_ray_check_json_save(zoo_plan, capsys) -> None:
     assert saved["throughput_per_s"] > 0
 
 
+@pytest.mark.zoo
 def test_session_runs_on_ray(zoo_plan) -> None:
     plan = load_plan(zoo_plan)
     feeds = random_inputs(plan.model.inputs, seed=2)
