@@ -25,6 +25,19 @@ import numpy as np
 SPLIT = ("ort-cpu", "ov-cpu")
 CONTEXTS = (128, 256, 512, 1024, 2048)
 RUNNERS = {"onnxruntime": {"provider": "CPUExecutionProvider"}, "openvino": {"device": "CPU"}}
+#: The ``local`` cluster's device of each runner above.
+DEVICE_OF = {"onnxruntime": "ort-cpu", "openvino": "ov-cpu"}
+
+
+def _compile_time_fits(layout: Any) -> dict[str, Any]:
+    """The decode lines a compile for a workload up to context 2048 fits on this machine."""
+    from partitioner.cluster.local import detect_local_cluster
+    from partitioner.generation.compile import measured_decode_fits
+    from partitioner.generation.workload import Workload
+
+    cluster = detect_local_cluster().restricted_to(list(DEVICE_OF.values()))
+    workload = Workload(prompt=128, new=1920, batch=1, context=2048)
+    return measured_decode_fits(layout, cluster, workload, 1)
 
 
 def _generate_rounds(candidates: dict[str, Any], ids: np.ndarray, new: int,
@@ -114,13 +127,34 @@ def run(quick: bool = False) -> str:
             "| layout | runner | " + " | ".join(f"ctx {c} ms" for c in CONTEXTS) + " |",
             "| --- | --- | " + " | ".join("---:" for _ in CONTEXTS) + " |",
         ]
+        fidelity = []
         for kind in layouts:
             layout = load_layout(zoo.build("llama", {"size": size, "layout": kind}))
+            fits = _compile_time_fits(layout)
             for runner, options in RUNNERS.items():
                 times = measure_decode_step(layout, runner, CONTEXTS, 1, options=options,
                                             rounds=3 if quick else 5)
                 cells = " | ".join(f"{t.median_s * 1e3:.3f} ({t.spread:.0%})" for t in times)
                 lines.append(f"| {kind} | {runner} | {cells} |")
+                fit = fits[DEVICE_OF[runner]]
+                errors = [(fit.predict(t.context - 1) - t.median_s) / t.median_s for t in times]
+                fidelity.append((kind, runner, errors))
+        lines += [
+            "",
+            "Predicted against measured decode step: *predicted* is the line `hetpart "
+            "compile` fits to the steps it measures on each local device for a workload "
+            "reaching context 2048 (`generation.compile.measured_decode_fits`, contexts "
+            "129-2048), taken before the measurement above; error = (predicted - measured) / "
+            "measured.",
+            "",
+            "| layout | runner | " + " | ".join(f"ctx {c}" for c in CONTEXTS)
+            + " | within ±10% |",
+            "| --- | --- | " + " | ".join("---:" for _ in CONTEXTS) + " | ---: |",
+        ]
+        for kind, runner, errors in fidelity:
+            within = sum(abs(e) <= 0.10 for e in errors)
+            lines.append(f"| {kind} | {runner} | " + " | ".join(f"{e:+.0%}" for e in errors)
+                         + f" | {within}/{len(errors)} |")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines += ["", f"Load average (1 min) at the end of the section: {load:.1f} on "
               f"{os.cpu_count()} cores; spreads above ~30% mean other work shared the cores."]
