@@ -1,14 +1,16 @@
 """``hetpart run --ray local``: a throwaway loopback cluster, one node per host, torn down
 after the run, whether it succeeds or fails: no process, ``/dev/shm`` file or Ray state
-(``/tmp/ray``, the private Ray temp dir) is left behind."""
+(its private Ray temp dir, sessions and logs; it never writes ``/tmp/ray``) is left behind."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,19 +24,40 @@ from partitioner.plan.io import write_plan  # noqa: E402
 pytestmark = pytest.mark.ray
 
 
-def _ray_leftovers() -> tuple[set[str], set[str], set[int]]:
-    """(/dev/shm entries, /tmp entries Ray or this package make, processes naming them)."""
-    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    tmp = {n for n in os.listdir("/tmp") if n == "ray" or n.startswith("hpray-")}
-    procs = set()
+@pytest.fixture
+def private_tmp():
+    """A short private TMPDIR for the hetpart process: its Ray state goes there, so what it
+    leaves is told apart from other Ray clusters on this machine (parallel test runs)."""
+    root = Path(tempfile.mkdtemp(prefix="hpt-", dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _shm() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def _processes_naming(root: Path) -> list[int]:
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"/tmp/hpray-" in (entry / "cmdline").read_bytes():
-                    procs.add(int(entry.name))
+                if str(root).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
             except OSError:
                 continue
-    return shm, tmp, procs
+    return found
+
+
+def _assert_nothing_left(root: Path, shm_before: set[str], stderr: str) -> None:
+    assert f"Ray state in {root}/hpray-" in stderr  # the run's Ray state lived in root
+    # The cluster's Ray temp dir (sessions, logs, sockets) is gone. (Other libraries may
+    # leave their own files in TMPDIR: a telemetry ".ses" file appears there.)
+    assert [p.name for p in root.iterdir() if p.name.startswith("hpray-")] == []
+    assert _processes_naming(root) == []
+    assert _shm() - shm_before == set()
 
 
 def _plan(tmp_path: Path, hosts: dict[str, str], **options: object) -> Path:
@@ -46,16 +69,17 @@ def _plan(tmp_path: Path, hosts: dict[str, str], **options: object) -> Path:
     return tmp_path / "plan"
 
 
-def _hetpart(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "partitioner.cli", *argv], text=True,
-                          capture_output=True, timeout=240, check=False)
+def _hetpart(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "partitioner.cli", "-v", *argv], text=True,
+                          capture_output=True, timeout=240, check=False,
+                          env={**os.environ, "TMPDIR": str(tmp)})
 
 
-def test_run_ray_local_checks_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    before = _ray_leftovers()
+def test_run_ray_local_checks_and_leaves_nothing_behind(tmp_path: Path, private_tmp) -> None:
+    shm = _shm()
     # Three devices, two on one host: two Ray nodes.
     plan = _plan(tmp_path, {"a": "box-1", "b": "box-2", "c": "box-1"})
-    done = _hetpart("run", str(plan), "--ray", "local", "--check", "--json",
+    done = _hetpart(private_tmp, "run", str(plan), "--ray", "local", "--check", "--json",
                     "--repeat", "2", "--stream", "3")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
@@ -63,17 +87,18 @@ def test_run_ray_local_checks_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert record["ray"]["cluster"].startswith("local (127.0.0.1:")
     assert "2 node(s)" in record["ray"]["cluster"]  # one per host
     assert record["ray"]["hosts"] == {"a": "box-1", "b": "box-2", "c": "box-1"}
-    assert _ray_leftovers() == before
+    _assert_nothing_left(private_tmp, shm, done.stderr)
 
 
-def test_failed_run_ray_local_says_why_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
-    before = _ray_leftovers()
+def test_failed_run_ray_local_says_why_in_one_line_and_leaves_nothing(tmp_path: Path,
+                                                                     private_tmp) -> None:
+    shm = _shm()
     # Every device asks for an execution provider this machine lacks: preparing fails on
     # the nodes, after the cluster started.
     plan = _plan(tmp_path, {"a": "box-1", "b": "box-1"}, provider="NoSuchExecutionProvider")
-    done = _hetpart("run", str(plan), "--ray", "local", "--repeat", "1")
+    done = _hetpart(private_tmp, "run", str(plan), "--ray", "local", "--repeat", "1")
     assert done.returncode == 2
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("hetpart: error:")]
     assert len(lines) == 1 and "device 'a' on host box-1" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
-    assert _ray_leftovers() == before
+    _assert_nothing_left(private_tmp, shm, done.stderr)

@@ -11,12 +11,13 @@
   (an actor asking for an absent resource would wait pending forever).
 * **Once per executor.** Each actor is built once with its device's spec and its partitions'
   ONNX bytes (one ``ray.put`` per device) and prepares them with the device's runner.
-* **Per run.** The driver puts the model inputs, submits every (input, partition) call in
+* **Per run.** The driver passes the model inputs with the calls, submits every call in
   wave order (so a device's queue holds work in the order it can run) and passes producers'
   results as ObjectRefs; each worker fetches its inputs from the producing node's object
   store, times each cross-device fetch as that boundary's transfer and ``ray.put``s its
-  outputs (``worker.DeviceWorker``). The driver waits for the model outputs with a deadline
-  and fetches only them (plus each call's few-hundred-byte timing record).
+  outputs (``worker.DeviceWorker``). The driver waits for the calls producing model outputs
+  with a deadline and fetches the calls' results: the model outputs (returned with the call)
+  and each call's few-hundred-byte timing record, never a boundary tensor.
 * **Faults.** A call whose actor died raises :class:`~partitioner.errors.DeviceLostError`
   naming the device, its host and the partition; nothing is rerun elsewhere
   (``max_task_retries=0``). With ``restarts=N`` Ray restarts the actor (``max_restarts``),
@@ -178,7 +179,10 @@ class RayExecutor:
                                    x.from_partition is not None
                                    and self._parts[x.from_partition].device != device.id)
                     for x in p.inputs) for p in mine},
-                returns={p.index: tuple(o.name for o in p.outputs) for p in mine},
+                returns={p.index: tuple(o.name for o in p.outputs if o.to_partitions)
+                         for p in mine},
+                to_driver={p.index: tuple(o.name for o in p.outputs if o.graph_output)
+                           for p in mine},
                 emulate=emulate,
             )
             # Held for the executor's life: Ray restarts an actor from its constructor's
@@ -242,13 +246,14 @@ class RayExecutor:
         self._recover(ray)
         submitted = time.perf_counter()
         deadline = submitted + self.timeout_s
-        feed_refs = [{name: ray.put(value) for name, value in feeds.items()} for feeds in batch]
         order = sorted((k + self._level[i], k, i)
                        for k in range(len(batch)) for i in self._parts)
         calls: dict[tuple[int, int], Any] = {}
         for _, k, i in order:
             part = self._parts[i]
-            feeds = {name: feed_refs[k][name] for name in self._feeds_of[i]}
+            # Model inputs come from the driver anyway: passed by value, Ray inlines small
+            # ones into the call and puts large ones in the object store once per call.
+            feeds = {name: batch[k][name] for name in self._feeds_of[i]}
             producers = [calls[(k, d)] for d in self._deps[i]]
             calls[(k, i)] = self._actors[part.device].run.remote(i, feeds, *producers)
         ready_at = self._wait_outputs(ray, calls, len(batch), deadline, order)
@@ -256,8 +261,8 @@ class RayExecutor:
         try:
             records = dict(zip(keys, ray.get([calls[key] for key in keys],
                                              timeout=_left(deadline)), strict=True))
-            results = [self._result(ray, k, batch[k], records, ready_at[k] - submitted,
-                                    deadline) for k in range(len(batch))]
+            results = [self._result(k, batch[k], records, ready_at[k] - submitted)
+                       for k in range(len(batch))]
         except (ray.exceptions.RayError, PartitionerError) as exc:
             raise self._diagnose(ray, exc, calls, order) from None
         return results
@@ -328,20 +333,16 @@ class RayExecutor:
                     ready_at[k] = now
         return ready_at
 
-    def _result(self, ray: Any, k: int, feeds: Mapping[str, Any],
-                records: Mapping[tuple[int, int], Mapping[str, Any]], latency_s: float,
-                deadline: float) -> RunResult:
+    def _result(self, k: int, feeds: Mapping[str, Any],
+                records: Mapping[tuple[int, int], Mapping[str, Any]],
+                latency_s: float) -> RunResult:
         result = RunResult({}, latency_s, {})
-        refs: dict[str, Any] = {}
         for i in self._parts:
             record = records[(k, i)]
             result.partition_s[i] = record["partition_s"]
             result.spans[i] = tuple(record["span"])  # type: ignore[assignment]
             result.transfers.extend(TransferTiming(*t) for t in record["transfers"])
-            refs.update(record["outputs"])
-        wanted = [n for n in self._graph_outputs if n in refs]
-        values = ray.get([refs[n] for n in wanted], timeout=_left(deadline))
-        result.outputs = dict(zip(wanted, values, strict=True))
+            result.outputs.update(record["values"])
         for name in self._graph_outputs:
             if name not in result.outputs:
                 if name not in feeds:

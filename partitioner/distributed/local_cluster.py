@@ -35,6 +35,7 @@ OBJECT_STORE_BYTES = 100 * 2**20
 #: Seconds to wait for nodes to register, and for processes to exit at teardown.
 START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 15.0
+KILL_TIMEOUT_S = 5.0
 
 
 def loopback_environment() -> bool | None:
@@ -84,8 +85,10 @@ class LocalRayCluster:
         self._saved_env = {k: os.environ.get(k)
                            for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
         self._network = loopback_environment()
-        # Short prefix: Ray's Unix socket paths live under it (107-byte limit).
-        self._tmp = Path(tempfile.mkdtemp(prefix="hpray-", dir="/tmp"))
+        # Short: Ray's Unix socket paths live under it (107-byte limit); $TMPDIR when short.
+        parent = tempfile.gettempdir()
+        self._tmp = Path(tempfile.mkdtemp(prefix="hpray-",
+                                          dir=parent if len(parent) <= 40 else "/tmp"))
         os.environ["RAY_TMPDIR"] = str(self._tmp)
         try:
             from ray.cluster_utils import Cluster
@@ -102,8 +105,9 @@ class LocalRayCluster:
         except Exception as exc:
             self.shutdown()
             raise RayClusterError(f"could not start a local Ray cluster: {exc}") from exc
-        logger.info("local Ray cluster at %s: %d node(s) %s", self.address, len(self.nodes),
-                    ", ".join(f"{n}={ids}" for n, ids in self.nodes.items()))
+        logger.info("local Ray cluster at %s: %d node(s) %s; Ray state in %s", self.address,
+                    len(self.nodes), ", ".join(f"{n}={ids}" for n, ids in self.nodes.items()),
+                    self._tmp)
         return self
 
     def remove_node(self, name: str) -> None:
@@ -128,7 +132,11 @@ class LocalRayCluster:
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             _wait_for_exit(tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
+            for _ in range(3):  # a process that just died may still flush a log file
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not tmp.exists():
+                    break
+                time.sleep(0.2)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -177,3 +185,6 @@ def _wait_for_exit(root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while processes_under(root) and time.monotonic() < deadline:
+        time.sleep(0.05)

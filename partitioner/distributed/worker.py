@@ -7,12 +7,13 @@ the device's runner (``partitioner.registry.get_runner``, the options the in-pro
 uses). Ray sets ``OMP_NUM_THREADS=1`` in workers, so the runner's thread count is set
 explicitly: the device's ``threads`` option, else every CPU this process may use.
 
-``run`` receives model inputs as ObjectRefs (nested, so Ray leaves them unresolved) and its
-producers' results (resolved by Ray before the call: small dicts of ObjectRefs). It fetches
+``run`` receives the model inputs it reads by value (from the driver, where they start) and
+its producers' results (resolved by Ray before the call: small dicts of ObjectRefs). It fetches
 each input itself, timing the fetch of every tensor from another device as that boundary's
-transfer, runs the partition, and ``ray.put``s each output into this node's object store:
-consumers pull them from here, never through the driver (a small task return value would
-travel inline through the caller).
+transfer, runs the partition, and ``ray.put``s each output another partition reads into this
+node's object store: consumers pull them from here, never through the driver (a small task
+return value would travel inline through the caller). Model outputs, which the driver
+fetches anyway, are returned with the call.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ class PartitionInput:
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a device's actor needs, in plain data: the device, its partitions' inputs and
-    outputs, and whether an absent runner may be emulated."""
+    """What a device's actor needs, in plain data: the device, its partitions' inputs, the
+    outputs other partitions read (``returns``: put in the object store) and the model
+    outputs (``to_driver``: returned to the driver, where they go anyway), and whether an
+    absent runner may be emulated."""
 
     device: DeviceSpec
     inputs: dict[int, tuple[PartitionInput, ...]]
     returns: dict[int, tuple[str, ...]]
+    to_driver: dict[int, tuple[str, ...]]
     emulate: bool
 
     @property
@@ -124,19 +128,23 @@ class DeviceWorker:
             ) -> dict[str, Any]:
         """Run partition ``index``: fetch its inputs, call the runner, put its outputs.
 
-        Returns ``{"outputs": {name: ObjectRef}, "span": (start, end) wall-clock seconds of
-        the runner call, "partition_s", "transfers": [(tensor, src, dst, bytes, seconds)]}``.
+        Returns ``{"outputs": {name: ObjectRef}, "values": {model output: array}, "span":
+        (start, end) wall-clock seconds of the runner call, "partition_s", "transfers":
+        [(tensor, src, dst, bytes, seconds)]}``.
         """
         import ray
 
         if self.failure is not None:
             raise RunError(self.failure)
-        refs: dict[str, Any] = {name: ref for name, ref in feeds.items()}
+        refs: dict[str, Any] = {}
         for produced in producers:
             refs.update(produced["outputs"])
         inputs: dict[str, Any] = {}
         transfers = []
         for spec in self.spec.inputs[index]:
+            if spec.from_partition is None:
+                inputs[spec.name] = feeds[spec.name]
+                continue
             c0 = time.perf_counter()
             inputs[spec.name] = ray.get(refs[spec.name], timeout=FETCH_TIMEOUT_S)
             if spec.crosses:
@@ -151,11 +159,13 @@ class DeviceWorker:
             raise RunError(self._failure(index, f"{type(exc).__name__}: {exc}")) from None
         partition_s = time.perf_counter() - r0
         end = start + partition_s
-        missing = [n for n in self.spec.returns[index] if n not in outputs]
+        wanted = (*self.spec.returns[index], *self.spec.to_driver[index])
+        missing = [n for n in wanted if n not in outputs]
         if missing:
             raise RunError(self._failure(index, f"its runner returned no tensor {missing}"))
         return {
             "outputs": {name: ray.put(outputs[name]) for name in self.spec.returns[index]},
+            "values": {name: outputs[name] for name in self.spec.to_driver[index]},
             "span": (start, end),
             "partition_s": partition_s,
             "transfers": transfers,
