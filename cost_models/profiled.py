@@ -244,10 +244,11 @@ class ProfiledCostModel:
     def _load_with_computed_inputs(self, model: Any, node: NodeInfo, device: DeviceSpec,
                                    options: dict[str, Any], refusal: str
                                    ) -> tuple[Any, dict[str, Any]] | str:
-        """The runtime refused ``node`` alone: load it again with the small integer inputs
-        the graph computes (axes, sizes) as initializers holding their values, its minimal
-        subgraph. Returns the prepared partition and its feeds, or the verdict: the runtime's
-        message, saying whether the minimal subgraph was tried."""
+        """The runtime refused ``node`` alone, or failed on its synthetic feeds (``refusal``
+        says how): load it again with the small integer inputs the graph computes (axes,
+        sizes, shapes) as initializers holding their values, its minimal subgraph. Returns
+        the prepared partition and its feeds, or the runtime's message, saying whether the
+        minimal subgraph was tried."""
         builder = self._builder(model)
         proto = model.node_proto(node.name)
         try:
