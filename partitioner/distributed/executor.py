@@ -97,7 +97,7 @@ class RayExecutor:
         self.prepare_s: dict[int, float] = {}
         self.measures_memory = False
         self.memory_unmeasured: str | None = (
-            "not measured on Ray yet (each device's memory lives in its actor's process)")
+            "Ray runs are not measured yet (each device's memory is its actor's process)")
         #: Device id -> the host it runs on (its ``host``, else the node's hostname).
         self.hosts: dict[str, str] = {}
         #: Device id -> {"hostname", "node_ip", "pid", "threads"} reported by its actor.
