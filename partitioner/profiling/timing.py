@@ -244,3 +244,41 @@ def time_interleaved(
             out[name][0].extend(block)
             out[name][1].append(block)
     return out
+
+
+class OthersLoad:
+    """The share of the machine's CPU time that *other* processes used during a ``with``
+    block (Linux ``/proc``: all CPUs' busy time less this process's own), so a figure timed
+    while other jobs held the cores can be told apart from one taken on a quiet machine.
+    ``share`` stays None where ``/proc`` cannot be read."""
+
+    def __init__(self) -> None:
+        self.share: float | None = None
+        self._start: tuple[int, int, int] | None = None
+
+    @staticmethod
+    def _sample() -> tuple[int, int, int] | None:
+        """(total jiffies of all CPUs, their busy jiffies, this process's jiffies)."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+            with open("/proc/self/stat") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        total = sum(fields[:8])  # guest time is already in user
+        return total, total - idle, int(own[11]) + int(own[12])  # utime + stime
+
+    def __enter__(self) -> OthersLoad:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        if self._start is None or end is None:
+            return
+        total = end[0] - self._start[0]
+        others = (end[1] - self._start[1]) - (end[2] - self._start[2])
+        if total > 0:
+            self.share = min(max(others / total, 0.0), 1.0)
