@@ -44,7 +44,8 @@ def chunked_assignment(node_names: list[str], k: int) -> dict[str, str]:
     }
 
 
-def _median_time(fn: Callable[[], Any], repeat: int) -> float:
+def median_time(fn: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``repeat`` back-to-back calls of ``fn``."""
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -83,10 +84,10 @@ def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int
     split_t: dict[int, list[float]] = {k: [] for k in ks}
     chain_t: dict[int, list[float]] = {k: [] for k in ks}
     for _ in range(rounds):
-        whole_t.append(_median_time(partial(whole.run, feeds), repeat))
+        whole_t.append(median_time(partial(whole.run, feeds), repeat))
         for k, ex in executors.items():
-            split_t[k].append(_median_time(partial(ex.run, feeds), repeat))
-            chain_t[k].append(_median_time(chains[k], repeat))
+            split_t[k].append(median_time(partial(ex.run, feeds), repeat))
+            chain_t[k].append(median_time(chains[k], repeat))
     # Best round of each series: this 2-core machine is shared, and contention only adds time.
     base = min(whole_t)
     rows = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from partitioner.benchmarks.execution import median_time
 from partitioner.graph.analysis import analyse
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.extract import PartitionExtractor
@@ -81,15 +82,6 @@ def _plan(model: onnx.ModelProto, devices: Sequence[str]) -> tuple[Plan, dict[in
     return plan, {p.index: extractor.extract_proto(p) for p in plan.partitions}
 
 
-def _median_time(fn: Callable[[], Any], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
-
-
 def _spread(values: Sequence[float], scale: float = 1e3) -> str:
     return f"{statistics.median(values) * scale:.2f} ({min(values) * scale:.2f}-" \
            f"{max(values) * scale:.2f})"
@@ -108,7 +100,7 @@ def _boundary_rows(address: str, repeat: int, rounds: int) -> list[dict[str, Any
     options = {"resources": {f"hetpart_device:{DEVICES[0]}": 1}}
     echo = Echo.options(**options).remote()  # type: ignore[attr-defined]
     ray.get(echo.call.remote())
-    actor_call = [_median_time(lambda: ray.get(echo.call.remote()), repeat)
+    actor_call = [median_time(lambda: ray.get(echo.call.remote()), repeat)
                   for _ in range(rounds)]
     ray.kill(echo)
     time.sleep(0.5)  # Ray frees the device's resource asynchronously
@@ -129,8 +121,8 @@ def _boundary_rows(address: str, repeat: int, rounds: int) -> list[dict[str, Any
             local_t, ray_t, fetch_t = [], [], []
             run_local, run_ray = partial(local.run, feeds), partial(remote.run, feeds)
             for _ in range(rounds):
-                local_t.append(_median_time(run_local, repeat))
-                ray_t.append(_median_time(run_ray, repeat))
+                local_t.append(median_time(run_local, repeat))
+                ray_t.append(median_time(run_ray, repeat))
                 fetch_t.append(statistics.median(
                     t.seconds for _ in range(3) for t in run_ray().transfers))
         per_boundary = [(r - c) / boundaries for r, c in zip(ray_t, local_t, strict=True)]
