@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from test_plan_fixtures import cluster, device, save_and_analyse
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'hetpart[ray]'")
 pytest.importorskip("openvino", reason="device ov-b needs the openvino extra")
 
 from partitioner import Session  # noqa: E402
+from partitioner.benchmarks.ray_overhead import matmul_chain  # noqa: E402
 from partitioner.cli import main  # noqa: E402
 from partitioner.distributed.executor import RayExecutor  # noqa: E402
 from partitioner.distributed.local_cluster import (  # noqa: E402
@@ -172,20 +172,7 @@ def test_devices_command_lists_what_the_cluster_advertises(ray_cluster, capsys) 
 
 def _chain_model(width: int = 384, depth: int = 12) -> onnx.ModelProto:
     """x -> (MatMul, Tanh) x depth: milliseconds per partition, so runs last a while."""
-    rng = np.random.default_rng(0)
-    nodes, inits, prev = [], [], "x"
-    for i in range(depth):
-        inits.append(numpy_helper.from_array(
-            (rng.standard_normal((width, width)) / width).astype(np.float32), f"W{i}"))
-        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"], name=f"mm{i}"),
-                  helper.make_node("Tanh", [f"m{i}"], [f"t{i}"], name=f"tanh{i}")]
-        prev = f"t{i}"
-    graph = helper.make_graph(
-        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, width])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [64, width])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    return model
+    return matmul_chain(width=width, rows=64, depth=depth)
 
 
 @pytest.fixture(scope="module")
