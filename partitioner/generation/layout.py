@@ -18,7 +18,6 @@ beyond the model's maximum.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 from partitioner.errors import ModelError
 from partitioner.generation.spec import DecoderSpec, DecoderSpecError
+from partitioner.jsonfile import read_json_object
 
 KINDS = ("genai", "optimum")
 GENAI_CONFIG = "genai_config.json"
@@ -221,13 +221,7 @@ def load_layout(path: str | Path) -> DecoderLayout:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LayoutError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict):
-        raise LayoutError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, LayoutError)
 
 
 def _graph_io(model_path: Path) -> tuple[dict[str, tuple[int, list[Any]]], list[str]]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from partitioner.errors import PlanError
 from partitioner.generation.layout import DecoderLayout, LayoutError
+from partitioner.jsonfile import read_json_object
 from partitioner.plan.io import PLAN_FILE, load_plan
 from partitioner.plan.types import Plan
 
@@ -187,12 +188,7 @@ def load_generation_plan(plan_dir: str | Path) -> GenerationPlan:
     path = root / GENERATION_FILE
     if not path.is_file():
         raise PlanError(f"{root} is not a generation plan: {GENERATION_FILE} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict):
-        raise PlanError(f"{path}: expected a JSON object")
+    data = read_json_object(path, PlanError)
     version = data.get("format_version")
     if version != GENERATION_FORMAT:
         raise PlanError(f"{path}: format_version {version!r} is not supported (this hetpart "

@@ -9,7 +9,6 @@ are stored in the plan itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import onnx
 from onnx import helper
 
 from partitioner.errors import PlanError, ReportError
+from partitioner.jsonfile import read_json_object
 from partitioner.plan.codec import plan_digest
 from partitioner.plan.io import PLAN_FILE, RUN_FILE, file_sha256, load_plan
 from partitioner.plan.types import Plan
@@ -145,12 +145,7 @@ def read_measurements(plan_dir: str | Path, plan: Plan) -> Measurements | None:
     path = Path(plan_dir) / RUN_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read run measurements: {exc}") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object")
+    data = read_json_object(path, ReportError, "run measurements")
     digest = _first(data, _DIGEST_KEYS)
     if not isinstance(digest, str):
         raise ReportError(
