@@ -149,7 +149,8 @@ def measured_compile(
         others: dict[str, _Candidate] = {}
         if same is None:
             batch[current.name] = current.plan
-            others = _alternatives(analysed, cluster, problem, current, seen | set(single_of))
+            others = _alternatives(analysed, cluster, current.problem, current,
+                                   seen | set(single_of))
             batch.update({n: c.plan for n, c in others.items()})
         timed = measure_plans(analysed, batch, cache)
         for name, c in singles.items():
