@@ -15,12 +15,13 @@ from test_plan_fixtures import branchy_model, cluster, device
 
 import partitioner.compile_measured as compile_measured
 import partitioner.compiler as compiler
+import partitioner.runtime.measure as measure_module
 from partitioner.compiler import CompileOptions, compile_model
 from partitioner.costing.types import Supported
 from partitioner.plan.check import check_plan, validate_plan_document
 from partitioner.plan.codec import plan_from_dict, plan_json, plan_to_dict
 from partitioner.profiling.cache import ProfileCache
-from partitioner.profiling.timing import Timing
+from partitioner.profiling.timing import OthersLoad, Timing
 from partitioner.runtime.measure import MeasuredPlan
 
 
@@ -164,7 +165,10 @@ def test_explicit_min_gain_overrides_the_noise(monkeypatch: pytest.MonkeyPatch) 
     assert plan.measured.min_gain == 0.6 and plan.measured.chosen.startswith("single:")
 
 
-def test_second_compile_hits_the_partition_cache(_cache: Path) -> None:
+def test_second_compile_hits_the_partition_cache(_cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Caching as such; whether other processes' load keeps a figure out is tested below.
+    monkeypatch.setattr(measure_module, "CACHE_OTHERS_SHARE", 1.0)
     first = compile_model(branchy_model(), two_local(), _options()).plan
     rows = ProfileCache(_cache).plan_timing_count()
     assert rows >= 3  # the split and both singles
@@ -174,6 +178,18 @@ def test_second_compile_hits_the_partition_cache(_cache: Path) -> None:
     assert not any(c.cached for c in first.measured.singles)
     assert ProfileCache(_cache).plan_timing_count() == rows
     assert second.measured.chosen == first.measured.chosen
+
+
+def test_timings_taken_while_others_hold_the_cpu_are_not_cached(
+        _cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Busy(OthersLoad):
+        def __exit__(self, *exc: object) -> None:
+            self.share = 0.9  # others took 90% of the machine during the timing
+
+    monkeypatch.setattr(measure_module, "OthersLoad", Busy)
+    plan = compile_model(branchy_model(), two_local(), _options()).plan
+    assert plan.measured is not None and plan.measured.singles  # measured and used...
+    assert ProfileCache(_cache).plan_timing_count() == 0  # ...but not cached
 
 
 def test_preset_clusters_are_untouched_by_the_loop() -> None:
