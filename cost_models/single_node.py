@@ -12,6 +12,7 @@ refuses as a feed).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,11 +168,16 @@ class SingleNodeBuilder:
             return False
         return dims is not None and int(np.prod(dims, dtype=np.int64)) <= MAX_CONSTANT_ELEMENTS
 
+    @functools.cached_property
+    def _producer(self) -> dict[str, int]:
+        """Value name -> position of the node that computes it (built once per model)."""
+        return {out: i for i, n in enumerate(self._model.graph.node) for out in n.output}
+
     def _producers_of(self, names: list[str]) -> list[onnx.NodeProto]:
         """The nodes computing ``names`` from graph inputs and initializers, in graph order;
         at most ``MAX_CONSTANT_CONE`` of them (beyond that the values are not shape
         arithmetic)."""
-        producer = {out: i for i, n in enumerate(self._model.graph.node) for out in n.output}
+        producer = self._producer
         needed: set[int] = set()
         stack = [producer[n] for n in names if n in producer]
         while stack:

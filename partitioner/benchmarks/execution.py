@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +24,7 @@ import numpy as np
 from partitioner.cluster.types import Cluster
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.extract import PartitionExtractor
+from partitioner.profiling.timing import time_calls
 from partitioner.runtime.executor import Executor
 from partitioner.runtime.feeds import random_inputs
 from partitioner.testing.onnx_backend import local_pair
@@ -46,12 +46,7 @@ def chunked_assignment(node_names: list[str], k: int) -> dict[str, str]:
 
 def median_time(fn: Callable[[], Any], repeat: int) -> float:
     """Median seconds of ``repeat`` back-to-back calls of ``fn``."""
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return statistics.median(time_calls(fn, 0, repeat))
 
 
 def overhead_rows(model_name: str, ks: tuple[int, ...], repeat: int, rounds: int) -> list[dict]:

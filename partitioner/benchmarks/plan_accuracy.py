@@ -13,18 +13,17 @@ plan against the best single device.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import statistics
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from partitioner.benchmarks.zoo import private_cache
 from partitioner.cluster.local import detect_local_cluster
 from partitioner.compiler import CompileOptions, compile_model
 from partitioner.graph.analysis import analyse
@@ -172,24 +171,10 @@ def measure(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="hetpart-plan-accuracy-") as tmp:
         paths = {name: make(Path(tmp)) for name, make in MODELS.items()
                  if not quick or name in QUICK_MODELS}  # zoo models from the zoo's cache
-        with _environment(HETPART_CACHE=str(Path(tmp) / "cache")):
+        with private_cache():
             for name, path in paths.items():
                 rows += _measure_model(name, path, rounds=5 if quick else 9)
     return rows
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _ranking_agrees(rows: list[Row]) -> bool:

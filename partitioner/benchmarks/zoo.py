@@ -24,8 +24,9 @@ _FAMILIES = ("mlp", "resnet", "inception", "gpt", "bert")
 
 
 @contextmanager
-def _private_cache() -> Iterator[Path]:
-    """Point ``HETPART_CACHE`` at a fresh folder so that first builds are real exports."""
+def private_cache() -> Iterator[Path]:
+    """Point ``HETPART_CACHE`` (zoo builds, profiles, plan timings) at a fresh folder, so
+    first builds are real exports and measurements are this run's."""
     saved = os.environ.get(zoo.CACHE_ENV)
     with tempfile.TemporaryDirectory(prefix="hetpart-bench-zoo-") as root:
         os.environ[zoo.CACHE_ENV] = root
@@ -178,7 +179,7 @@ def run(quick: bool = False) -> str:
     Returns:
         The section, with the command that produced it.
     """
-    with _private_cache() as cache:
+    with private_cache() as cache:
         families = _family_table(quick)
         large = [] if quick else ["", *_gpt_large(cache)]
     parts = [

@@ -90,11 +90,11 @@ def measured_prefill_s(layout: Any, device: Any, prompt: int, batch: int,
     """Median seconds of one whole-model prefill of ``batch x prompt`` tokens on ``device``
     (warmed up; the same runner call the phase plan makes)."""
     import statistics
-    import time
 
     import numpy as np
 
     from partitioner.generation.generator import empty_past, step_feeds
+    from partitioner.profiling.timing import time_calls
     from partitioner.registry import get_runner
 
     prepared = get_runner(device.runner).prepare(
@@ -103,14 +103,7 @@ def measured_prefill_s(layout: Any, device: Any, prompt: int, batch: int,
     ids = np.random.default_rng(0).integers(3, layout.spec.vocab_size, (batch, prompt),
                                             dtype=np.int64)
     feeds = step_feeds(layout, ids, 0, empty_past(layout, batch))
-    for _ in range(2):
-        prepared.run(feeds)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        prepared.run(feeds)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(time_calls(lambda: prepared.run(feeds), 2, repeat))
 
 
 def _layer_devices(plan: GenerationPlan, phase: str) -> list[str]:
