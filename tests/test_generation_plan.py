@@ -8,6 +8,7 @@ import itertools
 import random
 import re
 
+import numpy as np
 import pytest
 
 from partitioner.cluster.file import cluster_from_dict
@@ -247,3 +248,28 @@ def test_memory_relaxation_is_below_every_feasible_placement(gpu_memory: float,
     # It counts memory: with a small GPU it is above the no-memory bound.
     no_memory = sum(min(row) for row in pr.prefill_s)
     assert bounds[0] >= no_memory * (1 - 1e-6)
+
+
+def test_measured_decode_curve_goes_through_convex_points_and_splits_kv_by_bytes() -> None:
+    # OpenVINO's step grows faster than linearly once the cache outgrows the CPU caches.
+    points = [(127, 14.5e-3), (255, 16.4e-3), (511, 21.1e-3), (1023, 31.3e-3),
+              (2047, 55.8e-3)]
+    fit = DecodeFit.from_points(points)
+    for past, secs in points:
+        assert fit.predict(past) == pytest.approx(secs)
+    assert fit.predict(767) == pytest.approx((21.1e-3 + 31.3e-3) / 2)
+    last_slope = (55.8e-3 - 31.3e-3) / 1024
+    assert fit.predict(3071) == pytest.approx(55.8e-3 + 1024 * last_slope)
+    assert fit.intercept_s == pytest.approx(14.5e-3 - 127 * (16.4e-3 - 14.5e-3) / 128)
+    # A noisy dip is not a faster step: the curve never decreases.
+    dip = DecodeFit.from_points([(100, 2e-3), (200, 1.9e-3), (400, 2.4e-3)])
+    assert dip.predict(200) == pytest.approx(2e-3)
+    # Each group pays the KV part in proportion to its KV bytes; the groups sum to the curve.
+    gpu = _pair().device("gpu")
+    groups = group_layers(4, 2)
+    works = [group_work(SPEC, g, prompt=8, batch=1) for g in groups]
+    weights = sum(w.decode_weight_bytes + w.decode_other_bytes for w in works)
+    rates = measured_rates(gpu, "float16", fit, weights, SPEC.kv_bytes_per_token())
+    pasts = np.array([127.0, 767.0, 2047.0])
+    total = sum(np.asarray(rates.decode_s(w, pasts)) for w in works)
+    assert total == pytest.approx(np.asarray(fit.predict(pasts)) - gpu.call_overhead_s)

@@ -8,7 +8,7 @@
   device of its layer group (nodes named ``/model/layers.N/...``; the embedding goes with the
   first group, the final norm and LM head with the last), and written by
   ``plan_dir.write_generation_plan``. Devices on this machine are costed from decode steps
-  measured at several contexts (``measure.measure_decode_step``), fitted with a line.
+  measured at several contexts (``measure.measure_decode_step``), a curve through them.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def is_generation_model(model: str) -> bool:
 def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batch: int,
                          progress: Callable[[str], None] | None = None
                          ) -> dict[str, DecodeFit]:
-    """Measured decode lines for the cluster's devices on this machine (``local``)."""
+    """Measured decode curves for the cluster's devices on this machine (``local``)."""
     from partitioner.generation.measure import measure_decode_step
 
     # The generation's own range (prompt + 1 .. context) and the standard points within it.
@@ -199,7 +199,6 @@ def compile_generation(model: str, cluster: Cluster, workload: Workload, targets
     data = plan.to_dict()
     data["decode_fits"] = {d: {"batch": f.batch, "points": [list(p) for p in f.points],
                                "intercept_s": f.intercept_s, "slope_s": f.slope_s,
-                               "worst_error": f.worst_error(),
                                "prefill_s": prefill_times.get(d)} for d, f in fits.items()}
     write_generation_plan(out, layout, compiled["prefill"], compiled["decode"],
                           workload={**workload.to_dict(), "batch": batch},

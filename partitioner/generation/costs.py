@@ -9,10 +9,10 @@
 Spec-sheet devices use the datasheet numbers at the efficiencies of ``cost_models/roofline.py``
 (0.6 of peak FLOPs on dense matrix products, 0.8 of bandwidth); the core may not import that
 plug-in, so the figures are restated here. Devices on this machine (``DeviceSpec.local``) use
-measured decode steps instead: :class:`DecodeFit` fits ``seconds = a + b x past`` to steps
-timed at several context lengths, and :func:`measured_rates` turns the fit into the device's
-effective bandwidth for weights (from ``a``) and for the KV cache (from ``b``), so a group's
-share of the measured step follows its share of the bytes.
+measured decode steps instead: :class:`DecodeFit` is the curve through steps timed at several
+context lengths, ``seconds = a + kv(past)``, and :func:`measured_rates` turns ``a`` into the
+device's effective bandwidth for weights and charges each group its share of the KV bytes
+times ``kv(past)``, so a group's share of the measured step follows its share of the bytes.
 """
 
 from __future__ import annotations
@@ -39,12 +39,19 @@ def compute_dtype(weight_bytes_per_param: float) -> str:
 
 @dataclass(frozen=True)
 class DecodeFit:
-    """A least-squares line through measured decode steps: ``seconds = intercept + slope x past``.
+    """Measured decode steps as a curve over the cached tokens: linear between the measured
+    points, extended by the end segments' slopes beyond them.
+
+    A single line does not fit every runner: OpenVINO's step grows faster than linearly once
+    the KV cache outgrows the caches (docs/benchmarks.md), so a least-squares line missed its
+    own points by 7-10% at both ends. The curve goes through the measured medians, made
+    non-decreasing (reading more cache never makes a step faster; a dip is noise).
 
     Attributes:
         batch: Sequences per step when measured.
-        points: ``(past tokens, seconds)`` as measured.
-        intercept_s / slope_s: The fitted line.
+        points: ``(past tokens, seconds)`` as measured, by past.
+        intercept_s: The step with no cache (the curve extended to past 0): weights and call.
+        slope_s: The mean cost per cached token over the measured range.
     """
 
     batch: int
@@ -54,21 +61,32 @@ class DecodeFit:
 
     @classmethod
     def from_points(cls, points: Sequence[tuple[int, float]], batch: int = 1) -> DecodeFit:
-        if len({p for p, _ in points}) < 2:
+        by_past: dict[int, list[float]] = {}
+        for past, secs in points:
+            by_past.setdefault(int(past), []).append(float(secs))
+        if len(by_past) < 2:
             raise CostModelError("decode fit: needs steps measured at two or more context "
                                  f"lengths, got {list(points)!r}")
-        past = np.array([p for p, _ in points], dtype=float)
-        secs = np.array([s for _, s in points], dtype=float)
-        slope, intercept = np.polyfit(past, secs, 1)
-        return cls(batch, tuple((int(p), float(s)) for p, s in points), float(intercept),
-                   float(max(slope, 0.0)))
+        pasts = sorted(by_past)
+        secs = np.maximum.accumulate([float(np.median(by_past[p])) for p in pasts])
+        first_slope = (secs[1] - secs[0]) / (pasts[1] - pasts[0])
+        intercept = max(float(secs[0] - first_slope * pasts[0]), 0.0)
+        mean_slope = (secs[-1] - secs[0]) / (pasts[-1] - pasts[0])
+        return cls(batch, tuple(zip(pasts, map(float, secs), strict=True)), intercept,
+                   float(mean_slope))
 
-    def predict(self, past: float) -> float:
-        return self.intercept_s + self.slope_s * past
+    def predict(self, past: np.ndarray | float) -> np.ndarray | float:
+        """Seconds of one step over ``past`` cached tokens (vectorised over ``past``)."""
+        xs = np.array([0.0] + [p for p, _ in self.points])
+        ys = np.array([self.intercept_s] + [s for _, s in self.points])
+        x = np.asarray(past, dtype=float)
+        last_slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        out = np.where(x > xs[-1], ys[-1] + last_slope * (x - xs[-1]), np.interp(x, xs, ys))
+        return float(out) if out.ndim == 0 else out
 
-    def worst_error(self) -> float:
-        """Largest relative difference between the line and a measured point."""
-        return max(abs(self.predict(p) - s) / s for p, s in self.points)
+    def kv_s(self, past: np.ndarray | float) -> np.ndarray | float:
+        """The part of a step that reading ``past`` cached tokens adds."""
+        return self.predict(past) - self.intercept_s
 
 
 @dataclass(frozen=True)
@@ -78,8 +96,11 @@ class DeviceRates:
     Attributes:
         flops: FLOP/s for the model's dtype.
         weight_bandwidth: Bytes/s streaming weights and activations.
-        kv_bandwidth: Bytes/s reading the KV cache.
+        kv_bandwidth: Bytes/s reading the KV cache (the mean over the measured range where
+            measured).
         source: ``"spec sheet"`` or what was measured.
+        kv_fit / kv_read: A measured device's decode curve and the KV bytes per cached token
+            it read: a group's KV time is its share of those bytes times the curve's KV part.
     """
 
     device: DeviceSpec
@@ -88,6 +109,8 @@ class DeviceRates:
     kv_bandwidth: float
     source: str
     prefill_measured: bool = False
+    kv_fit: DecodeFit | None = None
+    kv_read: float = 0.0
 
     def prefill_s(self, work: GroupWork) -> float:
         if self.prefill_measured:  # ``flops`` is the measured prefill's effective rate
@@ -97,8 +120,12 @@ class DeviceRates:
     def decode_s(self, work: GroupWork, past: np.ndarray | float) -> np.ndarray | float:
         """One decode step with ``past`` cached tokens (vectorised over ``past``)."""
         compute = work.decode_flops(past) / self.flops  # type: ignore[arg-type]
-        memory = ((work.decode_weight_bytes + work.decode_other_bytes) / self.weight_bandwidth
-                  + work.decode_kv_bytes1 * past / self.kv_bandwidth)
+        weights = (work.decode_weight_bytes + work.decode_other_bytes) / self.weight_bandwidth
+        if self.kv_fit is not None:
+            kv = work.decode_kv_bytes1 / self.kv_read * self.kv_fit.kv_s(past)
+        else:
+            kv = work.decode_kv_bytes1 * past / self.kv_bandwidth
+        memory = weights + kv
         return np.maximum(compute, memory)
 
     def decode_mean_s(self, work: GroupWork, first_past: int, steps: int) -> float:
@@ -140,4 +167,5 @@ def measured_rates(device: DeviceSpec, dtype: str, fit: DecodeFit, weights_read:
         flops = prefill[0] / (prefill[1] - device.call_overhead_s)
         source += f"; measured prefill {prefill[1] * 1e3:.3f} ms"
     return DeviceRates(device, flops, weight_bw, kv_bw, source,
-                       prefill_measured=prefill is not None and prefill[1] > device.call_overhead_s)
+                       prefill_measured=prefill is not None and prefill[1] > device.call_overhead_s,
+                       kv_fit=fit if fit.slope_s > 0 else None, kv_read=kv_read)
