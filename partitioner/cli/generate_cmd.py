@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"--check logit tolerance (default {DEFAULT_ATOL})")
     p.add_argument("--emulate", action="store_true",
                    help="run devices absent here on ONNX Runtime CPU")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run prefill and decode on a Ray cluster, each phase's actors on the "
+                   "nodes advertising its devices: 'local' (a throwaway loopback cluster, one "
+                   "node per host) or its address (auto, HOST:PORT)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -101,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         raise PartitionerError(f"{target} is neither a generation plan (generation.json) nor a "
                                f"decoder folder (genai_config.json, or config.json beside "
                                f"model.onnx)")
+    if args.ray and plan is None:
+        raise RunError(f"--ray runs a generation plan; {target} is a decoder folder (compile it "
+                       "with `hetpart compile --workload ...` first)")
     ids = _prompt(args, layout, tokenizer_path)
     if args.check and plan is not None:  # a missing or foreign model fails before the run
         from partitioner.plan.io import check_model_hash
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if plan is not None:
         from partitioner.generation.generator import Generator
 
-        runner: Any = Generator(plan, emulate=args.emulate)
+        runner: Any = Generator(plan, emulate=args.emulate, ray=args.ray)
     else:
         runner = ReferenceSession(layout)
     keep = args.check
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             runner.generate(ids, min(args.max_new_tokens, 2), stop_at_eos=False)
         result = runner.generate(ids, args.max_new_tokens, stop_at_eos=not args.ignore_eos,
                                  keep_logits=keep)
+        ray_record = runner.ray.record(args.ray) if plan is not None and runner.ray else None
     finally:
         if plan is not None:
             runner.close()
@@ -137,6 +145,13 @@ def run(args: argparse.Namespace) -> int:
                                 for k, v in sorted(result.decode_partition_s.items())}}
         record["predicted"] = plan.predicted
         record["workload"] = plan.workload
+        if runner.ray is not None:
+            from partitioner.generation.ray_phases import KV_THROUGH_DRIVER
+
+            record["ray"] = ray_record
+            context = result.sequences.shape[1] - 1
+            record["kv"] = {"transport": KV_THROUGH_DRIVER,
+                            "bytes_per_step_at_end": 2 * layout.kv_bytes(result.batch, context)}
     if tokenizer_path is not None and tokenizer_path.is_file():
         tok = _tokenizer(tokenizer_path)
         record["text"] = [tok.decode([int(t) for t in row]) for row in result.tokens]
@@ -193,6 +208,13 @@ def _format(record: dict[str, Any]) -> str:
     if "devices" in record:
         for phase in ("prefill", "decode"):
             lines.append(f"{phase:<9} partitions on {', '.join(record['devices'][phase])}")
+    if "ray" in record:
+        ray = record["ray"]
+        lines.append(f"ray       {ray['cluster']}: " + "; ".join(
+            f"{phase} " + ", ".join(f"{d}@{h}" for d, h in hosts.items())
+            for phase, hosts in ray["hosts"].items()))
+        lines.append(f"kv cache  {record['kv']['transport']}: "
+                     f"{record['kv']['bytes_per_step_at_end'] / 2**20:.2f} MiB at the last step")
     lines.append(f"workload  batch {m['batch']}, prompt {m['prompt_tokens']} tokens, "
                  f"{m['new_tokens']} new tokens")
     predicted = record.get("predicted") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from partitioner.cli.common import positive_int
 from partitioner.cluster.file import load_cluster
 from partitioner.distributed.resources import hosts_of, ray_start_command
 from partitioner.errors import ClusterError
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a host named by the file's devices (host = NAME)")
     p.add_argument("--address", metavar="HEAD:PORT",
                    help="the head node to join (default: start this node as the head)")
+    p.add_argument("--units", type=positive_int, default=1, metavar="N",
+                   help="units advertised per device (default 1; 2 lets `hetpart generate "
+                        "--ray` run a device's prefill and decode actors side by side)")
     p.set_defaults(func=run)
 
 
@@ -33,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in hosts:
         known = ", ".join(sorted(named)) or "none: add host = \"NAME\" to its devices"
         raise ClusterError(f"{args.cluster}: no device names host {args.host!r} (hosts: {known})")
-    print(ray_start_command(hosts[args.host], args.address))
+    print(ray_start_command(hosts[args.host], args.address, args.units))
     return 0

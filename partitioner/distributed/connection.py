@@ -52,11 +52,13 @@ def _probe(address: str) -> None:
 
 class RayConnection:
     """The driver's connection to ``address`` (``local``: a new cluster with ``nodes``,
-    node name -> device ids)."""
+    node name -> device ids, advertising ``units`` of a device where given, else one)."""
 
-    def __init__(self, address: str, nodes: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, address: str, nodes: Mapping[str, Sequence[str]] | None = None,
+                 units: Mapping[str, float] | None = None) -> None:
         self.address = address
         self.nodes = dict(nodes or {})
+        self.units = dict(units or {})
         self.local: LocalRayCluster | None = None
         self._initialised = False
         self._ignored_errors: str | None = None
@@ -88,7 +90,7 @@ class RayConnection:
                         "--ray local: Ray is already initialised in this process; pass "
                         "ray='auto' (or its address) to use that cluster"
                     )
-                self.local = LocalRayCluster(self.nodes).start()
+                self.local = LocalRayCluster(self.nodes, units=self.units).start()
                 ray.init(address=self.local.address, _node_ip_address=LOOPBACK,
                          log_to_driver=False, logging_level=logging.WARNING)
                 self._initialised = True

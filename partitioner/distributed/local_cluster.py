@@ -64,14 +64,17 @@ def restore_network(previous: bool | None) -> None:
 
 
 class LocalRayCluster:
-    """A head (no CPUs) and one node per entry of ``nodes`` (name -> device ids), on loopback.
+    """A head (no CPUs) and one node per entry of ``nodes`` (name -> device ids), on loopback;
+    each device advertised with one unit, or ``units[id]``.
 
     Use as a context manager, or call :meth:`start` and :meth:`shutdown` (also on failure).
     """
 
     def __init__(self, nodes: Mapping[str, Sequence[str]], cpus_per_node: int = 1,
-                 object_store_bytes: int = OBJECT_STORE_BYTES) -> None:
+                 object_store_bytes: int = OBJECT_STORE_BYTES,
+                 units: Mapping[str, float] | None = None) -> None:
         self.nodes = {name: list(ids) for name, ids in nodes.items()}
+        self.units = dict(units or {})
         self.cpus_per_node = cpus_per_node
         self.object_store_bytes = object_store_bytes
         self.address: str | None = None
@@ -98,8 +101,8 @@ class LocalRayCluster:
             self._cluster.add_node(num_cpus=0, include_dashboard=False, **common)
             for name, ids in self.nodes.items():
                 self._started[name] = self._cluster.add_node(
-                    wait=False, num_cpus=self.cpus_per_node, resources=node_resources(ids),
-                    **common)
+                    wait=False, num_cpus=self.cpus_per_node,
+                    resources=node_resources(ids, self.units), **common)
             self._cluster.wait_for_nodes(timeout=START_TIMEOUT_S)
             self.address = self._cluster.address
         except Exception as exc:

@@ -69,14 +69,19 @@ def hosts_of(devices: Sequence[DeviceSpec]) -> dict[str, list[str]]:
     return hosts
 
 
-def node_resources(device_ids: Iterable[str]) -> dict[str, float]:
-    """The custom resources of a node advertising ``device_ids``."""
-    return {device_resource(d): 1.0 for d in device_ids}
+def node_resources(device_ids: Iterable[str],
+                   units: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The custom resources of a node advertising ``device_ids``: one unit each, or as many as
+    ``units`` says (``hetpart generate --ray`` runs a device's prefill and decode actors side
+    by side, each holding one)."""
+    return {device_resource(d): float((units or {}).get(d, 1.0)) for d in device_ids}
 
 
-def ray_start_command(device_ids: Sequence[str], head_address: str | None) -> str:
-    """The ``ray start`` command line for a node advertising ``device_ids``: joining
-    ``head_address`` (``HOST:PORT``), or starting a head when None."""
-    resources = json.dumps(node_resources(device_ids), separators=(",", ":"))
+def ray_start_command(device_ids: Sequence[str], head_address: str | None,
+                      units: int = 1) -> str:
+    """The ``ray start`` command line for a node advertising ``device_ids`` (``units`` each):
+    joining ``head_address`` (``HOST:PORT``), or starting a head when None."""
+    resources = json.dumps(node_resources(device_ids, dict.fromkeys(device_ids, units)),
+                           separators=(",", ":"))
     where = f"--address={shlex.quote(head_address)}" if head_address else "--head"
     return f"ray start {where} --resources={shlex.quote(resources)}"

@@ -20,7 +20,9 @@ in the device's memory, and ONNX Runtime wraps a NumPy input without a copy. A d
 an accelerator (``device_resident`` partitions) keeps tensors on the device between its own
 partitions (IOBinding/OrtValues), but the executor hands graph outputs back on the host, so
 such a plan copies its cache to the host and back once per step; ``Generator.kv_on_host``
-says when that happens.
+says when that happens. On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
+phase runs on its own ``RayExecutor``, whose outputs come back to the driver: the cache then
+crosses the driver twice per step.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,6 +41,10 @@ from partitioner.errors import RunError
 from partitioner.generation.layout import DecoderLayout
 from partitioner.generation.plan_dir import GenerationPlan, load_generation_plan
 from partitioner.plan.types import Plan
+
+if TYPE_CHECKING:
+    from partitioner.generation.ray_phases import RayPhases
+    from partitioner.runtime.executor import RunResult
 
 #: One model call: feeds by name -> outputs by name (NumPy arrays or runner values).
 StepFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -212,12 +218,23 @@ def free_dims(plan: Plan) -> Plan:
     return dataclasses.replace(plan, model=dataclasses.replace(plan.model, inputs=inputs))
 
 
+class PhaseExecutor(Protocol):
+    """What :class:`Generator` needs of a phase's executor: the in-process ``Executor`` and
+    ``distributed.executor.RayExecutor`` both are one."""
+
+    def run(self, feeds: Mapping[str, Any]) -> RunResult: ...
+
+    def close(self) -> None: ...
+
+
 class Generator:
     """Greedy generation on a generation plan's runners.
 
     Args:
         plan: A generation plan directory or a loaded :class:`GenerationPlan`.
         emulate: Map devices absent here onto ONNX Runtime CPU (as ``hetpart run --emulate``).
+        ray: None (in process), or ``"local"`` / a Ray address: each phase on a Ray executor,
+            its actors on the nodes advertising its devices (``generation.ray_phases``).
 
     Example:
         >>> gen = partitioner.Generator("plan_dir")                      # doctest: +SKIP
@@ -225,20 +242,35 @@ class Generator:
         >>> out.tokens, out.ttft_s, out.tpot_percentile(50)               # doctest: +SKIP
     """
 
-    def __init__(self, plan: str | Path | GenerationPlan, *, emulate: bool = False) -> None:
-        from partitioner.runtime.executor import Executor
-
+    def __init__(self, plan: str | Path | GenerationPlan, *, emulate: bool = False,
+                 ray: str | None = None) -> None:
         self.plan = plan if isinstance(plan, GenerationPlan) else load_generation_plan(plan)
         self.layout = self.plan.layout
-        self._executors = {
-            phase: Executor(free_dims(self.plan.phase_plan(phase)), self.plan.phase_dir(phase),
-                            emulate=emulate)
-            for phase in ("prefill", "decode")
-        }
-        decode = self._executors["decode"]
-        #: True when a decode partition keeps values on an accelerator: its KV cache then
-        #: crosses to the host once per step (see the module docstring).
-        self.kv_on_host = any(p.device_resident for p in decode._prepared.values())
+        #: The Ray connection and executors when ``ray`` is given, else None.
+        self.ray: RayPhases | None = None
+        self._executors: dict[str, PhaseExecutor] = {}
+        if ray is None:
+            from partitioner.runtime.executor import Executor
+
+            local: dict[str, Executor] = {}
+            try:
+                for phase in ("prefill", "decode"):
+                    local[phase] = Executor(free_dims(self.plan.phase_plan(phase)),
+                                            self.plan.phase_dir(phase), emulate=emulate)
+            except BaseException:
+                for executor in local.values():
+                    executor.close()
+                raise
+            self._executors = dict(local)
+            #: True when the KV cache leaves its device between steps: a decode partition
+            #: keeping values on an accelerator (see the module docstring), or Ray.
+            self.kv_on_host = local["decode"].device_resident
+        else:
+            from partitioner.generation.ray_phases import RayPhases
+
+            self.ray = RayPhases(self.plan, ray, emulate=emulate)
+            self._executors = dict(self.ray.executors)
+            self.kv_on_host = True
         self._partition_s: dict[str, dict[int, float]] = {}
 
     def _step(self, phase: str) -> StepFn:
@@ -282,7 +314,11 @@ class Generator:
         return [p.device for p in self.plan.phase_plan(phase).partitions]
 
     def close(self) -> None:
-        for executor in self._executors.values():
+        executors, self._executors = self._executors, {}
+        if self.ray is not None:
+            self.ray.close()
+            return
+        for executor in executors.values():
             executor.close()
 
     def __enter__(self) -> Generator:

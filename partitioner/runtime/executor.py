@@ -248,6 +248,12 @@ class Executor:
     def input_names(self) -> list[str]:
         return list(self._input_names)
 
+    @property
+    def device_resident(self) -> bool:
+        """True when a partition keeps values on an accelerator between its calls (graph
+        outputs still come back to the host, so a fed-back value crosses twice per run)."""
+        return any(p.device_resident for p in self._prepared.values())
+
     def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, DeviceMemory]:
         """Run ``feeds`` once, one partition at a time in dependency order, and return the
         measured peak memory per device that ran partitions ({} unless the executor was
