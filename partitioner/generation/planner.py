@@ -369,13 +369,14 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
     # Most promising batch first; a batch whose optimistic bound cannot beat the best plan
     # so far is not solved (its optimistic bound stands as its bound).
     model_obj = _model_objective(objective)
-    order = sorted(batches, key=lambda b: _optimistic(objective, problems[b], types),
-                   reverse=objective == "tokens-per-s")
+    optimistic_of = {b: _optimistic(objective, problems[b], types) for b in batches}
+    order = sorted(batches, key=optimistic_of.__getitem__, reverse=objective == "tokens-per-s")
     solves: list[BatchSolve] = []
     deadline = time.perf_counter() + time_limit_s
+    reserve_each = max(MIN_SOLVE_S, min(RESERVE_S, time_limit_s / (2 * len(batches))))
     for i, batch in enumerate(order):
         pr = problems[batch]
-        optimistic = _optimistic(objective, pr, types)
+        optimistic = optimistic_of[batch]
         incumbent = _best(everything, objective)
         if incumbent is not None and not _could_beat(objective, optimistic,
                                                      incumbent.eval.value(objective)):
@@ -391,10 +392,16 @@ def plan_generation(spec: DecoderSpec, workload: Workload, targets: Targets, clu
                 if polished is not start.eval:
                     start = Candidate(f"{start.origin} + local search", polished)
                     everything.append(start)
-            # The co-located solve (a restriction) gets a third of the batch's time.
-            # The most promising batches come first and get more of the time (up to half
-            # of what is left); later ones are often pruned.
-            left = max(0.2, (deadline - time.perf_counter()) / min(2, len(order) - i))
+            # The most promising batch comes first and gets all the time but a reserve for
+            # each later batch that could still beat the best plan so far (most are pruned
+            # once this one is solved): one CP-SAT solve given the time at once proves far
+            # more than two restarted from a hint (the 70B A100 fleet at tokens/s: 0.5% in
+            # one 10 s solve against 8% in two of 5 s). The co-located solve (a
+            # restriction, quick) gets a third of it.
+            incumbent = _best(everything, objective)
+            hopeful = sum(1 for b in order[i + 1:] if incumbent is None or _could_beat(
+                objective, optimistic_of[b], incumbent.eval.value(objective)))
+            left = max(MIN_SOLVE_S, deadline - time.perf_counter() - hopeful * reserve_each)
             budget = left / 3 if colocated else left
             if objective == "cost-per-mtok":
                 res, found = _solve_cost_by_fleet(pr, types, symmetric, everything, budget,
@@ -607,6 +614,9 @@ def _could_beat(objective: str, optimistic: float, incumbent: float) -> bool:
 
 #: Least time left over worth another solve (CP-SAT starts again from the hint).
 MIN_FURTHER_S = 1.0
+#: Shortest CP-SAT solve, and the most time kept back for each later batch still hopeful.
+MIN_SOLVE_S = 0.2
+RESERVE_S = 1.0
 
 
 def _prove_further(solves: list[BatchSolve], problems: Mapping[int, GenerationProblem],
@@ -616,9 +626,9 @@ def _prove_further(solves: list[BatchSolve], problems: Mapping[int, GenerationPr
     """Spend the time pruned batches left on the most promising batch whose disaggregated
     solve stopped unproven (``solves`` is in the order solved, most promising first): solve
     it again from the best placement so far with all of that time, and keep the tighter
-    bound. Returns the placements found. (The 70B A100 fleet at tokens/s used 5.4 s of its
-    10; with the rest its gap went from 8.5% to 8.1%, once to 2.3%: CP-SAT restarted from a
-    hint gains less than one solve given the time at once, which reaches 0.5% in 10.6 s.)"""
+    bound. Returns the placements found. (A restart from a hint gains less than the same
+    time given to the first solve, which is why batches get their time at once, with only a
+    reserve for later hopeful ones; this spends what the reserve and pruning left.)"""
     left = deadline - time.perf_counter()
     unproven = next((s for s in solves if s.status == "FEASIBLE"), None)
     if unproven is None or left < MIN_FURTHER_S:
