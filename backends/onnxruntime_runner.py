@@ -38,6 +38,7 @@ _KNOWN_OPTIONS = {
     "optimization",
     "allow_fallback_ops",
     "label",
+    "io_binding",
 }
 
 _OPT_LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
@@ -49,8 +50,9 @@ class OrtPartition:
     Attributes:
         input_names: Graph inputs the session needs.
         output_names: Outputs it returns, in graph order.
-        device_resident: True when outputs may stay on the accelerator (GPU providers):
-            :meth:`run_device` then returns OrtValues the next partition can bind directly.
+        device_resident: True when outputs may stay on the accelerator (GPU providers, or
+            the option ``io_binding``): :meth:`run_device` then returns OrtValues the next
+            partition, or the next decode step, binds directly.
         assignment: execution provider -> node count, as ONNX Runtime placed the nodes.
 
     No ``memory_stats`` (``partitioner.protocols.MemoryReporting``): ONNX Runtime 1.32's
@@ -67,6 +69,7 @@ class OrtPartition:
         provider: str,
         cpus: tuple[int, ...] | None,
         main_thread_pinned: bool,
+        io_binding: bool | None = None,
     ) -> None:
         self._session = session
         self.label = label
@@ -83,6 +86,10 @@ class OrtPartition:
         #: CPUs this partition's calls run on; the executor pins the device's thread to them.
         self.pinned_cpus = self._pin
         self._device_type = DEVICE_TYPES.get(provider)
+        if io_binding is False:
+            self._device_type = None
+        elif io_binding and self._device_type is None:
+            self._device_type = "cpu"  # OrtValues in host memory, bound in place
         self.device_resident = self._device_type is not None
         self.device_id = int(session.get_provider_options().get(provider, {}).get("device_id", 0))
         self.assignment: dict[str, int] = {}
@@ -203,7 +210,11 @@ class OnnxRuntimeRunner:
                 session = ort.InferenceSession(str(model), so, providers=providers)
         except Exception as exc:
             raise RunError(f"onnxruntime cannot load {label}: {exc}") from exc
-        part = OrtPartition(session, label, provider, cpus, pinned)
+        io_binding = options.get("io_binding")
+        if io_binding is not None and not isinstance(io_binding, bool):
+            raise ClusterError(f"onnxruntime runner: option io_binding must be true or false, "
+                               f"got {io_binding!r} for {label}")
+        part = OrtPartition(session, label, provider, cpus, pinned, io_binding)
         part.assignment = _check_assignment(session, provider, label, options)
         return part
 

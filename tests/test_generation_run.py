@@ -223,3 +223,53 @@ def test_genai_batch_on_openvino_says_why(plans: dict[str, Path]) -> None:
         with pytest.raises(RunError, match="partition 1 on ov-cpu.*OpenVINO runs "
                            "com.microsoft GroupQueryAttention only at batch 1"):
             generator.generate(np.full((2, 4), 7), 2)
+
+
+def test_kv_cache_stays_in_ortvalues_with_io_binding(tmp_path: Path) -> None:
+    """ONNX Runtime with ``io_binding`` (what GPU providers do by default) returns the
+    present.* tensors as OrtValues and binds them in place as the next step's past: the
+    tokens match the unpartitioned model and the cache never becomes a NumPy array."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from partitioner.cluster.local import detect_local_cluster
+    from partitioner.generation.generator import empty_past, free_dims, step_feeds
+    from partitioner.runtime.executor import Executor
+
+    layout = load_layout(zoo.build("llama", {"size": "llama-tiny", "layout": "optimum"}))
+    local = detect_local_cluster().restricted_to(list(SPLIT))
+    bound = dataclasses.replace(local.device("ort-cpu"), runner_options={
+        **local.device("ort-cpu").runner_options, "io_binding": True})
+    cluster = dataclasses.replace(local, devices=tuple(
+        bound if d.id == "ort-cpu" else d for d in local.devices))
+    compile_split_plan(layout, tmp_path / "plan", cluster, prefill_split=SPLIT,
+                       decode_split=SPLIT, prompt=16, context=64, options=OPTIONS)
+    ids = np.random.default_rng(3).integers(3, 512, (1, 9))
+    with Generator(tmp_path / "plan") as generator:
+        assert not generator.kv_on_host
+        result = generator.generate(ids, 12, stop_at_eos=False, keep_logits=True)
+        plan = generator.plan
+    reference = ReferenceSession(layout).generate(ids, 12, stop_at_eos=False,
+                                                  keep_logits=True)
+    outcome = compare(result, reference, atol=1e-4)
+    assert outcome.ok, outcome.detail
+
+    decode = free_dims(plan.phase_plan("decode"))
+    on_ort = {o.name for p in decode.partitions if p.device == "ort-cpu"
+              for o in p.outputs if o.name in layout.present_names}
+    assert on_ort and on_ort != set(layout.present_names)
+    with Executor(decode, plan.phase_dir("decode"),
+                  device_outputs=layout.present_names) as executor:
+        first = executor.run(step_feeds(layout, ids[:, -1:], 0, empty_past(layout, 1))).outputs
+        for name in layout.present_names:
+            expected = ort.OrtValue if name in on_ort else np.ndarray
+            assert isinstance(first[name], expected), name
+        past = {p: first[o] for o, p in layout.present_to_past.items()}
+        token = np.argmax(np.asarray(first[layout.logits])[:, -1, :], axis=-1)[:, None]
+        second = executor.run(step_feeds(layout, token, 1, past)).outputs
+        hosted = {p: np.asarray(first[o].numpy() if o in on_ort else first[o])
+                  for o, p in layout.present_to_past.items()}
+        again = executor.run(step_feeds(layout, token, 1, hosted)).outputs
+    np.testing.assert_allclose(np.asarray(second[layout.logits]),
+                               np.asarray(again[layout.logits]), rtol=0, atol=1e-6)

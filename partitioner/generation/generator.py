@@ -16,11 +16,11 @@ derives positions from the mask). Prompts in one batch have equal length (no pad
 Where the KV cache lives: each ``present.*`` array the decode plan returns is handed back as
 the next step's ``past_key_values.*`` by reference, never copied by hetpart. On host runners
 (ONNX Runtime CPU, OpenVINO CPU: every device here) the runner's output array *is* the cache
-in the device's memory, and ONNX Runtime wraps a NumPy input without a copy. A decode plan on
-an accelerator (``device_resident`` partitions) keeps tensors on the device between its own
-partitions (IOBinding/OrtValues), but the executor hands graph outputs back on the host, so
-such a plan copies its cache to the host and back once per step; ``Generator.kv_on_host``
-says when that happens. On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
+in the device's memory, and ONNX Runtime wraps a NumPy input without a copy. On an
+accelerator (``device_resident`` partitions: ONNX Runtime on a GPU provider, or any ONNX
+Runtime device with the option ``io_binding = true``) the executors return the ``present.*``
+outputs as the OrtValues the runner produced (``Executor(device_outputs=...)``) and the next
+step binds them in place (IOBinding): the cache never visits the host; only the logits do. On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
 phase runs on its own ``RayExecutor``, whose outputs come back to the driver: the cache then
 crosses the driver twice per step.
 """
@@ -256,15 +256,16 @@ class Generator:
             try:
                 for phase in ("prefill", "decode"):
                     local[phase] = Executor(free_dims(self.plan.phase_plan(phase)),
-                                            self.plan.phase_dir(phase), emulate=emulate)
+                                            self.plan.phase_dir(phase), emulate=emulate,
+                                            device_outputs=self.layout.present_names)
             except BaseException:
                 for executor in local.values():
                     executor.close()
                 raise
             self._executors = dict(local)
-            #: True when the KV cache leaves its device between steps: a decode partition
-            #: keeping values on an accelerator (see the module docstring), or Ray.
-            self.kv_on_host = local["decode"].device_resident
+            #: True when the KV cache leaves its device between steps (on Ray; in process
+            #: it stays where its runner put it, see the module docstring).
+            self.kv_on_host = False
         else:
             from partitioner.generation.ray_phases import RayPhases
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +141,7 @@ class Executor:
         models: Mapping[int, onnx.ModelProto | str | Path] | None = None,
         emulate: bool = False,
         measure_memory: bool = False,
+        device_outputs: Collection[str] = (),
     ) -> None:
         if plan_dir is None and models is None:
             raise RunError("Executor needs a plan directory or in-memory partition models")
@@ -190,6 +191,13 @@ class Executor:
             for p in plan.partitions
         }
         self._graph_outputs = [t.name for t in plan.model.outputs]
+        unknown = sorted(set(device_outputs) - set(self._graph_outputs))
+        if unknown:
+            raise RunError(f"device_outputs names no output of the model: {unknown}")
+        #: Graph outputs returned as their runner produced them (an OrtValue in the device's
+        #: memory from a ``device_resident`` partition) instead of as host arrays, so a caller
+        #: that feeds them back (a decode step's KV cache) never copies them through the host.
+        self._device_outputs = frozenset(device_outputs)
         self._input_names = tuple(t.name for t in plan.model.inputs)
         self._input_specs = tuple(
             InputSpec.of(t.name, t.dtype, t.shape) for t in plan.model.inputs
@@ -251,7 +259,7 @@ class Executor:
     @property
     def device_resident(self) -> bool:
         """True when a partition keeps values on an accelerator between its calls (graph
-        outputs still come back to the host, so a fed-back value crosses twice per run)."""
+        outputs come back to the host unless named in ``device_outputs``)."""
         return any(p.device_resident for p in self._prepared.values())
 
     def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, DeviceMemory]:
@@ -335,8 +343,18 @@ class Executor:
         return self._execute([feeds])[0]
 
     def _model_inputs(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """``feeds`` with every model input conformed to the plan's TensorSpec."""
-        return model_inputs(feeds, self._input_names, self._input_specs)
+        """``feeds`` with every model input conformed to the plan's TensorSpec; device values
+        (what ``device_outputs`` returned) pass as they are to device-resident partitions
+        (whose runners check them) and come to the host for the others."""
+        device = {n: v for n, v in feeds.items() if _is_device_value(v)} if isinstance(
+            feeds, Mapping) else {}
+        if not device:
+            return model_inputs(feeds, self._input_names, self._input_specs)
+        hosted = {**feeds, **{n: _host(v) for n, v in device.items()}}
+        values = model_inputs(hosted, self._input_names, self._input_specs)
+        if self.device_resident:
+            values.update(device)
+        return values
 
     def _invoke(self, index: int, inputs: dict[str, Any]) -> Any:
         """Run partition ``index``'s runner; every failure becomes a RunError naming it."""
@@ -413,7 +431,7 @@ class Executor:
             for name in self._free_after[index]:
                 del values[name]
         result.latency_s = clock() - start
-        result.outputs = {name: _host(values[name]) for name in self._graph_outputs}
+        result.outputs = {name: self._output(values[name], name) for name in self._graph_outputs}
         return result
 
     def stream(self, feeds: Sequence[Mapping[str, Any]]) -> StreamResult:
@@ -485,9 +503,11 @@ class Executor:
         t0 = time.perf_counter()
         inputs: dict[str, Any] = {}
         transfers: list[TransferTiming] = []
+        resident = self._prepared[index].device_resident
         for i in part.inputs:
             if i.from_partition is None:
-                inputs[i.name] = feeds[i.name]
+                value = feeds[i.name]
+                inputs[i.name] = value if resident or not _is_device_value(value) else _host(value)
                 continue
             value = values[i.from_partition][i.name]
             if self._parts[i.from_partition].device != part.device:
@@ -503,6 +523,9 @@ class Executor:
         outputs = self._invoke(index, inputs)
         t1 = time.perf_counter()
         return outputs, transfers, t0, r0, t1
+
+    def _output(self, value: Any, name: str) -> Any:
+        return value if name in self._device_outputs else _host(value)
 
     def _release(self, values: dict[int, dict[str, Any]], finished: int) -> None:
         """Drop producer outputs once every consumer of them has run (keeps memory flat)."""
@@ -520,7 +543,7 @@ class Executor:
         out: dict[str, np.ndarray] = {}
         for name in self._graph_outputs:
             if name in produced:
-                out[name] = _host(produced[name])
+                out[name] = self._output(produced[name], name)
             elif name in feeds:
                 out[name] = np.asarray(feeds[name])
             else:
@@ -546,6 +569,11 @@ def _host(value: Any) -> Any:
     if hasattr(value, "numpy"):
         return np.asarray(value.numpy())
     return np.asarray(value)
+
+
+def _is_device_value(value: Any) -> bool:
+    """A runner's device-resident tensor (an ONNX Runtime OrtValue), not a host value."""
+    return hasattr(value, "device_name") and hasattr(value, "numpy")
 
 
 def _hand_off(value: Any) -> np.ndarray:
