@@ -20,7 +20,8 @@ in the device's memory, and ONNX Runtime wraps a NumPy input without a copy. On 
 accelerator (``device_resident`` partitions: ONNX Runtime on a GPU provider, or any ONNX
 Runtime device with the option ``io_binding = true``) the executors return the ``present.*``
 outputs as the OrtValues the runner produced (``Executor(device_outputs=...)``) and the next
-step binds them in place (IOBinding): the cache never visits the host; only the logits do. On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
+step binds them in place (IOBinding): the cache never visits the host; only the logits do.
+On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
 phase runs on its own ``RayExecutor``, whose outputs come back to the driver: the cache then
 crosses the driver twice per step.
 """
