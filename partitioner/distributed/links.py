@@ -142,8 +142,8 @@ def host_nodes(hosts: Mapping[str, Sequence[str]], nodes: Sequence[Mapping[str, 
         if found is None:
             offered = ", ".join(sorted(node_of)) or "none"
             raise RayClusterError(
-                f"Ray cluster {where}: no node advertises host {host!r}'s device(s) "
-                f"{', '.join(map(repr, devices))} (resource {device_resource('<id>')}; the "
+                f"Ray cluster {where}: no node advertises a device of host {host!r} "
+                f"({', '.join(map(repr, devices))}; resource {device_resource('<id>')}; the "
                 f"cluster advertises: {offered}); start the host with the command "
                 f"`hetpart ray-node --cluster FILE --host {host}` prints")
         if found[0] in seen:
