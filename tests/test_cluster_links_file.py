@@ -158,7 +158,8 @@ def test_hosts_are_found_by_their_devices_resources() -> None:
     nodes = [_node("n1", "a0"), _node("n2", "b0"), _node("n3", "c0", alive=False)]
     assert host_nodes({"box-a": ["a0"], "box-b": ["b0"]}, nodes, "here") == {
         "box-a": "n1", "box-b": "n2"}
-    with pytest.raises(RayClusterError, match="no node advertises a device of host 'laptop' \\('c0'"):
+    with pytest.raises(RayClusterError,
+                       match=r"no node advertises a device of host 'laptop' \('c0'"):
         host_nodes({"box-a": ["a0"], "laptop": ["c0"]}, nodes, "here")
     with pytest.raises(RayClusterError, match="hosts 'box-a' and 'box-x' are the same Ray node"):
         host_nodes({"box-a": ["a0"], "box-x": ["b1"]}, [_node("n1", "a0", "b1")], "here")
