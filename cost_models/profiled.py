@@ -37,7 +37,13 @@ from partitioner.costing.types import Cost, Supported, Unsupported
 from partitioner.errors import ClusterError, CostModelError
 from partitioner.graph.types import NodeInfo
 from partitioner.profiling.cache import ProfileCache, ProfileRecord, runner_fingerprint
-from partitioner.profiling.timing import add_probe, median_and_spread, statistic_of, time_calls
+from partitioner.profiling.timing import (
+    OthersLoad,
+    add_probe,
+    median_and_spread,
+    statistic_of,
+    time_calls,
+)
 from partitioner.registry import get_runner
 
 log = logging.getLogger(__name__)
@@ -215,22 +221,27 @@ class ProfiledCostModel:
             else:
                 log.warning("%s (%s) on %s: the runtime refused it once, then loaded it: %s",
                             node.name, node.qualified_op, device.id, _short(first))
-        samples = self._time(prepared, feeds)
-        if isinstance(samples, str):
-            # Synthetic values in computed shape inputs (an Expand's shape, a Reshape's -1s
-            # from the attention mask) make the node fail; their real values may not.
-            retry = self._load_with_computed_inputs(model, node, device, options, samples)
-            if not isinstance(retry, str):
-                samples = self._time(*retry)
+        with OthersLoad() as others:
+            samples = self._time(prepared, feeds)
             if isinstance(samples, str):
-                return self._harness_failure(fp, node, device,
-                                             f"run on synthetic feeds failed: {samples}")
+                # Synthetic values in computed shape inputs (an Expand's shape, a Reshape's
+                # -1s from the attention mask) make the node fail; their real values may not.
+                retry = self._load_with_computed_inputs(model, node, device, options, samples)
+                if not isinstance(retry, str):
+                    samples = self._time(*retry)
+        if isinstance(samples, str):
+            return self._harness_failure(fp, node, device,
+                                         f"run on synthetic feeds failed: {samples}")
         median, spread = median_and_spread(samples)
         overhead = self.session_overhead(device)
         rec = record(max(median - overhead, 0.0), spread, len(samples),
                      best=max(min(samples) - overhead, 0.0))
         self._unmeasured.pop((fp, node.signature), None)
-        self.cache.put(fp, rec)
+        if others.too_busy_to_cache:
+            log.info("%s on %s timed while other processes took %.0f%% of the CPU: used, "
+                     "not cached", node.name, device.id, 100 * (others.share or 0.0))
+        else:
+            self.cache.put(fp, rec)
         return rec
 
     def _time(self, prepared: Any, feeds: dict[str, Any]) -> list[float] | str:

@@ -11,6 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import cost_models.profiled as profiled_module
+import partitioner.profiling.timing as timing_module
 from cost_models.profiled import ProfiledCostModel
 from partitioner.cluster.local import detect_local_cluster
 from partitioner.cluster.types import Cluster
@@ -68,6 +70,23 @@ def test_measures_then_reuses(analysed: AnalysedModel, ort_cluster: Cluster,
     second = ProfiledCostModel(ProfileCache(cache_path), repeats=3)
     again = second.prepare(analysed, ort_cluster)
     assert (again.measured, again.reused) == (0, signatures)
+
+
+def test_node_timed_while_others_hold_the_cpu_is_used_not_cached(
+        analysed: AnalysedModel, ort_cluster: Cluster, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Busy(timing_module.OthersLoad):
+        def __exit__(self, *exc: object) -> None:
+            self.share = 0.9  # others took 90% of the machine while the node was timed
+
+    monkeypatch.setattr(profiled_module, "OthersLoad", Busy)
+    monkeypatch.setattr(timing_module, "CACHE_OTHERS_SHARE", 0.25)
+    cache = ProfileCache(tmp_path / "profiles.sqlite")
+    stats = ProfiledCostModel(cache, repeats=3).prepare(analysed, ort_cluster)
+    assert stats.measured == 3  # measured and used ...
+    again = ProfiledCostModel(cache, repeats=3).prepare(analysed, ort_cluster)
+    # ... but timed again next time; Foo's refusal is a verdict, not a timing: kept.
+    assert (again.measured, again.reused) == (2, 1)
 
 
 def test_cost_table_from_profiles(analysed: AnalysedModel, ort_cluster: Cluster,

@@ -1,5 +1,6 @@
 """``OthersLoad``: the CPU share other processes take while a figure is timed, which decides
-whether compile-time plan timings are cached (``runtime.measure.CACHE_OTHERS_SHARE``)."""
+whether compile-time plan timings and node profiles are cached
+(``profiling.timing.CACHE_OTHERS_SHARE``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Generation placement on spec-sheet fleets: 7B- and 70B-class decoders on mixed
 A100/L4/T4/CPU fleets, the plan against every baseline, its proven gap and solve time, and why
-it is disaggregated or co-located; plus, measured here, how well the fitted decode line
-predicts decode steps at contexts it was not fitted on."""
+it is disaggregated or co-located; plus, measured here, how well the decode curve measured
+at three contexts predicts decode steps at the others."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def fleets(repeats: int) -> str:
 
 
 def decode_line_accuracy() -> str:
-    """Fit the decode line at three contexts, predict the others, measure them (here)."""
+    """The decode curve through three contexts predicts the others, measured (here)."""
     try:
         from models import zoo
     except ImportError as exc:  # pragma: no cover - zoo extras absent
@@ -125,9 +125,10 @@ def decode_line_accuracy() -> str:
                            spec.kv_bytes_per_token())
     lines = [
         f"Decode step of {spec.name} ({spec.num_layers} layers, f32) on {device.id} here, batch "
-        f"{batch}: the line fitted at contexts {', '.join(map(str, fitted))} predicts the "
-        "others; predicted = the sum over layers of the per-layer costs from the fitted rates "
-        "+ one call overhead (what a one-device decode plan is predicted at). Measured: "
+        f"{batch}: the curve through the steps measured at contexts "
+        f"{', '.join(map(str, fitted))} predicts the others; predicted = the sum over layers "
+        "of the per-layer costs from the measured rates + one call overhead (what a "
+        "one-device decode plan is predicted at). Measured: "
         "median of 5 interleaved blocks (min-max).",
         "",
         "| context | measured ms | min-max ms | predicted ms | error | fitted on |",

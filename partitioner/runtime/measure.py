@@ -11,7 +11,7 @@ Measurements are cached in the profile cache (``plan_timings``) per batch of can
 together, each under a key made of every partition's content hash (the extracted model's
 bytes), the model's input shapes, the dataflow between partitions and each device's runner
 fingerprint, so compiling the same model again replays the same comparisons. Timings taken
-while other processes held the CPU (``CACHE_OTHERS_SHARE``) are not cached.
+while other processes held the CPU (``profiling.timing.CACHE_OTHERS_SHARE``) are not cached.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ import onnx
 from partitioner.plan.extract import PartitionExtractor
 from partitioner.plan.types import Plan
 from partitioner.profiling.cache import PlanTiming, ProfileCache, runner_fingerprint
-from partitioner.profiling.timing import OthersLoad, Timing, summarise, time_interleaved
+from partitioner.profiling.timing import (
+    OthersLoad,
+    Timing,
+    summarise,
+    time_interleaved,
+)
 from partitioner.registry import get_runner
 from partitioner.runtime.executor import Executor
 from partitioner.runtime.feeds import random_inputs
@@ -42,11 +47,6 @@ log = logging.getLogger(__name__)
 #: Bumped whenever how a plan is timed changes, so older cached timings are not reused.
 HARNESS = "plan-timing/3"
 
-#: Share of the machine's CPU time other processes may take while candidates are timed for
-#: the figures to be cached: beyond it they are used but not cached, so a later compile on a
-#: quieter machine measures again instead of predicting from a busy moment (a demo compiled
-#: while other jobs held both cores replayed 11.9 ms for a plan that ran in 2.3 ms).
-CACHE_OTHERS_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def measure_plans(
     finally:
         for executor in executors.values():
             executor.close()
-    if cache is not None and (others.share or 0.0) > CACHE_OTHERS_SHARE:
+    if cache is not None and others.too_busy_to_cache:
         log.info("other processes took %.0f%% of the CPU while these plans were timed: "
                  "not cached", 100 * (others.share or 0.0))
         cache = None
