@@ -6,8 +6,9 @@ generate loop does per token: build the feeds, run, pick the greedy token.
 Method: the model is prepared once on the runner; every context gets its own feeds (random
 KV cache of that length, so no runtime can shortcut zeros); each context is run ``warmup``
 times first; then ``rounds`` rounds each time a block of ``repeat`` back-to-back steps per
-context, contexts in a rotated order per round (blocks, not single calls, so each block runs
-with its own weights and cache warm in the caches: docs/pitfalls.md). The figure per context
+context, contexts in a rotated order per round (``profiling.timing.time_interleaved``: blocks,
+not single calls, so each block runs with its own weights and cache warm in the caches,
+docs/pitfalls.md; a short settle and one untimed step before each block). The figure per context
 is the median of its blocks' mean step times; ``low_s``/``high_s`` are the fastest and slowest
 block (the spread on this shared machine).
 """
@@ -15,8 +16,7 @@ block (the spread on this shared machine).
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import numpy as np
 from partitioner.errors import RunError
 from partitioner.generation.generator import step_feeds
 from partitioner.generation.layout import DecoderLayout
+from partitioner.profiling.timing import time_interleaved
 
 if TYPE_CHECKING:
     from partitioner.cluster.types import DeviceSpec
@@ -109,22 +110,18 @@ def measure_decode_step(layout: DecoderLayout, runner: str | DeviceSpec = "onnxr
         raise RunError("measure_decode_step needs at least one context")
     prepared = _prepare(layout, runner, options)
     states = {c: _decode_state(layout, c, batch, seed=i) for i, c in enumerate(contexts)}
-    clock = time.perf_counter
-    for context, state in states.items():
-        for _ in range(warmup):
+
+    def step_at(context: int) -> Callable[[], None]:
+        def step() -> None:
             try:
-                _step(prepared, layout, state)
+                _step(prepared, layout, states[context])
             except Exception as exc:
                 raise RunError(f"decode step at context {context} failed: {exc}") from exc
-    blocks: dict[int, list[float]] = {c: [] for c in contexts}
-    order = list(contexts)
-    for r in range(rounds):
-        for context in order[r % len(order):] + order[:r % len(order)]:
-            state = states[context]
-            t0 = clock()
-            for _ in range(repeat):
-                _step(prepared, layout, state)
-            blocks[context].append((clock() - t0) / repeat)
+        return step
+
+    timed = time_interleaved({str(c): step_at(c) for c in contexts}, rounds=rounds, warmup=warmup,
+                             block_s=0.0, max_block=repeat, min_block=repeat)
+    blocks = {c: [statistics.fmean(block) for block in timed[str(c)][1]] for c in contexts}
     return [DecodeStepTime(context=c, batch=batch, median_s=statistics.median(blocks[c]),
                            low_s=min(blocks[c]), high_s=max(blocks[c]), blocks=rounds,
                            calls_per_block=repeat)

@@ -206,6 +206,7 @@ def time_interleaved(
     block_s: float = 0.03,
     max_block: int = 16,
     settle_s: float = 0.05,
+    min_block: int = 1,
 ) -> dict[str, tuple[list[float], list[list[float]]]]:
     """Time several candidates against each other, in warm blocks alternated over rounds.
 
@@ -214,8 +215,8 @@ def time_interleaved(
     machine hits every candidate alike. Blocks rather than single interleaved calls: a call
     right after another session's calls finds the caches holding that session's weights, and
     its spinning threads on the cores (docs/pitfalls.md); ``settle_s`` of sleep before each
-    block lets those threads park. A block holds enough calls for ``block_s`` (1 to
-    ``max_block``).
+    block lets those threads park. A block holds enough calls for ``block_s`` (``min_block``
+    to ``max_block``).
 
     Returns:
         Candidate name -> (every timed call in seconds, the calls of each block).
@@ -228,7 +229,8 @@ def time_interleaved(
         for _ in range(max(1, warmup)):
             fn()
         per_call = (time.perf_counter() - t0) / max(1, warmup)
-        sizes[name] = max(1, min(max_block, int(block_s / per_call) if per_call > 0 else 1))
+        fit = int(block_s / per_call) if per_call > 0 else 1
+        sizes[name] = max(min_block, 1, min(max_block, fit))
     out: dict[str, tuple[list[float], list[list[float]]]] = {n: ([], []) for n in names}
     for r in range(max(1, rounds)):
         for name in names[r % len(names):] + names[:r % len(names)]:
