@@ -1,8 +1,8 @@
 """``hetpart generate --ray``: a zoo llama compiled for two hosts (both phases split across
 both, so each device serves prefill and decode) generates on a throwaway loopback Ray cluster
 (one local cluster for this module, started by the command) the same tokens as the
-unpartitioned model and as the in-process Generator; devices advertised with too few units
-for both phases are named."""
+unpartitioned model and as the in-process Generator, leaving no process, /dev/shm file or Ray
+state behind; devices advertised with too few units for both phases are named."""
 
 from __future__ import annotations
 
@@ -16,9 +16,15 @@ ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'hetpa
 pytest.importorskip("torch", reason="the llama zoo model needs torch: pip install 'hetpart[zoo]'")
 pytest.importorskip("transformers", reason="llama needs transformers")
 
+from test_ray_local import (  # noqa: E402  (its leftover checks and private TMPDIR)
+    _assert_nothing_left,
+    _hetpart,
+    _shm,
+    private_tmp,  # noqa: F401  (a fixture)
+)
+
 from models import zoo  # noqa: E402
 from partitioner import Generator  # noqa: E402
-from partitioner.cli import main  # noqa: E402
 from partitioner.errors import RayClusterError  # noqa: E402
 from partitioner.generation.layout import load_layout  # noqa: E402
 from partitioner.generation.phase_plans import compile_split_plan  # noqa: E402
@@ -61,13 +67,15 @@ def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "plan"
 
 
-def test_generate_on_ray_local_matches_the_unpartitioned_model(
-        plan_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["generate", str(plan_dir), "--ray", "local", "--check", "--json",
-                 "--prompt-tokens", str(PROMPT), "--max-new-tokens", str(NEW),
-                 "--batch", str(BATCH), "--ignore-eos", "--warmup", "0", "--seed", "3"])
-    record = json.loads(capsys.readouterr().out)
-    assert code == 0, record.get("check")
+def test_generate_on_ray_local_matches_the_unpartitioned_model(plan_dir: Path,
+                                                               private_tmp: Path) -> None:  # noqa: F811
+    shm = _shm()
+    done = _hetpart(private_tmp, "generate", str(plan_dir), "--ray", "local", "--check",
+                    "--json", "--prompt-tokens", str(PROMPT), "--max-new-tokens", str(NEW),
+                    "--batch", str(BATCH), "--ignore-eos", "--warmup", "0", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    _assert_nothing_left(private_tmp, shm, done.stderr)
     assert record["check"]["tokens_identical"] and record["check"]["passed"]
     assert record["ray"]["hosts"] == {"prefill": HOSTS, "decode": HOSTS}
     assert record["ray"]["units"] == {"cpu-a": 2, "cpu-b": 2}
@@ -82,7 +90,6 @@ def test_generate_on_ray_local_matches_the_unpartitioned_model(
         assert not generator.kv_on_host and generator.ray is None
         local = generator.generate(ids, NEW, stop_at_eos=False)
     assert np.array_equal(local.tokens, tokens)
-    assert not ray.is_initialized()  # the command disconnected and stopped its cluster
 
 
 def test_phase_units_and_devices_short_of_units_are_named(plan_dir: Path) -> None:

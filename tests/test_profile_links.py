@@ -1,7 +1,8 @@
 """``hetpart profile --links``: bandwidth and latency between a cluster file's two hosts measured
 on a throwaway loopback Ray cluster (one for this module, started and torn down by the
-command), written into the file (as ``-o`` here, the input untouched), and priced by a plan
-compiled with it; bad input fails in one line naming the key or address."""
+command, which leaves nothing behind), written into the file (as ``-o`` here, the input
+untouched), and priced by a plan compiled with it; bad input fails in one line naming the
+key or address."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ import pytest
 from onnx import TensorProto, helper
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'hetpart[ray]'")
+
+from test_ray_local import (  # noqa: E402  (its leftover checks and private TMPDIR)
+    _assert_nothing_left,
+    _hetpart,
+    _shm,
+    private_tmp,  # noqa: F401  (a fixture)
+)
 
 from partitioner.cli import main  # noqa: E402
 from partitioner.cluster.file import cluster_from_toml  # noqa: E402
@@ -50,15 +58,16 @@ def _chain(path: Path) -> Path:
 
 
 def test_links_measured_on_ray_local_are_written_and_priced(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, private_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     source = tmp_path / "boxes.toml"
     source.write_text(TWO_HOSTS)
     measured = tmp_path / "measured.toml"
-    code = main(["profile", "--links", "--ray", "local", "--cluster", str(source), "-o",
-                 str(measured), "--repeats", "3", "--json"])
-    record = json.loads(capsys.readouterr().out)
-    assert code == 0
-    assert not ray.is_initialized()  # disconnected, its local cluster stopped
+    shm = _shm()
+    done = _hetpart(private_tmp, "profile", "--links", "--ray", "local", "--cluster",
+                    str(source), "-o", str(measured), "--repeats", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    _assert_nothing_left(private_tmp, shm, done.stderr)  # its local cluster torn down
     assert source.read_text() == TWO_HOSTS and "# two boxes" in measured.read_text()
     by_pair = {(m["src_host"], m["dst_host"]): m for m in record["links"]}
     assert set(by_pair) == {("box-a", "box-b"), ("box-b", "box-a")}
