@@ -141,8 +141,9 @@ def run(quick: bool = False) -> str:
                 fidelity.append((kind, runner, errors))
         lines += [
             "",
-            "Predicted against measured decode step: *predicted* is the line `hetpart "
-            "compile` fits to the steps it measures on each local device for a workload "
+            "Predicted against measured decode step: *predicted* is the curve `hetpart "
+            "compile` draws through the steps it measures on each local device (linear "
+            "between its points) for a workload "
             "reaching context 2048 (`generation.compile.measured_decode_fits`, contexts "
             "129-2048), taken before the measurement above; error = (predicted - measured) / "
             "measured.",
