@@ -24,6 +24,7 @@ MODULES = (
     "generation_run",
     "generation_fleets",
     "ray_overhead",
+    "generation_ray",
 )
 
 HEADER = """# Benchmarks
