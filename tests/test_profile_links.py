@@ -25,6 +25,7 @@ from test_ray_local import (  # noqa: E402  (its leftover checks and private TMP
 from partitioner.cli import main  # noqa: E402
 from partitioner.cluster.file import cluster_from_toml  # noqa: E402
 from partitioner.plan.io import load_plan  # noqa: E402
+from partitioner.report.fmt import fmt_time  # noqa: E402
 
 pytestmark = [pytest.mark.ray]
 
@@ -95,8 +96,8 @@ def test_links_measured_on_ray_local_are_written_and_priced(
     capsys.readouterr()
     assert main(["report", str(plan_dir)]) == 0
     report = capsys.readouterr().out
-    shown = f"{transfer.predicted_s * 1e3:.3f}"[:4]
-    assert "p0 cpu-a -> p1 cpu-b" in report and shown in report
+    (row,) = [line for line in report.splitlines() if "p0 cpu-a -> p1 cpu-b" in line]
+    assert fmt_time(transfer.predicted_s) in row
 
 
 @pytest.mark.parametrize(("text", "ray_address", "message"), [
