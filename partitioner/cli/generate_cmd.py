@@ -213,8 +213,9 @@ def _format(record: dict[str, Any]) -> str:
         lines.append(f"ray       {ray['cluster']}: " + "; ".join(
             f"{phase} " + ", ".join(f"{d}@{h}" for d, h in hosts.items())
             for phase, hosts in ray["hosts"].items()))
-        lines.append(f"kv cache  {record['kv']['transport']}: "
-                     f"{record['kv']['bytes_per_step_at_end'] / 2**20:.2f} MiB at the last step")
+        moved = record["kv"]["bytes_per_step_at_end"] / 2**20
+        lines.append(f"kv cache  {record['kv']['transport']}: {moved:.2f} MiB moved at the "
+                     "last step")
     lines.append(f"workload  batch {m['batch']}, prompt {m['prompt_tokens']} tokens, "
                  f"{m['new_tokens']} new tokens")
     predicted = record.get("predicted") or {}
