@@ -11,13 +11,17 @@
   (an actor asking for an absent resource would wait pending forever).
 * **Once per executor.** Each actor is built once with its device's spec and its partitions'
   ONNX bytes (one ``ray.put`` per device) and prepares them with the device's runner.
-* **Per run.** The driver passes the model inputs with the calls, submits every call in
-  wave order (so a device's queue holds work in the order it can run) and passes producers'
-  results as ObjectRefs; each worker fetches its inputs from the producing node's object
-  store, times each cross-device fetch as that boundary's transfer and ``ray.put``s its
-  outputs (``worker.DeviceWorker``). The driver waits for the calls producing model outputs
-  with a deadline and fetches the calls' results: the model outputs (returned with the call)
-  and each call's few-hundred-byte timing record, never a boundary tensor.
+* **Per run.** The driver passes the model inputs with the calls and submits every call in
+  wave order (so a device's queue holds work in the order it can run). Each call returns
+  its timing record and, as separate ObjectRefs (``num_returns``), each tensor another
+  partition reads; a consumer's call takes those refs as top-level arguments, which Ray
+  resolves before the call runs (``worker.DeviceWorker``). The driver waits for the calls
+  producing model outputs with a deadline and fetches the records (a few hundred bytes,
+  with the model outputs), never a boundary tensor: a large one goes from the producing
+  node's object store to the consumer's; a small one (under Ray's 100 KB
+  ``max_direct_call_object_size``) is inlined by Ray through its owner, the driver's core
+  worker, into the consumer's call; measured, the cheapest hand-off Ray offers for small
+  tensors here (docs/benchmarks.md, "Ray").
 * **Faults.** A call whose actor died raises :class:`~partitioner.errors.DeviceLostError`
   naming the device, its host and the partition; nothing is rerun elsewhere
   (``max_task_retries=0``). With ``restarts=N`` Ray restarts the actor (``max_restarts``),
@@ -26,7 +30,10 @@
 Timing: ``latency_s`` is the driver's wall time from submitting an input to its outputs
 being ready in the object store (so it includes Ray's scheduling and hand-offs); ``spans``
 are the workers' wall clocks (``time.time``: comparable across hosts only as far as their
-clocks agree); ``partition_s`` is each runner call; ``transfers`` each boundary fetch.
+clocks agree); ``partition_s`` is each runner call. A boundary's transfer is its hand-off:
+from the producer's runner finishing to the consumer's call starting with the tensor in
+hand, less any time the consumer's device was still busy with its previous call (so it
+counts Ray's return, submission, pull and deserialisation, not queueing).
 """
 
 from __future__ import annotations
@@ -42,7 +49,11 @@ import onnx
 from partitioner.cluster.types import DeviceSpec
 from partitioner.distributed.connection import LOCAL, RayConnection, ray_module
 from partitioner.distributed.resources import check_advertised, device_resource, hosts_of
-from partitioner.distributed.worker import DeviceWorker, PartitionInput, WorkerSpec
+from partitioner.distributed.worker import (
+    DeviceWorker,
+    PartitionInput,
+    WorkerSpec,
+)
 from partitioner.errors import DeviceLostError, PartitionerError, RayClusterError, RunError
 from partitioner.plan.types import Plan
 from partitioner.runtime.executor import RunResult, StreamResult, TransferTiming
@@ -118,6 +129,20 @@ class RayExecutor:
                       for i, p in self._parts.items()}
         self._feeds_of = {i: sorted({x.name for x in p.inputs if x.from_partition is None})
                           for i, p in self._parts.items()}
+        self._inputs = {i: tuple(
+            PartitionInput(x.name, x.from_partition, x.nbytes,
+                           x.from_partition is not None
+                           and self._parts[x.from_partition].device != p.device)
+            for x in p.inputs) for i, p in self._parts.items()}
+        #: Partition -> the outputs other partitions read, in the order ``run`` returns them.
+        self._returns = {i: tuple(o.name for o in p.outputs if o.to_partitions)
+                         for i, p in self._parts.items()}
+        #: Partition -> its boundary inputs, in argument order (that of
+        #: ``worker.boundary_names``): (name, producer, the producer's return slot).
+        self._arguments = {i: tuple((x.name, x.from_partition,
+                                     1 + self._returns[x.from_partition].index(x.name))
+                                    for x in self._inputs[i] if x.from_partition is not None)
+                           for i in self._parts}
         self._level: dict[int, int] = {}
         for i in sorted(self._parts):  # partitions are numbered in dependency order
             self._level[i] = 1 + max((self._level[d] for d in self._deps[i]), default=-1)
@@ -174,13 +199,8 @@ class RayExecutor:
             })
             spec = WorkerSpec(
                 device=device,
-                inputs={p.index: tuple(
-                    PartitionInput(x.name, x.from_partition, x.nbytes,
-                                   x.from_partition is not None
-                                   and self._parts[x.from_partition].device != device.id)
-                    for x in p.inputs) for p in mine},
-                returns={p.index: tuple(o.name for o in p.outputs if o.to_partitions)
-                         for p in mine},
+                inputs={p.index: self._inputs[p.index] for p in mine},
+                returns={p.index: self._returns[p.index] for p in mine},
                 to_driver={p.index: tuple(o.name for o in p.outputs if o.graph_output)
                            for p in mine},
                 emulate=emulate,
@@ -248,20 +268,26 @@ class RayExecutor:
         deadline = submitted + self.timeout_s
         order = sorted((k + self._level[i], k, i)
                        for k in range(len(batch)) for i in self._parts)
-        calls: dict[tuple[int, int], Any] = {}
+        calls: dict[tuple[int, int], Any] = {}  # (input, partition) -> its record's ref
+        returned: dict[tuple[int, int], list[Any]] = {}  # ... -> every ref it returns
         for _, k, i in order:
             part = self._parts[i]
             # Model inputs come from the driver anyway: passed by value, Ray inlines small
             # ones into the call and puts large ones in the object store once per call.
             feeds = {name: batch[k][name] for name in self._feeds_of[i]}
-            producers = [calls[(k, d)] for d in self._deps[i]]
-            calls[(k, i)] = self._actors[part.device].run.remote(i, feeds, *producers)
+            tensors = [returned[(k, src)][slot] for _, src, slot in self._arguments[i]]
+            refs = self._actors[part.device].run.options(
+                num_returns=1 + len(self._returns[i])).remote(i, feeds, *tensors)
+            returned[(k, i)] = refs if isinstance(refs, list) else [refs]
+            calls[(k, i)] = returned[(k, i)][0]
+        del returned  # the boundary tensors' refs: Ray frees each once its consumer ran
         ready_at = self._wait_outputs(ray, calls, len(batch), deadline, order)
         keys = [(k, i) for _, k, i in order]
         try:
             records = dict(zip(keys, ray.get([calls[key] for key in keys],
                                              timeout=_left(deadline)), strict=True))
-            results = [self._result(k, batch[k], records, ready_at[k] - submitted)
+            previous = _previous_on_device(order, self._parts)
+            results = [self._result(k, batch[k], records, previous, ready_at[k] - submitted)
                        for k in range(len(batch))]
         except (ray.exceptions.RayError, PartitionerError) as exc:
             raise self._diagnose(ray, exc, calls, order) from None
@@ -335,14 +361,23 @@ class RayExecutor:
 
     def _result(self, k: int, feeds: Mapping[str, Any],
                 records: Mapping[tuple[int, int], Mapping[str, Any]],
+                previous: Mapping[tuple[int, int], tuple[int, int]],
                 latency_s: float) -> RunResult:
         result = RunResult({}, latency_s, {})
         for i in self._parts:
             record = records[(k, i)]
             result.partition_s[i] = record["partition_s"]
             result.spans[i] = tuple(record["span"])  # type: ignore[assignment]
-            result.transfers.extend(TransferTiming(*t) for t in record["transfers"])
             result.outputs.update(record["values"])
+            free_at = previous.get((k, i))
+            for x in self._inputs[i]:
+                if x.crosses and x.from_partition is not None:
+                    ready = records[(k, x.from_partition)]["span"][1]
+                    if free_at is not None:
+                        ready = max(ready, records[free_at]["span"][1])
+                    result.transfers.append(TransferTiming(
+                        x.name, x.from_partition, i, x.nbytes,
+                        max(0.0, record["started"] - ready)))
         for name in self._graph_outputs:
             if name not in result.outputs:
                 if name not in feeds:
@@ -426,6 +461,20 @@ class RayExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _previous_on_device(order: Sequence[tuple[int, int, int]], parts: Mapping[int, Any]
+                        ) -> dict[tuple[int, int], tuple[int, int]]:
+    """(input, partition) -> the call its device ran just before (an actor runs its calls in
+    submission order), for telling a hand-off from waiting for a busy device."""
+    last: dict[str, tuple[int, int]] = {}
+    previous = {}
+    for _, k, i in order:
+        device = parts[i].device
+        if device in last:
+            previous[(k, i)] = last[device]
+        last[device] = (k, i)
+    return previous
 
 
 #: Seconds between checks, while a run waits, that every actor is alive and not restarted.

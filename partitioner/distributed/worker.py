@@ -8,12 +8,16 @@ uses). Ray sets ``OMP_NUM_THREADS=1`` in workers, so the runner's thread count i
 explicitly: the device's ``threads`` option, else every CPU this process may use.
 
 ``run`` receives the model inputs it reads by value (from the driver, where they start) and
-its producers' results (resolved by Ray before the call: small dicts of ObjectRefs). It fetches
-each input itself, timing the fetch of every tensor from another device as that boundary's
-transfer, runs the partition, and ``ray.put``s each output another partition reads into this
-node's object store: consumers pull them from here, never through the driver (a small task
-return value would travel inline through the caller). Model outputs, which the driver
-fetches anyway, are returned with the call.
+its boundary tensors as top-level ObjectRef arguments, which Ray resolves before the call
+starts; it returns its timing record (with the model outputs it makes, which the driver
+fetches anyway) and then each tensor another partition reads as a return value of its own
+(``num_returns``), so every boundary tensor is one ObjectRef that its consumer's call takes
+as an argument. The driver never ``ray.get``s one; where its bytes travel is Ray's protocol
+(docs/architecture.md, "Ray"): a return over ``max_direct_call_object_size`` (100 KB by
+default) stays in the producing node's object store and the consumer's node pulls it; a
+smaller one is inlined, through the owner (the driver's Ray core worker) into the consumer's
+call. Measured, that is far cheaper than either object-store hand-offs of small tensors or
+nested ``ray.put`` refs fetched by the worker (docs/benchmarks.md, "Ray").
 """
 
 from __future__ import annotations
@@ -28,10 +32,6 @@ from typing import Any
 from partitioner.cluster.types import DeviceSpec
 from partitioner.errors import PartitionerError, RunError
 from partitioner.runtime.feeds import one_line
-
-#: Seconds a worker waits for one input tensor (its producer has finished when Ray starts
-#: the call, so only a lost node makes it wait).
-FETCH_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class PartitionInput:
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a device's actor needs, in plain data: the device, its partitions' inputs, the
-    outputs other partitions read (``returns``: put in the object store) and the model
-    outputs (``to_driver``: returned to the driver, where they go anyway), and whether an
+    outputs other partitions read (``returns``: each its own return value, in this order)
+    and the model outputs (``to_driver``: in the record, for the driver), and whether an
     absent runner may be emulated."""
 
     device: DeviceSpec
@@ -61,6 +61,11 @@ class WorkerSpec:
     @property
     def host(self) -> str:
         return self.device.host or "-"
+
+
+def boundary_names(inputs: tuple[PartitionInput, ...]) -> tuple[str, ...]:
+    """The inputs another partition produces, in the order ``DeviceWorker.run`` takes them."""
+    return tuple(x.name for x in inputs if x.from_partition is not None)
 
 
 def worker_threads(options: Mapping[str, Any]) -> int:
@@ -124,32 +129,21 @@ class DeviceWorker:
             "emulated": self.emulated,
         }
 
-    def run(self, index: int, feeds: Mapping[str, Any], *producers: Mapping[str, Any]
-            ) -> dict[str, Any]:
-        """Run partition ``index``: fetch its inputs, call the runner, put its outputs.
+    def run(self, index: int, feeds: Mapping[str, Any], *tensors: Any) -> Any:
+        """Run partition ``index`` on the model inputs ``feeds`` and its boundary tensors
+        ``tensors`` (``boundary_names(index)`` order, resolved by Ray before the call).
 
-        Returns ``{"outputs": {name: ObjectRef}, "values": {model output: array}, "span":
-        (start, end) wall-clock seconds of the runner call, "partition_s", "transfers":
-        [(tensor, src, dst, bytes, seconds)]}``.
+        Returns ``(record, *outputs)`` (``record`` alone when no other partition reads an
+        output): ``outputs`` are ``returns[index]`` in order and
+        ``record`` is ``{"values": {model output: array}, "span": (start, end) wall-clock
+        seconds of the runner call, "started": wall clock when this call began (its inputs
+        in hand), "partition_s"}``.
         """
-        import ray
-
+        started = time.time()
         if self.failure is not None:
             raise RunError(self.failure)
-        refs: dict[str, Any] = {}
-        for produced in producers:
-            refs.update(produced["outputs"])
-        inputs: dict[str, Any] = {}
-        transfers = []
-        for spec in self.spec.inputs[index]:
-            if spec.from_partition is None:
-                inputs[spec.name] = feeds[spec.name]
-                continue
-            c0 = time.perf_counter()
-            inputs[spec.name] = ray.get(refs[spec.name], timeout=FETCH_TIMEOUT_S)
-            if spec.crosses:
-                transfers.append((spec.name, spec.from_partition, index, spec.nbytes,
-                                  time.perf_counter() - c0))
+        inputs = dict(feeds)
+        inputs.update(zip(self.boundary_names(index), tensors, strict=True))
         start, r0 = time.time(), time.perf_counter()
         try:
             outputs = self._prepared[index].run(inputs)
@@ -158,18 +152,23 @@ class DeviceWorker:
         except Exception as exc:  # a runner bug must still name the partition
             raise RunError(self._failure(index, f"{type(exc).__name__}: {exc}")) from None
         partition_s = time.perf_counter() - r0
-        end = start + partition_s
-        wanted = (*self.spec.returns[index], *self.spec.to_driver[index])
-        missing = [n for n in wanted if n not in outputs]
+        returns = self.spec.returns[index]
+        missing = [n for n in (*returns, *self.spec.to_driver[index]) if n not in outputs]
         if missing:
             raise RunError(self._failure(index, f"its runner returned no tensor {missing}"))
-        return {
-            "outputs": {name: ray.put(outputs[name]) for name in self.spec.returns[index]},
+        record = {
             "values": {name: outputs[name] for name in self.spec.to_driver[index]},
-            "span": (start, end),
+            "span": (start, start + partition_s),
+            "started": started,
             "partition_s": partition_s,
-            "transfers": transfers,
         }
+        if not returns:  # num_returns=1: Ray would store a 1-tuple as one value
+            return record
+        return (record, *(outputs[name] for name in returns))
+
+    def boundary_names(self, index: int) -> tuple[str, ...]:
+        """The tensors partition ``index`` reads from other partitions, in argument order."""
+        return boundary_names(self.spec.inputs[index])
 
     def _failure(self, index: int, message: str) -> str:
         prefix = f"partition {index} on {self.spec.device.id}"
