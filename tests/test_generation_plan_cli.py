@@ -43,6 +43,11 @@ def test_named_config_writes_a_plan_only_directory(tmp_path: Path,
     code, report, _ = _run(capsys, "report", str(out), "--no-color")
     assert code == 0
     assert "KV cache per device" in report and "Pareto" in report
+    # It cannot be run, and generate says why in one line.
+    code, _, err = _run(capsys, "generate", str(out), "--prompt-tokens", "4",
+                        "--max-new-tokens", "2")
+    assert code != 0 and "plan-only generation plan" in err and "'llama-7b'" in err
+    assert len(err.strip().splitlines()) == 1
     html = tmp_path / "report.html"
     code, _, _ = _run(capsys, "report", str(out), "-o", str(html))
     assert code == 0

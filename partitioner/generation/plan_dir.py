@@ -193,6 +193,10 @@ def load_generation_plan(plan_dir: str | Path) -> GenerationPlan:
     if version != GENERATION_FORMAT:
         raise PlanError(f"{path}: format_version {version!r} is not supported (this hetpart "
                         f"reads {GENERATION_FORMAT!r})")
+    if data.get("runnable") is False:
+        note = data.get("note") or "no model to run"
+        raise PlanError(f"{root} is a plan-only generation plan ({note}): it can be reported, "
+                        "not run")
     if not isinstance(data.get("layout"), dict):
         raise PlanError(f"{path}: missing key 'layout'")
     try:
