@@ -225,6 +225,20 @@ def test_genai_batch_on_openvino_says_why(plans: dict[str, Path]) -> None:
             generator.generate(np.full((2, 4), 7), 2)
 
 
+def test_genai_batch_on_openvino_at_compile_says_why(plans: dict[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    _plan_dir(plans, "genai")  # skips without the genai extra
+    folder = zoo.build("llama", {"size": "llama-tiny", "layout": "genai"})
+    code = main(["compile", str(folder), "--cluster", "local", "--devices", "ort-cpu,ov-cpu",
+                 "--workload", "prompt=8,new=4,batch=2,context=32", "--objective", "tpot",
+                 "-o", str(tmp_path / "plan")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert "ov-cpu:" in err[-1] and "GroupQueryAttention only at batch 1" in err[-1]
+    assert "without ov-cpu (--devices)" in err[-1]
+
+
 def test_kv_cache_stays_in_ortvalues_with_io_binding(tmp_path: Path) -> None:
     """ONNX Runtime with ``io_binding`` (what GPU providers do by default) returns the
     present.* tensors as OrtValues and binds them in place as the next step's past: the

@@ -48,7 +48,8 @@ def run_generation(args: argparse.Namespace) -> int:
 
     result = compile_generation(args.model, cluster, workload, targets, args.output,
                                 time_limit_s=args.time_limit, seed=args.seed,
-                                overwrite=args.force, progress=progress)
+                                workers=args.workers or 1, overwrite=args.force,
+                                progress=progress)
     data = result.plan.to_dict()
     if args.json:
         print_json({**data, "plan_dir": str(result.plan_dir), "runnable": result.runnable})

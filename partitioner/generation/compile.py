@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partitioner.cluster.types import Cluster
-from partitioner.errors import PlanError
+from partitioner.errors import PlanError, RunError
 from partitioner.generation.costs import DecodeFit
 from partitioner.generation.spec import NAMED_SPECS, DecoderSpec
 from partitioner.generation.workload import Targets, Workload
@@ -58,6 +58,7 @@ def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batc
                          progress: Callable[[str], None] | None = None
                          ) -> dict[str, DecodeFit]:
     """Measured decode curves for the cluster's devices on this machine (``local``)."""
+    from partitioner.generation.generator import openvino_gqa_hint
     from partitioner.generation.measure import measure_decode_step
 
     # The generation's own range (prompt + 1 .. context) and the standard points within it.
@@ -75,8 +76,16 @@ def measured_decode_fits(layout: Any, cluster: Cluster, workload: Workload, batc
                                                   for d in local}
     for _ in range(MEASURE_TURNS):
         for device in local:
-            for step in measure_decode_step(layout, device, contexts, batch, warmup=1,
-                                            rounds=2):
+            try:
+                steps = measure_decode_step(layout, device, contexts, batch, warmup=1,
+                                            rounds=2)
+            except RunError as exc:
+                hint = openvino_gqa_hint(layout, batch, exc)
+                if hint:
+                    raise RunError(f"{device.id}: {exc}; {hint}: compile for batch 1, or "
+                                   f"without {device.id} (--devices)") from exc
+                raise
+            for step in steps:
                 samples[device.id][step.context].append(step.median_s)
     # A step at context c attends to c - 1 cached tokens.
     return {device: DecodeFit.from_points(

@@ -62,17 +62,18 @@ class DecodeFit:
     @classmethod
     def from_points(cls, points: Sequence[tuple[int, float]], batch: int = 1) -> DecodeFit:
         by_past: dict[int, list[float]] = {}
-        for past, secs in points:
-            by_past.setdefault(int(past), []).append(float(secs))
+        for past, seconds in points:
+            by_past.setdefault(int(past), []).append(float(seconds))
         if len(by_past) < 2:
             raise CostModelError("decode fit: needs steps measured at two or more context "
                                  f"lengths, got {list(points)!r}")
         pasts = sorted(by_past)
-        secs = np.maximum.accumulate([float(np.median(by_past[p])) for p in pasts])
+        medians = np.array([np.median(by_past[p]) for p in pasts], dtype=float)
+        secs: list[float] = np.maximum.accumulate(medians).tolist()
         first_slope = (secs[1] - secs[0]) / (pasts[1] - pasts[0])
         intercept = max(float(secs[0] - first_slope * pasts[0]), 0.0)
         mean_slope = (secs[-1] - secs[0]) / (pasts[-1] - pasts[0])
-        return cls(batch, tuple(zip(pasts, map(float, secs), strict=True)), intercept,
+        return cls(batch, tuple(zip(pasts, secs, strict=True)), intercept,
                    float(mean_slope))
 
     def predict(self, past: np.ndarray | float) -> np.ndarray | float:

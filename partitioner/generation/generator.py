@@ -210,6 +210,14 @@ def greedy_generate(layout: DecoderLayout, prefill: StepFn, decode: StepFn, ids:
                             step_s=step_s, logits=kept)
 
 
+def openvino_gqa_hint(layout: DecoderLayout, batch: int, exc: BaseException) -> str:
+    """Why OpenVINO failed a genai decoder's step at batch > 1 (empty when that is not it)."""
+    if layout.kind == "genai" and batch > 1 and "openvino failed" in str(exc):
+        return ("OpenVINO runs com.microsoft GroupQueryAttention only at batch 1 "
+                "(docs/pitfalls.md)")
+    return ""
+
+
 def free_dims(plan: Plan) -> Plan:
     """``plan`` with every input dimension left free: a phase plan is compiled at one prompt
     and past length, but its partitions keep the model's symbolic dimensions and run at any
@@ -301,11 +309,10 @@ class Generator:
                                      ids, max_new_tokens, stop_at_eos=stop_at_eos,
                                      keep_logits=keep_logits)
         except RunError as exc:
-            if (self.layout.kind == "genai" and "openvino failed" in str(exc)
-                    and prompt_array(ids).shape[0] > 1):
-                raise RunError(f"{exc}; OpenVINO runs com.microsoft GroupQueryAttention only "
-                               f"at batch 1 (docs/pitfalls.md): generate at batch 1 or place "
-                               f"the attention layers on ONNX Runtime") from exc
+            hint = openvino_gqa_hint(self.layout, prompt_array(ids).shape[0], exc)
+            if hint:
+                raise RunError(f"{exc}; {hint}: generate at batch 1 or place the attention "
+                               "layers on ONNX Runtime") from exc
             raise
         result.prefill_partition_s = dict(self._partition_s.get("prefill", {}))
         result.decode_partition_s = dict(self._partition_s.get("decode", {}))
