@@ -168,6 +168,15 @@ def test_generate_cli_checks_a_plan(plans: dict[str, Path],
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "check     PASSED: tokens identical" in text and "TPOT p90" in text
+    # A prediction for another workload than the run's is labelled as such.
+    from partitioner.cli.generate_cmd import _format
+
+    record.update(predicted={"ttft_s": 0.01, "tpot_s": 0.002, "tokens_per_s": 400.0},
+                  workload={"batch": 1, "prompt": 16, "new": 48, "context": 64})
+    assert "predicted for the plan's workload (batch 1, prompt 16, 48 new tokens)" in _format(
+        record)
+    record["workload"] = {"batch": 2, "prompt": 9, "new": 6, "context": 64}
+    assert "predicted for the plan's workload" not in _format(record)
 
 
 @pytest.mark.genai

@@ -219,6 +219,12 @@ def _format(record: dict[str, Any]) -> str:
     lines.append(f"workload  batch {m['batch']}, prompt {m['prompt_tokens']} tokens, "
                  f"{m['new_tokens']} new tokens")
     predicted = record.get("predicted") or {}
+    planned = record.get("workload") or {}
+    ran = {"batch": m["batch"], "prompt": m["prompt_tokens"], "new": m["new_tokens"]}
+    if predicted and any(planned.get(k) not in (None, v) for k, v in ran.items()):
+        lines.append(f"predicted for the plan's workload (batch {planned.get('batch')}, prompt "
+                     f"{planned.get('prompt')}, {planned.get('new')} new tokens), not this "
+                     "run's: compile for this workload to compare")
     rows = [("TTFT", _ms(predicted.get("ttft_s")), _ms(m["ttft_s"])),
             ("TPOT p50", _ms(predicted.get("tpot_s")), _ms(m["tpot_p50_s"])),
             ("TPOT p90", "-", _ms(m["tpot_p90_s"])),
