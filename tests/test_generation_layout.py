@@ -82,6 +82,23 @@ def test_optimum_layout(optimum_dir: Path) -> None:
     assert load_layout(optimum_dir / "model.onnx") == layout  # the model file inside works too
 
 
+def test_weight_width_is_read_from_the_graph(optimum_dir: Path, tmp_path: Path) -> None:
+    """Stored fp16 weights are priced at 2 bytes per parameter (the config does not say)."""
+    import onnx
+    from onnx import numpy_helper
+
+    assert load_layout(optimum_dir).spec.weight_bytes_per_param == 4.0
+    folder = _copy(optimum_dir, tmp_path)
+    model = onnx.load(str(folder / "model.onnx"))
+    for i, t in enumerate(model.graph.initializer):
+        if t.data_type == onnx.TensorProto.FLOAT:
+            half = numpy_helper.to_array(t).astype("float16")
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(half, t.name))
+    (folder / "model.onnx").unlink()  # a link to the shared original: never write through it
+    onnx.save(model, str(folder / "model.onnx"))
+    assert load_layout(folder).spec.weight_bytes_per_param == 2.0
+
+
 @pytest.mark.genai
 def test_genai_layout(genai_dir: Path) -> None:
     layout = load_layout(genai_dir)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +387,7 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
             graph_outputs: Sequence[str], config_path: Path, context: int,
             eos: tuple[int, ...], pad: int, bos: Any, kind: str, section: str) -> DecoderLayout:
     """Check the names and KV shapes against the graph and build the layout."""
+    spec = replace(spec, weight_bytes_per_param=_weight_width(model_path, spec))
     prefix = f"{section}." if section else ""
     for key in ("input_ids", "attention_mask", "position_ids"):
         name = names.get(key)
@@ -423,6 +424,35 @@ def _initializer_dims(model_path: Path) -> list[tuple[int, ...]]:
 
     proto = onnx.load(str(model_path), load_external_data=False)
     return [tuple(t.dims) for t in proto.graph.initializer if len(t.dims) == 2]
+
+
+#: Weight widths (bytes per parameter) a stored model is recognised as: int4, int8, 16 and
+#: 32-bit floats.
+_WEIGHT_WIDTHS = (0.5, 1.0, 2.0, 4.0)
+
+
+def _weight_width(model_path: Path, spec: DecoderSpec) -> float:
+    """Bytes per parameter as stored: the initializers' bytes (from their declared types and
+    shapes, external data not read) over the parameters the config implies, snapped to a
+    known width within 25% (quantization scales, rotary tables and a duplicated tied head
+    add a little). Neither layout's config says it reliably; the graph does."""
+    import numpy as np
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    stored = 0.0
+    for t in proto.graph.initializer:
+        if t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            itemsize = 0.5
+        else:
+            try:
+                itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+            except (KeyError, TypeError):
+                continue  # strings and the like are no weights
+        stored += itemsize * float(np.prod(t.dims, dtype=np.float64))
+    width = stored / spec.total_params if spec.total_params else 0.0
+    near = min(_WEIGHT_WIDTHS, key=lambda w: abs(width - w) / w)
+    return near if abs(width - near) <= 0.25 * near else (width or spec.weight_bytes_per_param)
 
 
 def _intermediate_size(model_path: Path, hidden: int) -> int:
