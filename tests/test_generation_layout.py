@@ -172,6 +172,41 @@ def test_config_head_size_disagrees_with_graph(optimum_dir: Path, tmp_path: Path
         load_layout(folder)
 
 
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"vocab_size": 1000}, r"vocab_size is 1000 but model\.onnx's logits has 512 columns"),
+    ({"eos_token_id": 99999}, r"eos_token_id 99999 is outside the vocabulary"),
+    ({"hidden_size": 256, "head_dim": 32}, r"hidden_size is 256 but no weight of model\.onnx"),
+    ({"num_attention_heads": 8, "head_dim": 32},
+     r"num_attention_heads 8 x head_size 32 = 256, but no weight of model\.onnx projects"),
+])
+def test_config_sizes_disagree_with_graph(optimum_dir: Path, tmp_path: Path,
+                                          changes: dict[str, int], message: str) -> None:
+    folder = _copy(optimum_dir, tmp_path)
+    _edit(folder / "config.json", **changes)
+    _edit(folder / "generation_config.json", **{k: v for k, v in changes.items()
+                                                 if k == "eos_token_id"})
+    with pytest.raises(LayoutError, match=message):
+        load_layout(folder)
+
+
+@pytest.mark.genai
+@pytest.mark.parametrize(("section", "changes", "message"), [
+    ("decoder", {"num_attention_heads": 8},
+     r"model\.decoder\.num_attention_heads is 8 but model\.onnx's GroupQueryAttention"),
+    ("model", {"context_length": 100000},
+     r"context length 100000 is beyond the 2048 positions of model\.onnx's rotary table"),
+])
+def test_genai_config_sizes_disagree_with_graph(genai_dir: Path, tmp_path: Path, section: str,
+                                                changes: dict[str, int], message: str) -> None:
+    folder = _copy(genai_dir, tmp_path)
+    path = folder / "genai_config.json"
+    data = json.loads(path.read_text())
+    (data["model"]["decoder"] if section == "decoder" else data["model"]).update(changes)
+    path.write_text(json.dumps(data))
+    with pytest.raises(LayoutError, match=message):
+        load_layout(folder)
+
+
 def test_context_beyond_the_maximum(optimum_dir: Path) -> None:
     layout = load_layout(optimum_dir)
     layout.check_context(2048)

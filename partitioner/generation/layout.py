@@ -407,6 +407,7 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
             raise LayoutError(
                 f"{config_path}: {prefix}{key} is {value} but {model_path.name}'s "
                 f"{kv['past_keys'][0]} has {dims[axis]} on axis {axis} ({KV_AXES[axis]})")
+    _check_sizes(model_path, spec, config_path, prefix, str(names["logits"]), eos)
     tokenizer = folder / TOKENIZER_FILE
     return DecoderLayout(
         kind=kind, model_path=model_path, spec=spec,
@@ -417,6 +418,57 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
         kv_dtype=_kv_dtype(model_path, graph_inputs, kv), context_length=context,
         eos_token_ids=eos, pad_token_id=pad, bos_token_id=None if bos is None else int(bos),
         tokenizer_path=tokenizer.absolute() if tokenizer.is_file() else None)
+
+
+def _check_sizes(model_path: Path, spec: DecoderSpec, config_path: Path, prefix: str,
+                 logits: str, eos: tuple[int, ...]) -> None:
+    """The config's sizes against what the graph fixes: the logits' width (vocabulary),
+    GroupQueryAttention's head counts, a weight of the hidden width, EOS ids in the
+    vocabulary. Costs are computed from the config, so a wrong size would misprice the
+    plan silently."""
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if out.name == logits and dims and dims[-1].HasField("dim_value") and \
+                dims[-1].dim_value != spec.vocab_size:
+            raise LayoutError(f"{config_path}: vocab_size is {spec.vocab_size} but "
+                              f"{model_path.name}'s {logits} has {dims[-1].dim_value} columns")
+    beyond = [e for e in eos if not 0 <= e < spec.vocab_size]
+    if beyond:
+        raise LayoutError(f"{config_path}: eos_token_id {beyond[0]} is outside the vocabulary "
+                          f"(vocab_size {spec.vocab_size})")
+    for node in proto.graph.node:
+        if node.op_type != "GroupQueryAttention":
+            continue
+        attrs = {a.name: a.i for a in node.attribute}
+        for attr, key, value in (("num_heads", "num_attention_heads", spec.num_heads),
+                                 ("kv_num_heads", "num_key_value_heads", spec.num_kv_heads)):
+            if attr in attrs and attrs[attr] != value:
+                raise LayoutError(f"{config_path}: {prefix}{key} is {value} but "
+                                  f"{model_path.name}'s GroupQueryAttention {node.name!r} has "
+                                  f"{attr}={attrs[attr]}")
+        break
+    matrices = [tuple(t.dims) for t in proto.graph.initializer if len(t.dims) == 2]
+    if matrices and not any(spec.hidden_size in d for d in matrices):
+        raise LayoutError(f"{config_path}: {prefix}hidden_size is {spec.hidden_size} but no "
+                          f"weight of {model_path.name} has that width (e.g. "
+                          f"{max(matrices, key=lambda d: d[0] * d[1])})")
+    # The query projection (alone, or packed with keys and values), where weights are plain
+    # matrices (quantized ones are packed otherwise).
+    query = spec.num_heads * spec.head_size
+    packed = (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_size
+    with_hidden = [d for d in matrices if spec.hidden_size in d]
+    if with_hidden and not any(query in d or packed in d for d in with_hidden):
+        raise LayoutError(f"{config_path}: {prefix}num_attention_heads {spec.num_heads} x "
+                          f"head_size {spec.head_size} = {query}, but no weight of "
+                          f"{model_path.name} projects the hidden width to that")
+    for t in proto.graph.initializer:  # genai's rotary tables end at the context they hold
+        if t.name.endswith("cos_cache") and t.dims and t.dims[0] < spec.max_context:
+            raise LayoutError(f"{config_path}: context length {spec.max_context} is beyond "
+                              f"the {t.dims[0]} positions of {model_path.name}'s rotary table "
+                              f"{t.name!r}")
 
 
 def _initializer_dims(model_path: Path) -> list[tuple[int, ...]]:
