@@ -716,7 +716,8 @@ def _diagnose(spec: DecoderSpec, workload: Workload, targets: Targets, cluster: 
             return InfeasibleError(
                 f"model {spec.name!r}: its weights ({weights / GIB:.3g} GiB) and a batch of "
                 f"{batch} prompts do not fit cluster {cluster.name!r} "
-                f"({sum(pr.memory) / GIB:.3g} GiB on {len(pr.devices)} devices)")
+                f"({sum(pr.memory) / GIB:.3g} GiB on {len(pr.devices)} devices), at any context "
+                f"(the KV cache takes {per_token:.6g} bytes per token per sequence)")
         return InfeasibleError(
             f"model {spec.name!r}: the KV cache ({per_token:.6g} bytes per token x context "
             f"{workload.context} x batch {batch} = {per_token * workload.context * batch / GIB:.3g}"
