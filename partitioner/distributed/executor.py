@@ -20,8 +20,9 @@
   with the model outputs), never a boundary tensor: a large one goes from the producing
   node's object store to the consumer's; a small one (under Ray's 100 KB
   ``max_direct_call_object_size``) is inlined by Ray through its owner, the driver's core
-  worker, into the consumer's call; measured, the cheapest hand-off Ray offers for small
-  tensors here (docs/benchmarks.md, "Ray").
+  worker, into the consumer's call; measured, the cheapest hand-off Ray offered for small
+  tensors here (docs/pitfalls.md: nested refs, the object store, actor-to-actor chaining
+  and compiled graphs were each slower or hung).
 * **Faults.** A call whose actor died raises :class:`~partitioner.errors.DeviceLostError`
   naming the device, its host and the partition; nothing is rerun elsewhere
   (``max_task_retries=0``). With ``restarts=N`` Ray restarts the actor (``max_restarts``),

@@ -13,11 +13,11 @@ starts; it returns its timing record (with the model outputs it makes, which the
 fetches anyway) and then each tensor another partition reads as a return value of its own
 (``num_returns``), so every boundary tensor is one ObjectRef that its consumer's call takes
 as an argument. The driver never ``ray.get``s one; where its bytes travel is Ray's protocol
-(docs/pitfalls.md): a return over ``max_direct_call_object_size`` (100 KB by
-default) stays in the producing node's object store and the consumer's node pulls it; a
-smaller one is inlined, through the owner (the driver's Ray core worker) into the consumer's
-call. Measured, that is far cheaper than either object-store hand-offs of small tensors or
-nested ``ray.put`` refs fetched by the worker (docs/benchmarks.md, "Ray").
+(docs/pitfalls.md): a return over ``max_direct_call_object_size`` (100 KB by default) stays
+in the producing node's object store and the consumer's node pulls it; a smaller one is
+inlined, through the owner (the driver's Ray core worker) into the consumer's call.
+Measured, that is far cheaper than either object-store hand-offs of small tensors or nested
+``ray.put`` refs fetched by the worker (docs/pitfalls.md).
 """
 
 from __future__ import annotations
