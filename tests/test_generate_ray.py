@@ -30,21 +30,12 @@ from partitioner.generation.layout import load_layout  # noqa: E402
 from partitioner.generation.phase_plans import compile_split_plan  # noqa: E402
 from partitioner.generation.plan_dir import load_generation_plan  # noqa: E402
 from partitioner.generation.ray_phases import check_units, phase_units  # noqa: E402
+from partitioner.testing.host_clusters import TWO_HOSTS, hosts_cluster_toml  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.zoo]
 
-HOSTS = {"cpu-a": "box-a", "cpu-b": "box-b"}
-CLUSTER_TOML = "".join(f"""
-[[device]]
-id = "{d}"
-class = "cpu"
-runner = "onnxruntime"
-options = {{ threads = 1 }}
-memory = "4GB"
-peak_flops = {{ float32 = "20GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-host = "{host}"
-""" for d, host in HOSTS.items()) + """
+HOSTS = TWO_HOSTS
+CLUSTER_TOML = hosts_cluster_toml(HOSTS) + """
 [[link]]
 src = "cpu-a"
 dst = "cpu-b"

@@ -26,22 +26,11 @@ from partitioner.cli import main  # noqa: E402
 from partitioner.cluster.file import cluster_from_toml  # noqa: E402
 from partitioner.plan.io import load_plan  # noqa: E402
 from partitioner.report.fmt import fmt_time  # noqa: E402
+from partitioner.testing.host_clusters import cpu_device_toml, hosts_cluster_toml  # noqa: E402
 
 pytestmark = [pytest.mark.ray]
 
-DEVICE = """
-[[device]]
-id = "{id}"
-class = "cpu"
-runner = "onnxruntime"
-options = {{ threads = 1 }}
-memory = "4GB"
-peak_flops = {{ float32 = "20GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-{extra}
-"""
-TWO_HOSTS = ("# two boxes\n" + DEVICE.format(id="cpu-a", extra='host = "box-a"')
-             + DEVICE.format(id="cpu-b", extra='host = "box-b"'))
+TWO_HOSTS = "# two boxes\n" + hosts_cluster_toml()
 #: Relu on 1 MiB, then Relu on the other host: one 1 MiB transfer a -> b.
 WIDTH = 2**18
 
@@ -101,7 +90,7 @@ def test_links_measured_on_ray_local_are_written_and_priced(
 
 
 @pytest.mark.parametrize(("text", "ray_address", "message"), [
-    (DEVICE.format(id="a", extra="") + DEVICE.format(id="b", extra=""), "local",
+    (cpu_device_toml("a") + cpu_device_toml("b"), "local",
      "no device names a host"),
     (TWO_HOSTS, "127.0.0.1:9", "cannot connect to Ray cluster '127.0.0.1:9'"),
 ])

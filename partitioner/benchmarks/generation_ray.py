@@ -23,18 +23,10 @@ from typing import Any
 
 import numpy as np
 
-HOSTS = {"cpu-a": "box-a", "cpu-b": "box-b"}
-CLUSTER_TOML = "".join(f"""
-[[device]]
-id = "{d}"
-class = "cpu"
-runner = "onnxruntime"
-options = {{ threads = 1 }}
-memory = "4GB"
-peak_flops = {{ float32 = "20GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-host = "{host}"
-""" for d, host in HOSTS.items())
+from partitioner.testing.host_clusters import TWO_HOSTS, hosts_cluster_toml
+
+HOSTS = TWO_HOSTS
+CLUSTER_TOML = hosts_cluster_toml(HOSTS)
 #: Plan -> (prefill split, decode split).
 PLANS = {"disaggregated": (("cpu-a",), ("cpu-b",)),
          "split": (("cpu-a", "cpu-b"), ("cpu-b", "cpu-a"))}
