@@ -4,8 +4,9 @@ One small probe actor per host, on the Ray node that advertises the host's first
 through its ``hetpart_device:<id>`` resource, then pinned to that node by node affinity, so the
 probe holds none of the device's units and runs beside a plan's actors). For each ordered
 pair of hosts and each size, the source probe ``ray.put``s a fresh array and the destination
-probe times its ``ray.get`` of it: the pull from the source node's object store, as a plan's
-boundary tensor is fetched worker to worker (``worker.DeviceWorker``). Rounds interleave every
+probe times its ``ray.get`` of it: the pull from the source node's object store, which a
+plan's boundary tensor over 100 KB makes before its consumer's call starts (Ray resolves the
+call's ObjectRef arguments first; ``executor.RayExecutor``). Rounds interleave every
 pair and size (sizes in a rotating order) after one untimed warm-up round, so a burst of load
 touches every series alike.
 
