@@ -3,10 +3,11 @@
 * **Per-boundary overhead.** A chain of cheap ``Relu`` nodes whose every tensor is 64 KB or
   4 MB, cut into four partitions on three devices (three boundaries), run by the in-process
   executor and by :class:`partitioner.distributed.executor.RayExecutor` on a loopback
-  three-node cluster (``LocalRayCluster``: head without CPUs, one node per device),
-  interleaved in rounds, warmed up; ``(Ray - in-process) / boundaries``. Beside them the
-  whole chain on one Ray actor, whose difference to the split run is what the boundaries
-  alone add (the model input and output cross Ray in both), and a plain actor call
+  cluster (``LocalRayCluster``: head without CPUs, and one node holding every device, then
+  one node per device), interleaved in rounds, warmed up; ``(Ray - in-process) /
+  boundaries``. Beside them the whole chain on one Ray actor, whose difference to the split
+  run is what the boundaries alone add (the model input and output cross Ray in both), and
+  a plain actor call
   (driver -> actor -> driver, no payload) for scale. Goal (issue 21):
   <= 1.5 ms per boundary at 64 KB, <= 6 ms at 4 MB.
 * **Pipelined throughput.** A MatMul/Tanh chain cut into three partitions on three nodes
@@ -177,23 +178,37 @@ def run(quick: bool = False) -> str:
 
     repeat, rounds, inputs = (10, 3, 16) if quick else (30, 5, 48)
     load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    with LocalRayCluster({d: [d] for d in DEVICES}, units={DEVICES[0]: 2}) as local:
-        up_s = time.perf_counter() - started
-        ray.init(address=local.address, _node_ip_address=LOOPBACK, log_to_driver=False)
-        try:
-            assert {n["NodeManagerAddress"] for n in ray.nodes()} == {LOOPBACK}
-            boundary = _boundary_rows(local.address or "", repeat, rounds)
-            stream = _stream_rows(local.address or "", inputs, max(1, rounds // 2))
-        finally:
-            ray.shutdown()
-    actor_call = boundary.pop()["actor_call"]
+    # The devices' actors on one Ray node (one machine: boundary tensors through its shared
+    # object store) and on three simulated nodes (one per device: tensors over Ray's object
+    # manager, as between machines).
+    topologies = {"1 node": {"one-machine": list(DEVICES)},
+                  "3 nodes": {d: [d] for d in DEVICES}}
+    boundary: list[dict[str, Any]] = []
+    up_s: dict[str, float] = {}
+    for topology, nodes in topologies.items():
+        started = time.perf_counter()
+        with LocalRayCluster(nodes, units={DEVICES[0]: 2}) as local:
+            up_s[topology] = time.perf_counter() - started
+            ray.init(address=local.address, _node_ip_address=LOOPBACK, log_to_driver=False)
+            try:
+                assert {n["NodeManagerAddress"] for n in ray.nodes()} == {LOOPBACK}
+                rows = _boundary_rows(local.address or "", repeat, rounds)
+                actor_call = rows.pop()["actor_call"]
+                boundary += [{**r, "topology": topology} for r in rows]
+                if len(nodes) > 1:
+                    stream = _stream_rows(local.address or "", inputs, max(1, rounds // 2))
+            finally:
+                ray.shutdown()
     load = (f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
             f"on {os.cpu_count()} cores (above the core count, other processes shared them).")
     lines = [
         "## Ray", "", f"Command: `{command}`", "",
-        "A loopback Ray cluster on this machine (`LocalRayCluster`: head without CPUs, three",
-        f"nodes of one CPU and a 100 MB object store each; up in {up_s:.1f} s). Every",
+        "Loopback Ray clusters on this machine (`LocalRayCluster`: a head without CPUs and",
+        "either one node advertising all three devices (`1 node`: the devices' actors share",
+        "that node's object store, as on one machine) or three nodes of one device each",
+        "(`3 nodes`: boundary tensors go node to node over Ray's object manager, as between",
+        "machines); 100 MB object store per node; up in "
+        + ", ".join(f"{up:.1f} s ({t})" for t, up in up_s.items()) + "). Every",
         "device is a one-thread ONNX Runtime CPU session; Ray's actors and the driver share",
         "this machine's cores with Ray's own processes (GCS, raylets, dashboard).",
         load,
@@ -208,19 +223,20 @@ def run(quick: bool = False) -> str:
         "call starting with the tensor in hand (the boundary tensor is a return value of the",
         "producer's call passed to the consumer's as a top-level ObjectRef; Ray inlines one",
         "under 100 KB through the driver's core worker, pulls a larger one node to node).",
-        f"A plain actor call (no payload) took {_spread(actor_call)} ms here.",
+        f"A plain actor call (no payload) took {_spread(actor_call)} ms here (3 nodes).",
         "`Ray, 1 actor` runs the same chain whole on one actor (device a), so its input goes",
         "in and its output comes back through Ray as in the split run; `past 1 actor` =",
         "(Ray - Ray, 1 actor) / boundaries is what the boundaries alone add (at 4 MB, shipping",
         "the model input to the first actor and its output back costs two object transfers).",
         "",
-        "| boundary tensor | in-process (ms) | Ray (ms) | per boundary (ms) | Ray, 1 actor (ms) "
-        "| past 1 actor (ms) | hand-off (ms) | goal (ms) | within goal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Ray nodes | boundary tensor | in-process (ms) | Ray (ms) | per boundary (ms) "
+        "| Ray, 1 actor (ms) | past 1 actor (ms) | hand-off (ms) | goal (ms) | within goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in boundary:
         ok = statistics.median(r["per_boundary"]) <= r["goal_s"]
-        lines.append(f"| {r['size']} | {_spread(r['local'])} | {_spread(r['ray'])} "
+        lines.append(f"| {r['topology']} | {r['size']} | {_spread(r['local'])} "
+                     f"| {_spread(r['ray'])} "
                      f"| {_spread(r['per_boundary'])} | {_spread(r['whole'])} "
                      f"| {_spread(r['past_whole'])} | {_spread(r['handoff'])} "
                      f"| {r['goal_s'] * 1e3:g} | {'yes' if ok else 'no'} |")
