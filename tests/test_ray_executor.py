@@ -225,7 +225,11 @@ def _kill_during_run(executor: RayExecutor, device_id: str, feeds, after_s: floa
     killer.start()
     try:
         with pytest.raises(DeviceLostError) as info:
-            executor.stream([feeds] * 60)
+            # Streams back to back until the kill lands in one (a fast machine may finish a
+            # stream of 60 inputs before ``after_s``), bounded.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                executor.stream([feeds] * 60)
     finally:
         killer.join()
     return info.value, time.monotonic() - killed[0]
