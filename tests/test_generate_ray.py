@@ -71,7 +71,7 @@ def test_generate_on_ray_local_matches_the_unpartitioned_model(plan_dir: Path,
     assert record["ray"]["hosts"] == {"prefill": HOSTS, "decode": HOSTS}
     assert record["ray"]["units"] == {"cpu-a": 2, "cpu-b": 2}
     assert record["devices"] == {"prefill": ["cpu-a", "cpu-b"], "decode": ["cpu-b", "cpu-a"]}
-    assert record["kv"]["bytes_per_step_at_end"] > 0
+    assert record["kv"]["bytes_at_end"] > 0 and "ObjectRefs" in record["kv"]["transport"]
     tokens = np.asarray(record["measured"]["tokens"])
     assert tokens.shape == (BATCH, NEW)
     # The in-process Generator on the same plan and prompt: the same tokens.

@@ -29,7 +29,7 @@ from partitioner.distributed.local_cluster import (  # noqa: E402
     LOOPBACK,
     LocalRayCluster,
 )
-from partitioner.errors import DeviceLostError, RayClusterError  # noqa: E402
+from partitioner.errors import DeviceLostError, RayClusterError, RunError  # noqa: E402
 from partitioner.plan.assign import plan_from_assignment  # noqa: E402
 from partitioner.plan.io import load_plan, write_plan  # noqa: E402
 from partitioner.runtime.executor import Executor  # noqa: E402
@@ -233,6 +233,27 @@ def _kill_during_run(executor: RayExecutor, device_id: str, feeds, after_s: floa
     finally:
         killer.join()
     return info.value, time.monotonic() - killed[0]
+
+
+def test_device_outputs_come_back_as_refs_and_go_in_as_feeds(chain_plan) -> None:
+    """A fed-back output (a decode step's KV cache) stays an ObjectRef the driver never
+    fetches: returned as one, taken back as a feed, with the in-process results."""
+    plan = load_plan(chain_plan)
+    (out,) = [t.name for t in plan.model.outputs]
+    (x,) = [t.name for t in plan.model.inputs]
+    feeds = random_inputs(plan.model.inputs, seed=4)
+    with Executor(plan, chain_plan, emulate=True) as local:
+        first = local.run(feeds).outputs[out]
+        second = local.run({x: first}).outputs[out]
+    with RayExecutor(plan, chain_plan, address=ray_cluster_address(),
+                     device_outputs=[out]) as executor:
+        ref = executor.run(feeds).outputs[out]
+        assert isinstance(ref, ray.ObjectRef)
+        again = executor.run({x: ref}).outputs[out]
+        np.testing.assert_allclose(ray.get(ref), first, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ray.get(again), second, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RunError, match="device_outputs names no output of the model"):
+        RayExecutor(plan, chain_plan, address=ray_cluster_address(), device_outputs=["nope"])
 
 
 def test_actor_dying_mid_run_names_device_host_and_partition(chain_plan) -> None:

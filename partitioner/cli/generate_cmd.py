@@ -146,12 +146,12 @@ def run(args: argparse.Namespace) -> int:
         record["predicted"] = plan.predicted
         record["workload"] = plan.workload
         if runner.ray is not None:
-            from partitioner.generation.ray_phases import KV_THROUGH_DRIVER
+            from partitioner.generation.ray_phases import KV_AS_REFS
 
             record["ray"] = ray_record
             context = result.sequences.shape[1] - 1
-            record["kv"] = {"transport": KV_THROUGH_DRIVER,
-                            "bytes_per_step_at_end": 2 * layout.kv_bytes(result.batch, context)}
+            record["kv"] = {"transport": KV_AS_REFS,
+                            "bytes_at_end": layout.kv_bytes(result.batch, context)}
     if tokenizer_path is not None and tokenizer_path.is_file():
         tok = _tokenizer(tokenizer_path)
         record["text"] = [tok.decode([int(t) for t in row]) for row in result.tokens]
@@ -213,9 +213,8 @@ def _format(record: dict[str, Any]) -> str:
         lines.append(f"ray       {ray['cluster']}: " + "; ".join(
             f"{phase} " + ", ".join(f"{d}@{h}" for d, h in hosts.items())
             for phase, hosts in ray["hosts"].items()))
-        moved = record["kv"]["bytes_per_step_at_end"] / 2**20
-        lines.append(f"kv cache  {record['kv']['transport']}: {moved:.2f} MiB moved at the "
-                     "last step")
+        held = record["kv"]["bytes_at_end"] / 2**20
+        lines.append(f"kv cache  {held:.2f} MiB at the last step, as {record['kv']['transport']}")
     lines.append(f"workload  batch {m['batch']}, prompt {m['prompt_tokens']} tokens, "
                  f"{m['new_tokens']} new tokens")
     predicted = record.get("predicted") or {}

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ class RayExecutor:
         emulate: Map devices whose runner is absent on their node onto ONNX Runtime CPU.
         restarts: Ray restarts a device's actor up to this many times (``max_restarts``).
         timeout_s: Deadline of one run (or stream).
+        device_outputs: Model outputs returned as the ObjectRefs their producing actor
+            returned, never fetched by the driver, and taken back as feeds the same way (a
+            decode step's KV cache: it stays where the decode actor put it, in its node's
+            object store when over Ray's 100 KB inline limit).
 
     Raises:
         RayClusterError: Ray missing, the cluster unreachable, or devices not advertised.
@@ -97,6 +101,7 @@ class RayExecutor:
         emulate: bool = False,
         restarts: int = 0,
         timeout_s: float = RUN_TIMEOUT_S,
+        device_outputs: Collection[str] = (),
     ) -> None:
         if plan_dir is None and models is None:
             raise RunError("RayExecutor needs a plan directory or in-memory partition models")
@@ -125,6 +130,9 @@ class RayExecutor:
         self._input_specs = tuple(InputSpec.of(t.name, t.dtype, t.shape)
                                   for t in plan.model.inputs)
         self._graph_outputs = [t.name for t in plan.model.outputs]
+        unknown = sorted(set(device_outputs) - set(self._graph_outputs))
+        if unknown:
+            raise RunError(f"device_outputs names no output of the model: {unknown}")
         self._deps = {i: sorted({x.from_partition for x in p.inputs
                                  if x.from_partition is not None})
                       for i, p in self._parts.items()}
@@ -135,9 +143,18 @@ class RayExecutor:
                            x.from_partition is not None
                            and self._parts[x.from_partition].device != p.device)
             for x in p.inputs) for i, p in self._parts.items()}
-        #: Partition -> the outputs other partitions read, in the order ``run`` returns them.
-        self._returns = {i: tuple(o.name for o in p.outputs if o.to_partitions)
-                         for i, p in self._parts.items()}
+        #: Partition -> the outputs other partitions read, then the ``device_outputs`` it
+        #: makes, in the order ``run`` returns them (each its own ObjectRef).
+        self._returns = {i: tuple(o.name for o in p.outputs if o.to_partitions) + tuple(
+            o.name for o in p.outputs if o.graph_output and o.name in device_outputs
+            and not o.to_partitions) for i, p in self._parts.items()}
+        #: Partition -> the model outputs it returns to the driver inside its record.
+        self._to_driver = {i: tuple(o.name for o in p.outputs
+                                    if o.graph_output and o.name not in self._returns[i])
+                           for i, p in self._parts.items()}
+        self._device_outputs = {i: tuple((o.name, 1 + self._returns[i].index(o.name))
+                                         for o in p.outputs if o.name in device_outputs)
+                                for i, p in self._parts.items()}
         #: Partition -> its boundary inputs, in argument order (that of
         #: ``worker.boundary_names``): (name, producer, the producer's return slot).
         self._arguments = {i: tuple((x.name, x.from_partition,
@@ -202,8 +219,7 @@ class RayExecutor:
                 device=device,
                 inputs={p.index: self._inputs[p.index] for p in mine},
                 returns={p.index: self._returns[p.index] for p in mine},
-                to_driver={p.index: tuple(o.name for o in p.outputs if o.graph_output)
-                           for p in mine},
+                to_driver={p.index: self._to_driver[p.index] for p in mine},
                 emulate=emulate,
             )
             # Held for the executor's life: Ray restarts an actor from its constructor's
@@ -263,7 +279,7 @@ class RayExecutor:
 
     def _execute(self, items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
         ray = ray_module()
-        batch = [model_inputs(f, self._input_names, self._input_specs) for f in items]
+        batch = [self._model_inputs(ray, f) for f in items]
         self._recover(ray)
         submitted = time.perf_counter()
         deadline = submitted + self.timeout_s
@@ -276,11 +292,17 @@ class RayExecutor:
             # Model inputs come from the driver anyway: passed by value, Ray inlines small
             # ones into the call and puts large ones in the object store once per call.
             feeds = {name: batch[k][name] for name in self._feeds_of[i]}
+            # Fed-back device outputs travel as top-level refs, resolved by Ray like
+            # boundary tensors, after them (``DeviceWorker.run``).
+            held = [n for n, v in feeds.items() if isinstance(v, ray.ObjectRef)]
             tensors = [returned[(k, src)][slot] for _, src, slot in self._arguments[i]]
+            tensors += [feeds.pop(n) for n in held]
             refs = self._actors[part.device].run.options(
-                num_returns=1 + len(self._returns[i])).remote(i, feeds, *tensors)
+                num_returns=1 + len(self._returns[i])).remote(i, feeds, held, *tensors)
             returned[(k, i)] = refs if isinstance(refs, list) else [refs]
             calls[(k, i)] = returned[(k, i)][0]
+        kept = [{name: returned[(k, i)][slot] for i in self._parts
+                 for name, slot in self._device_outputs[i]} for k in range(len(batch))]
         del returned  # the boundary tensors' refs: Ray frees each once its consumer ran
         ready_at = self._wait_outputs(ray, calls, len(batch), deadline, order)
         keys = [(k, i) for _, k, i in order]
@@ -288,11 +310,19 @@ class RayExecutor:
             records = dict(zip(keys, ray.get([calls[key] for key in keys],
                                              timeout=_left(deadline)), strict=True))
             previous = _previous_on_device(order, self._parts)
-            results = [self._result(k, batch[k], records, previous, ready_at[k] - submitted)
-                       for k in range(len(batch))]
+            results = [self._result(k, batch[k], records, previous, ready_at[k] - submitted,
+                                    kept[k]) for k in range(len(batch))]
         except (ray.exceptions.RayError, PartitionerError) as exc:
             raise self._diagnose(ray, exc, calls, order) from None
         return results
+
+    def _model_inputs(self, ray: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """``feeds`` checked and conformed to the plan's inputs; ObjectRefs (device outputs
+        fed back) pass as they are, for the actor that reads them to resolve."""
+        held = {n for n, v in feeds.items() if isinstance(v, ray.ObjectRef)} if isinstance(
+            feeds, Mapping) else set()
+        return model_inputs(feeds, self._input_names,
+                            tuple(s for s in self._input_specs if s.name not in held))
 
     def _check_health(self, ray: Any, calls: Mapping[tuple[int, int], Any],
                       order: Sequence[tuple[int, int, int]]) -> None:
@@ -363,8 +393,8 @@ class RayExecutor:
     def _result(self, k: int, feeds: Mapping[str, Any],
                 records: Mapping[tuple[int, int], Mapping[str, Any]],
                 previous: Mapping[tuple[int, int], tuple[int, int]],
-                latency_s: float) -> RunResult:
-        result = RunResult({}, latency_s, {})
+                latency_s: float, refs: Mapping[str, Any]) -> RunResult:
+        result = RunResult(dict(refs), latency_s, {})
         for i in self._parts:
             record = records[(k, i)]
             result.partition_s[i] = record["partition_s"]

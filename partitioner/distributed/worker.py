@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,9 +129,12 @@ class DeviceWorker:
             "emulated": self.emulated,
         }
 
-    def run(self, index: int, feeds: Mapping[str, Any], *tensors: Any) -> Any:
-        """Run partition ``index`` on the model inputs ``feeds`` and its boundary tensors
-        ``tensors`` (``boundary_names(index)`` order, resolved by Ray before the call).
+    def run(self, index: int, feeds: Mapping[str, Any], held: Sequence[str] = (),
+            *tensors: Any) -> Any:
+        """Run partition ``index`` on the model inputs ``feeds`` and ``tensors``: its boundary
+        tensors (``boundary_names(index)`` order), then the model inputs named in ``held``
+        that came as ObjectRefs (device outputs fed back), all resolved by Ray before the
+        call.
 
         Returns ``(record, *outputs)`` (``record`` alone when no other partition reads an
         output): ``outputs`` are ``returns[index]`` in order and
@@ -143,7 +146,7 @@ class DeviceWorker:
         if self.failure is not None:
             raise RunError(self.failure)
         inputs = dict(feeds)
-        inputs.update(zip(self.boundary_names(index), tensors, strict=True))
+        inputs.update(zip((*self.boundary_names(index), *held), tensors, strict=True))
         start, r0 = time.time(), time.perf_counter()
         try:
             outputs = self._prepared[index].run(inputs)

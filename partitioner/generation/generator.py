@@ -21,9 +21,9 @@ accelerator (``device_resident`` partitions: ONNX Runtime on a GPU provider, or 
 Runtime device with the option ``io_binding = true``) the executors return the ``present.*``
 outputs as the OrtValues the runner produced (``Executor(device_outputs=...)``) and the next
 step binds them in place (IOBinding): the cache never visits the host; only the logits do.
-On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each
-phase runs on its own ``RayExecutor``, whose outputs come back to the driver: the cache then
-crosses the driver twice per step.
+On Ray (``Generator(plan, ray=...)``, ``generation.ray_phases``) each phase runs on its own
+``RayExecutor``, which returns ``present.*`` as ObjectRefs the driver never fetches: the cache
+stays in the object store of the node that made it (``ray_phases``).
 """
 
 from __future__ import annotations
@@ -272,15 +272,15 @@ class Generator:
                     executor.close()
                 raise
             self._executors = dict(local)
-            #: True when the KV cache leaves its device between steps (on Ray; in process
-            #: it stays where its runner put it, see the module docstring).
+            #: True when the KV cache leaves its device between steps (never now: in
+            #: process and on Ray it stays where its runner put it, see the module docstring).
             self.kv_on_host = False
         else:
             from partitioner.generation.ray_phases import RayPhases
 
             self.ray = RayPhases(self.plan, ray, emulate=emulate)
             self._executors = dict(self.ray.executors)
-            self.kv_on_host = True
+            self.kv_on_host = False  # ObjectRefs the driver never fetches (ray_phases)
         self._partition_s: dict[str, dict[int, float]] = {}
 
     def _step(self, phase: str) -> StepFn:

@@ -8,11 +8,12 @@ resource, so its node must advertise two units: ``--ray local`` starts its nodes
 against a running cluster a device advertised with fewer units than phases is named at once
 (``hetpart ray-node --units 2`` prints the command that advertises two).
 
-The KV cache: ``RayExecutor.run`` returns the model's outputs to the driver, so each decode
-step's ``present.*`` comes back to the driver with the call and goes out again as the next
-call's ``past_key_values.*``: twice the cache's bytes through the driver per step
-(``DecoderLayout.kv_bytes`` at the step's context), where the in-process Executor hands the
-runner's own arrays back without a copy.
+The KV cache: both executors return ``present.*`` as the ObjectRefs the actors returned
+(``RayExecutor(device_outputs=...)``) and the next call takes them as top-level arguments, so
+the driver never fetches the cache: a tensor over Ray's 100 KB inline limit stays in the
+object store of the node whose actor made it (and is pulled by another node only where the
+next layer group runs elsewhere); a smaller one Ray inlines through the driver's core worker.
+Only the logits come back to the driver.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
     from partitioner.plan.types import Plan
 
 #: How the KV cache travels between decode steps on Ray (``hetpart generate --json``: ``kv``).
-KV_THROUGH_DRIVER = ("through the Ray driver: present.* returned with each decode call and sent "
-                     "back as the next call's past_key_values.* (2 x the cache per step)")
+KV_AS_REFS = ("ObjectRefs: present.* stay in the object store of the node that made them "
+              "(over Ray's 100 KB inline limit) and go back as the next call's "
+              "past_key_values.*; the driver never fetches them")
 
 
 def phase_units(plans: Mapping[str, Plan]) -> dict[str, int]:
@@ -90,9 +92,9 @@ class RayPhases:
             # The executors join the session this connection opened (they own none of it).
             target = local.address if local is not None and local.address else address
             for phase in PHASES:
-                self.executors[phase] = RayExecutor(free_dims(plans[phase]),
-                                                    plan.phase_dir(phase), address=target,
-                                                    emulate=emulate)
+                self.executors[phase] = RayExecutor(
+                    free_dims(plans[phase]), plan.phase_dir(phase), address=target,
+                    emulate=emulate, device_outputs=plan.layout.present_names)
         except BaseException:
             self.close()
             raise
