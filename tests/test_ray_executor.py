@@ -256,6 +256,35 @@ def test_device_outputs_come_back_as_refs_and_go_in_as_feeds(chain_plan) -> None
         RayExecutor(plan, chain_plan, address=ray_cluster_address(), device_outputs=["nope"])
 
 
+def test_an_output_another_partition_also_reads_comes_back(ray_cluster, tmp_path: Path) -> None:
+    """A tensor that is a model output and a boundary is returned both ways, with or without
+    ``device_outputs``."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="first"),
+         helper.make_node("Neg", ["h"], ["y"], name="second")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, [4, 8]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    analysed = save_and_analyse(model, tmp_path, "both")
+    plan = plan_from_assignment(analysed, cluster(*_devices()),
+                                {"first": "cpu-a", "second": "cpu-c"})
+    write_plan(plan, analysed, tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    feeds = random_inputs(plan.model.inputs, seed=5)
+    x = feeds["x"]
+    for held in ((), ("h",)):
+        with RayExecutor(plan, tmp_path / "plan", address=ray_cluster_address(),
+                         device_outputs=held) as executor:
+            out = executor.run(feeds).outputs
+        h = ray.get(out["h"]) if held else out["h"]
+        np.testing.assert_array_equal(h, np.maximum(x, 0))
+        np.testing.assert_array_equal(out["y"], -np.maximum(x, 0))
+
+
 def test_actor_dying_mid_run_names_device_host_and_partition(chain_plan) -> None:
     plan = load_plan(chain_plan)
     feeds = random_inputs(plan.model.inputs, seed=0)

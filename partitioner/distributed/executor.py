@@ -150,7 +150,7 @@ class RayExecutor:
             and not o.to_partitions) for i, p in self._parts.items()}
         #: Partition -> the model outputs it returns to the driver inside its record.
         self._to_driver = {i: tuple(o.name for o in p.outputs
-                                    if o.graph_output and o.name not in self._returns[i])
+                                    if o.graph_output and o.name not in device_outputs)
                            for i, p in self._parts.items()}
         self._device_outputs = {i: tuple((o.name, 1 + self._returns[i].index(o.name))
                                          for o in p.outputs if o.name in device_outputs)
