@@ -22,11 +22,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partitioner.errors import ModelError
 from partitioner.generation.spec import DecoderSpec, DecoderSpecError
 from partitioner.jsonfile import read_json_object
+
+if TYPE_CHECKING:
+    import onnx
 
 KINDS = ("genai", "optimum")
 GENAI_CONFIG = "genai_config.json"
@@ -224,17 +227,21 @@ def _read_json(path: Path) -> dict[str, Any]:
     return read_json_object(path, LayoutError)
 
 
-def _graph_io(model_path: Path) -> tuple[dict[str, tuple[int, list[Any]]], list[str]]:
-    """Inputs (name -> (ONNX elem type, dims: int or str)) and output names, read without
-    loading the weights."""
+def _load_graph(model_path: Path) -> onnx.ModelProto:
+    """The model without its external weights, loaded once per layout: every check and size
+    below reads this one copy."""
     import onnx
 
     if not model_path.is_file():
         raise LayoutError(f"model file {model_path} does not exist")
     try:
-        proto = onnx.load(str(model_path), load_external_data=False)
+        return onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise LayoutError(f"{model_path}: not an ONNX model ({exc})") from None
+
+
+def _graph_io(proto: onnx.ModelProto) -> tuple[dict[str, tuple[int, list[Any]]], list[str]]:
+    """Inputs (name -> (ONNX elem type, dims: int or str)) and output names."""
     inputs = {}
     for value in proto.graph.input:
         tensor = value.type.tensor_type
@@ -286,7 +293,8 @@ def _load_genai(folder: Path, model_file: Path | None) -> DecoderLayout:
         "present_keys": str(outputs.get("present_key_names", "present.%d.key")),
         "present_values": str(outputs.get("present_value_names", "present.%d.value")),
     }
-    graph_inputs, graph_outputs = _graph_io(model_path)
+    proto = _load_graph(model_path)
+    graph_inputs, graph_outputs = _graph_io(proto)
     kv = _kv_names(model_path, graph_inputs, graph_outputs, patterns)
     if len(kv["past_keys"]) != layers:
         raise LayoutError(
@@ -295,28 +303,29 @@ def _load_genai(folder: Path, model_file: Path | None) -> DecoderLayout:
     # Graph inputs genai's config does not name but the graph has (position_ids).
     if names["position_ids"] is None and "position_ids" in graph_inputs:
         names["position_ids"] = "position_ids"
-    vocab = int(model.get("vocab_size") or 0) or _vocab_from_graph(model_path,
+    vocab = int(model.get("vocab_size") or 0) or _vocab_from_graph(proto, model_path,
                                                                     str(names["logits"]))
     try:
         spec = DecoderSpec(
             name=str(model.get("type") or folder.name), num_layers=layers, hidden_size=hidden,
             num_heads=heads, num_kv_heads=kv_heads, head_size=head_size,
-            intermediate_size=_intermediate_size(model_path, hidden),
+            intermediate_size=_intermediate_size(proto, hidden),
             vocab_size=vocab, max_context=context, eos_token_ids=eos,
             kv_bytes_per_element=_KV_BYTES.get(_kv_dtype(model_path, graph_inputs, kv), 4.0),
         )
     except DecoderSpecError as exc:
         raise LayoutError(f"{config_path}: {exc}") from None
-    return _finish(folder, model_path, spec, names, kv, graph_inputs, graph_outputs, config_path,
-                   context, eos, int(model.get("pad_token_id") or 0), model.get("bos_token_id"),
-                   "genai", "model.decoder")
+    return _finish(folder, model_path, proto, spec, names, kv, graph_inputs, graph_outputs,
+                   config_path, context, eos, int(model.get("pad_token_id") or 0),
+                   model.get("bos_token_id"), "genai", "model.decoder")
 
 
 def _load_optimum(folder: Path, model_file: Path | None) -> DecoderLayout:
     config_path = folder / HF_CONFIG
     config = _read_json(config_path)
     model_path = (model_file or folder / "model.onnx").absolute()
-    graph_inputs, graph_outputs = _graph_io(model_path)
+    proto = _load_graph(model_path)
+    graph_inputs, graph_outputs = _graph_io(proto)
     patterns = {"past_keys": "past_key_values.%d.key", "past_values": "past_key_values.%d.value",
                 "present_keys": "present.%d.key", "present_values": "present.%d.value"}
     kv = _kv_names(model_path, graph_inputs, graph_outputs, patterns)
@@ -338,8 +347,9 @@ def _load_optimum(folder: Path, model_file: Path | None) -> DecoderLayout:
              "position_ids": "position_ids" if "position_ids" in graph_inputs else None}
     eos = _eos(generation.get("eos_token_id", config.get("eos_token_id")))
     pad = generation.get("pad_token_id", config.get("pad_token_id"))
-    return _finish(folder, model_path, spec, names, kv, graph_inputs, graph_outputs, config_path,
-                   spec.max_context, eos, int(pad if pad is not None else (eos or (0,))[0]),
+    return _finish(folder, model_path, proto, spec, names, kv, graph_inputs, graph_outputs,
+                   config_path, spec.max_context, eos,
+                   int(pad if pad is not None else (eos or (0,))[0]),
                    generation.get("bos_token_id", config.get("bos_token_id")), "optimum", "")
 
 
@@ -382,12 +392,13 @@ def _kv_dtype(model_path: Path, graph_inputs: Mapping[str, Any],
     return _ONNX_DTYPES[elem]
 
 
-def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[str, Any],
+def _finish(folder: Path, model_path: Path, proto: onnx.ModelProto, spec: DecoderSpec,
+            names: Mapping[str, Any],
             kv: Mapping[str, tuple[str, ...]], graph_inputs: Mapping[str, Any],
             graph_outputs: Sequence[str], config_path: Path, context: int,
             eos: tuple[int, ...], pad: int, bos: Any, kind: str, section: str) -> DecoderLayout:
     """Check the names and KV shapes against the graph and build the layout."""
-    spec = replace(spec, weight_bytes_per_param=_weight_width(model_path, spec))
+    spec = replace(spec, weight_bytes_per_param=_weight_width(proto, spec))
     prefix = f"{section}." if section else ""
     for key in ("input_ids", "attention_mask", "position_ids"):
         name = names.get(key)
@@ -407,7 +418,7 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
             raise LayoutError(
                 f"{config_path}: {prefix}{key} is {value} but {model_path.name}'s "
                 f"{kv['past_keys'][0]} has {dims[axis]} on axis {axis} ({KV_AXES[axis]})")
-    _check_sizes(model_path, spec, config_path, prefix, str(names["logits"]), eos)
+    _check_sizes(proto, model_path, spec, config_path, prefix, str(names["logits"]), eos)
     tokenizer = folder / TOKENIZER_FILE
     return DecoderLayout(
         kind=kind, model_path=model_path, spec=spec,
@@ -420,15 +431,12 @@ def _finish(folder: Path, model_path: Path, spec: DecoderSpec, names: Mapping[st
         tokenizer_path=tokenizer.absolute() if tokenizer.is_file() else None)
 
 
-def _check_sizes(model_path: Path, spec: DecoderSpec, config_path: Path, prefix: str,
-                 logits: str, eos: tuple[int, ...]) -> None:
+def _check_sizes(proto: onnx.ModelProto, model_path: Path, spec: DecoderSpec, config_path: Path,
+                 prefix: str, logits: str, eos: tuple[int, ...]) -> None:
     """The config's sizes against what the graph fixes: the logits' width (vocabulary),
     GroupQueryAttention's head counts, a weight of the hidden width, EOS ids in the
     vocabulary. Costs are computed from the config, so a wrong size would misprice the
     plan silently."""
-    import onnx
-
-    proto = onnx.load(str(model_path), load_external_data=False)
     for out in proto.graph.output:
         dims = out.type.tensor_type.shape.dim
         if out.name == logits and dims and dims[-1].HasField("dim_value") and \
@@ -450,7 +458,7 @@ def _check_sizes(model_path: Path, spec: DecoderSpec, config_path: Path, prefix:
                                   f"{model_path.name}'s GroupQueryAttention {node.name!r} has "
                                   f"{attr}={attrs[attr]}")
         break
-    matrices = [tuple(t.dims) for t in proto.graph.initializer if len(t.dims) == 2]
+    matrices = _initializer_dims(proto)
     if matrices and not any(spec.hidden_size in d for d in matrices):
         raise LayoutError(f"{config_path}: {prefix}hidden_size is {spec.hidden_size} but no "
                           f"weight of {model_path.name} has that width (e.g. "
@@ -471,10 +479,8 @@ def _check_sizes(model_path: Path, spec: DecoderSpec, config_path: Path, prefix:
                               f"{t.name!r}")
 
 
-def _initializer_dims(model_path: Path) -> list[tuple[int, ...]]:
-    import onnx
-
-    proto = onnx.load(str(model_path), load_external_data=False)
+def _initializer_dims(proto: onnx.ModelProto) -> list[tuple[int, ...]]:
+    """The shapes of the graph's matrices (2-D initializers)."""
     return [tuple(t.dims) for t in proto.graph.initializer if len(t.dims) == 2]
 
 
@@ -483,7 +489,7 @@ def _initializer_dims(model_path: Path) -> list[tuple[int, ...]]:
 _WEIGHT_WIDTHS = (0.5, 1.0, 2.0, 4.0)
 
 
-def _weight_width(model_path: Path, spec: DecoderSpec) -> float:
+def _weight_width(proto: onnx.ModelProto, spec: DecoderSpec) -> float:
     """Bytes per parameter as stored: the initializers' bytes (from their declared types and
     shapes, external data not read) over the parameters the config implies, snapped to a
     known width within 25% (quantization scales, rotary tables and a duplicated tied head
@@ -491,7 +497,6 @@ def _weight_width(model_path: Path, spec: DecoderSpec) -> float:
     import numpy as np
     import onnx
 
-    proto = onnx.load(str(model_path), load_external_data=False)
     stored = 0.0
     for t in proto.graph.initializer:
         if t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
@@ -507,10 +512,10 @@ def _weight_width(model_path: Path, spec: DecoderSpec) -> float:
     return near if abs(width - near) <= 0.25 * near else (width or spec.weight_bytes_per_param)
 
 
-def _intermediate_size(model_path: Path, hidden: int) -> int:
+def _intermediate_size(proto: onnx.ModelProto, hidden: int) -> int:
     """genai_config does not record the MLP width: the widest 2-D weight with ``hidden`` on
     one side that is not the vocabulary projection is the SwiGLU's (gate/up/down)."""
-    widths = [d[0] if d[1] == hidden else d[1] for d in _initializer_dims(model_path)
+    widths = [d[0] if d[1] == hidden else d[1] for d in _initializer_dims(proto)
               if hidden in d and d != (hidden, hidden)]
     counts: dict[int, int] = {}
     for w in widths:
@@ -519,10 +524,7 @@ def _intermediate_size(model_path: Path, hidden: int) -> int:
     return max(counts, key=lambda w: (counts[w], w)) if counts else 4 * hidden
 
 
-def _vocab_from_graph(model_path: Path, logits: str) -> int:
-    import onnx
-
-    proto = onnx.load(str(model_path), load_external_data=False)
+def _vocab_from_graph(proto: onnx.ModelProto, model_path: Path, logits: str) -> int:
     for out in proto.graph.output:
         if out.name == logits and out.type.tensor_type.shape.dim:
             last = out.type.tensor_type.shape.dim[-1]
