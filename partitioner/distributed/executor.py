@@ -319,10 +319,8 @@ class RayExecutor:
     def _model_inputs(self, ray: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """``feeds`` checked and conformed to the plan's inputs; ObjectRefs (device outputs
         fed back) pass as they are, for the actor that reads them to resolve."""
-        held = {n for n, v in feeds.items() if isinstance(v, ray.ObjectRef)} if isinstance(
-            feeds, Mapping) else set()
-        return model_inputs(feeds, self._input_names,
-                            tuple(s for s in self._input_specs if s.name not in held))
+        return model_inputs(feeds, self._input_names, self._input_specs,
+                            lambda value: isinstance(value, ray.ObjectRef))
 
     def _check_health(self, ray: Any, calls: Mapping[tuple[int, int], Any],
                       order: Sequence[tuple[int, int, int]]) -> None:

@@ -346,15 +346,9 @@ class Executor:
         """``feeds`` with every model input conformed to the plan's TensorSpec; device values
         (what ``device_outputs`` returned) pass as they are to device-resident partitions
         (whose runners check them) and come to the host for the others."""
-        device = {n: v for n, v in feeds.items() if _is_device_value(v)} if isinstance(
-            feeds, Mapping) else {}
-        if not device:
-            return model_inputs(feeds, self._input_names, self._input_specs)
-        hosted = {**feeds, **{n: _host(v) for n, v in device.items()}}
-        values = model_inputs(hosted, self._input_names, self._input_specs)
-        if self.device_resident:
-            values.update(device)
-        return values
+        if not self.device_resident and isinstance(feeds, Mapping):
+            feeds = {n: _host(v) if _is_device_value(v) else v for n, v in feeds.items()}
+        return model_inputs(feeds, self._input_names, self._input_specs, _is_device_value)
 
     def _invoke(self, index: int, inputs: dict[str, Any]) -> Any:
         """Run partition ``index``'s runner; every failure becomes a RunError naming it."""

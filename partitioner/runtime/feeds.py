@@ -9,7 +9,7 @@ every runner for its partition's inputs (:func:`conform_feeds`). Runners are plu
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,10 +182,13 @@ def conform_feeds(
 
 
 def model_inputs(
-    feeds: Mapping[str, Any], input_names: tuple[str, ...], specs: tuple[InputSpec, ...]
+    feeds: Mapping[str, Any], input_names: tuple[str, ...], specs: tuple[InputSpec, ...],
+    passthrough: Callable[[Any], bool] | None = None,
 ) -> dict[str, Any]:
     """A whole model's ``feeds`` (every name of ``input_names``, nothing else), each input
-    conformed to its spec; one RunError lists every missing and unknown name."""
+    conformed to its spec but those ``passthrough`` accepts (an executor's own device values,
+    fed back: the runner that reads them checks them); one RunError lists every missing and
+    unknown name."""
     if not isinstance(feeds, Mapping):
         raise RunError(f"inputs must map each input name to its value (as in "
                        f"onnxruntime's run), got a {type(feeds).__name__}; the model's "
@@ -198,7 +201,8 @@ def model_inputs(
                                                 f"unknown {unknown}" if unknown else ""))))
     values = dict(feeds)
     for spec in specs:
-        values[spec.name] = conform(spec, values[spec.name])
+        if passthrough is None or not passthrough(values[spec.name]):
+            values[spec.name] = conform(spec, values[spec.name])
     return values
 
 
