@@ -12,22 +12,12 @@ from partitioner.cluster.file import load_cluster
 from partitioner.errors import ClusterError
 from partitioner.plan.assign import plan_from_assignment
 from partitioner.plan.io import load_plan, write_plan
-
-DEVICE = """
-[[device]]
-id = "{id}"
-class = "cpu"
-runner = "onnxruntime"
-memory = "1GB"
-peak_flops = {{ float32 = "10GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-{extra}
-"""
+from partitioner.testing.host_clusters import cpu_device_toml
 
 
 def _file(tmp_path: Path, *devices: tuple[str, str]) -> Path:
     path = tmp_path / "c.toml"
-    path.write_text("".join(DEVICE.format(id=i, extra=e) for i, e in devices))
+    path.write_text("".join(cpu_device_toml(i, e) for i, e in devices))
     return path
 
 

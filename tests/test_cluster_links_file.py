@@ -19,24 +19,14 @@ from partitioner.cluster.links_file import (
 )
 from partitioner.distributed.links import fit_line, host_nodes
 from partitioner.errors import ClusterError, RayClusterError
-
-DEVICE = """
-[[device]]
-id = "{id}"
-class = "cpu"
-runner = "onnxruntime"
-memory = "4GB"
-peak_flops = {{ float32 = "20GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-{extra}
-"""
+from partitioner.testing.host_clusters import cpu_device_toml
 
 USER_FILE = ("# my two boxes and a laptop\n[cluster]\nname = \"lab\"   # keep me\n"
-             + DEVICE.format(id="a0", extra='host = "box-a"')
-             + DEVICE.format(id="a1", extra='host = "box-a"\ncount = 2')
+             + cpu_device_toml("a0", 'host = "box-a"')
+             + cpu_device_toml("a1", 'host = "box-a"\ncount = 2')
              + "\n# the second box\n"
-             + DEVICE.format(id="b0", extra='host = "box-b"')
-             + DEVICE.format(id="c0", extra='host = "laptop"')
+             + cpu_device_toml("b0", 'host = "box-b"')
+             + cpu_device_toml("c0", 'host = "laptop"')
              + """
 [[link]]   # a guess
 src = "a0"
@@ -115,10 +105,10 @@ def test_write_is_atomic_and_keeps_the_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (DEVICE.format(id="a", extra="") + DEVICE.format(id="b", extra=""), "no device names a host"),
-    (DEVICE.format(id="a", extra='host = "x"') + DEVICE.format(id="b", extra='host = "x"'),
+    (cpu_device_toml("a", "") + cpu_device_toml("b", ""), "no device names a host"),
+    (cpu_device_toml("a", 'host = "x"') + cpu_device_toml("b", 'host = "x"'),
      "every device is on host 'x'"),
-    (DEVICE.format(id="a", extra='host = "x"') + DEVICE.format(id="b", extra='host = "y"')
+    (cpu_device_toml("a", 'host = "x"') + cpu_device_toml("b", 'host = "y"')
      + "\n[cluster]\nnam = 1\n", "unknown key"),
 ])
 def test_bad_cluster_files_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -130,7 +120,7 @@ def test_bad_cluster_files_are_named(tmp_path: Path, text: str, message: str) ->
 
 def test_links_not_written_as_tables_are_refused(tmp_path: Path) -> None:
     text = ('link = [{ src = "a", dst = "b", bandwidth = "1GB/s" }]\n'
-            + DEVICE.format(id="a", extra='host = "x"') + DEVICE.format(id="b", extra='host = "y"'))
+            + cpu_device_toml("a", 'host = "x"') + cpu_device_toml("b", 'host = "y"'))
     path = _write(tmp_path, text)
     with pytest.raises(ClusterError, match=r"not all \[\[link\]\] tables"):
         updated_text(path, [MeasuredLink("x", "y", 1e9, 0.0)], [])

@@ -35,6 +35,7 @@ from partitioner.plan.io import load_plan, write_plan  # noqa: E402
 from partitioner.runtime.executor import Executor  # noqa: E402
 from partitioner.runtime.feeds import random_inputs  # noqa: E402
 from partitioner.runtime.records import load_run, measure, whole_model_outputs  # noqa: E402
+from partitioner.testing.host_clusters import cpu_device_toml  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.openvino]
 
@@ -42,17 +43,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.openvino]
 DEVICES = {"cpu-a": ("onnxruntime", "box-a"), "ov-b": ("openvino", "box-b"),
            "cpu-c": ("onnxruntime", "box-c")}
 
-CLUSTER_TOML = "".join(f"""
-[[device]]
-id = "{d}"
-class = "cpu"
-runner = "{runner}"
-options = {{ threads = 1 }}
-memory = "1GB"
-peak_flops = {{ float32 = "10GFLOP/s" }}
-memory_bandwidth = "10GB/s"
-host = "{host}"
-""" for d, (runner, host) in DEVICES.items())
+CLUSTER_TOML = "".join(cpu_device_toml(d, f'host = "{host}"', runner)
+                       for d, (runner, host) in DEVICES.items())
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,22 @@ from collections.abc import Mapping
 TWO_HOSTS = {"cpu-a": "box-a", "cpu-b": "box-b"}
 
 
-def cpu_device_toml(device_id: str, host: str | None = None) -> str:
-    """One ``[[device]]`` table: ONNX Runtime on one thread, on ``host`` when given."""
+def cpu_device_toml(device_id: str, extra: str = "", runner: str = "onnxruntime") -> str:
+    """One ``[[device]]`` table: a CPU on ``runner`` with one thread, then the TOML lines
+    ``extra`` (``host = "box-a"``, a count, a bad value a test wants refused)."""
     return f"""
 [[device]]
 id = "{device_id}"
 class = "cpu"
-runner = "onnxruntime"
+runner = "{runner}"
 options = {{ threads = 1 }}
 memory = "4GB"
 peak_flops = {{ float32 = "20GFLOP/s" }}
 memory_bandwidth = "10GB/s"
-""" + (f'host = "{host}"\n' if host is not None else "")
+{extra}
+"""
 
 
 def hosts_cluster_toml(hosts: Mapping[str, str] = TWO_HOSTS) -> str:
     """A cluster file with one device per entry of ``hosts`` (device id -> host)."""
-    return "".join(cpu_device_toml(d, host) for d, host in hosts.items())
+    return "".join(cpu_device_toml(d, f'host = "{host}"') for d, host in hosts.items())
