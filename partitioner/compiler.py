@@ -25,7 +25,11 @@ from partitioner.cluster.precision import (
     rank,
     restrict_precision,
 )
-from partitioner.cluster.types import Cluster
+from partitioner.cluster.types import (
+    DEFAULT_NETWORK_BANDWIDTH,
+    DEFAULT_NETWORK_LATENCY_S,
+    Cluster,
+)
 from partitioner.compile_measured import measured_compile, measures
 from partitioner.costing.table import build_cost_table
 from partitioner.costing.types import CostTable
@@ -279,6 +283,19 @@ def _precision_notes(full: Cluster, below: Mapping[str, str], opts: CompileOptio
     return [note]
 
 
+def _network_notes(cluster: Cluster) -> list[str]:
+    """Host pairs no link joins: their transfers are priced with the default network."""
+    pairs = sorted({tuple(sorted((cluster.device(a).host or "", cluster.device(b).host or "")))
+                    for a, b in cluster.unlinked_host_pairs})
+    if not pairs:
+        return []
+    listed = ", ".join(f"{a} <-> {b}" for a, b in pairs)
+    return [f"no [[link]] between hosts {listed}: priced as a "
+            f"{DEFAULT_NETWORK_BANDWIDTH * 8 / 1e9:g} Gb/s network with "
+            f"{DEFAULT_NETWORK_LATENCY_S * 1e3:g} ms per transfer (measure it: hetpart profile "
+            "--links --ray ADDRESS --cluster FILE)"]
+
+
 def spanning_devices(cluster: Cluster) -> list[str]:
     """Devices spanning several processors (``processor = "core0+core1"``, e.g. ``all-cores``
     of ``local-cores``). The solver's processor groups are disjoint, so it never sees them
@@ -389,7 +406,7 @@ def compile_model(
     analysed = model if isinstance(model, AnalysedModel) else analyse(model, opts.input_shapes)
     full = resolve_cluster(cluster, opts.devices)
     resolved, below = restrict_precision(full, opts.allowed_precision)
-    notes = _precision_notes(full, below, opts)
+    notes = _precision_notes(full, below, opts) + _network_notes(resolved)
     for note in notes:
         log.info("%s", note)
     pinned_below = [spec for spec in opts.pins if spec.rpartition("=")[2].strip() in below]

@@ -52,3 +52,35 @@ def test_plans_record_host_only_when_set(tmp_path: Path) -> None:
     assert by_id["a"]["host"] == "box-1"
     assert "host" not in by_id["b"]  # older plans stay byte-identical
     assert load_plan(tmp_path / "h" / "plan").cluster.device("a").host == "box-1"
+
+
+def test_devices_on_two_hosts_without_a_link_are_priced_as_a_network(tmp_path: Path) -> None:
+    from partitioner.cluster.types import DEFAULT_NETWORK_BANDWIDTH, DEFAULT_NETWORK_LATENCY_S
+
+    path = _file(tmp_path, ("a", 'host = "box-1"'), ("a2", 'host = "box-1"'),
+                 ("b", 'host = "box-2"'), ("u", ""))
+    path.write_text(path.read_text() + '\n[[link]]\nsrc = "a2"\ndst = "b"\n'
+                    'bandwidth = "100Gbps"\nlatency_us = 5\n')
+    c = load_cluster(str(path))
+    network = c.link("a", "b")
+    assert (network.bandwidth, network.latency_s) == (
+        DEFAULT_NETWORK_BANDWIDTH, DEFAULT_NETWORK_LATENCY_S)
+    assert c.transfer_time("b", "a", 1_250_000) == pytest.approx(2e-3)  # both directions
+    # A declared link wins; one host, or a device naming no host, is host memory.
+    assert c.link("a2", "b").bandwidth == 12.5e9
+    assert c.link("a", "a2").bandwidth == c.host_copy_bandwidth
+    assert c.link("a", "u").bandwidth == c.host_copy_bandwidth
+    assert c.link("b", "a2").bandwidth == DEFAULT_NETWORK_BANDWIDTH  # links are directed
+
+
+def test_compile_names_the_hosts_it_priced_with_the_default_network(tmp_path: Path,
+                                                                  capsys) -> None:
+    from partitioner.cli import main
+
+    path = _file(tmp_path, ("a", 'host = "box-1"'), ("b", 'host = "box-2"'))
+    analysed = save_and_analyse(branchy_model(), tmp_path, "model")
+    assert main(["compile", analysed.source, "--cluster", str(path), "-o",
+                 str(tmp_path / "plan"), "--time-limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "no [[link]] between hosts box-1 <-> box-2: priced as a 10 Gb/s network" in out
+    assert "hetpart profile --links" in out

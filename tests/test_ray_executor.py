@@ -97,7 +97,8 @@ def test_zoo_plan_runs_across_three_nodes_and_matches_the_whole_model(zoo_plan) 
     assert {d.host for d in plan.cluster.devices} == {"box-a", "box-b", "box-c"}
     feeds = random_inputs(plan.model.inputs, seed=1)
     expected = whole_model_outputs(Path(plan.model.path), feeds)
-    with RayExecutor(plan, zoo_plan, address=ray_cluster_address()) as executor:
+    with RayExecutor(plan, zoo_plan, address=ray_cluster_address(),
+                     measure_memory=True) as executor:
         # One actor per device, each in its own process on the node advertising it.
         assert executor.hosts == {d: h for d, (_, h) in DEVICES.items()}
         assert len({p["pid"] for p in executor.placement.values()}) == 3
@@ -118,12 +119,17 @@ def test_zoo_plan_runs_across_three_nodes_and_matches_the_whole_model(zoo_plan) 
     assert len(record["transfers"]) == len(boundaries) >= 2
     assert record["throughput_per_s"] > 0 and record["stream"]["inputs"] == 4
     assert all(p["measured_s"] > 0 for p in record["partitions"])
-    # The same record keys as the in-process executor's (memory is not measured on Ray).
+    # The same record keys as the in-process executor's, memory included: each device's
+    # actor measured its own process (RSS on these CPUs), beside the plan's prediction.
     with Executor(plan, zoo_plan, emulate=True, measure_memory=True) as local:
         local_record, _ = measure(local, feeds, repeat=1, stream=2)
-    assert set(local_record) - {"memory", "memory_unmeasured"} == set(record) - {
-        "memory_unmeasured"}
-    assert "Ray runs are not measured" in record["memory_unmeasured"]
+    assert set(local_record) == set(record)
+    assert set(record["memory"]) == set(DEVICES)
+    for device_id, memory in record["memory"].items():
+        assert memory["method"] == "rss", device_id
+        assert memory["peak_bytes"] == memory["prepare_bytes"] + memory["run_bytes"] > 0
+        assert memory["runtime_bytes"] > 0  # the runtime was loaded before the partitions
+        assert memory["predicted_peak_bytes"] == int(plan.solver.peak_memory[device_id])
 
 
 def ray_cluster_address() -> str:
@@ -141,6 +147,7 @@ def test_cli_run_ray_check_json_save(zoo_plan, capsys) -> None:
     saved = load_run(zoo_plan)  # reports read it as any run.json
     assert saved["ray"]["address"] == ray_cluster_address()
     assert saved["throughput_per_s"] > 0
+    assert set(saved["memory"]) == set(DEVICES)  # measured in each device's actor
 
 
 @pytest.mark.zoo

@@ -3,12 +3,12 @@
 * **Per-boundary overhead.** A chain of cheap ``Relu`` nodes whose every tensor is 64 KB or
   4 MB, cut into four partitions on three devices (three boundaries), run by the in-process
   executor and by :class:`partitioner.distributed.executor.RayExecutor` on a loopback
-  cluster (``LocalRayCluster``: head without CPUs, and one node holding every device, then
-  one node per device), interleaved in rounds, warmed up; ``(Ray - in-process) /
-  boundaries``. Beside them the whole chain on one Ray actor, whose difference to the split
-  run is what the boundaries alone add (the model input and output cross Ray in both), and
-  a plain actor call
-  (driver -> actor -> driver, no payload) for scale. Goal (issue 21):
+  cluster (``LocalRayCluster``: one node holding every device, then one node per device),
+  interleaved in rounds, warmed up; ``(Ray - in-process) / boundaries``. Beside them the
+  whole chain on one Ray actor, whose difference to the split run is what the boundaries
+  alone add (the model input and output cross Ray in both); Ray's own floor, the same chain
+  of calls on bare actors that return their argument; and a plain actor call (driver ->
+  actor -> driver, no payload) for scale. Goal (issue 21):
   <= 1.5 ms per boundary at 64 KB, <= 6 ms at 4 MB.
 * **Pipelined throughput.** A MatMul/Tanh chain cut into three partitions on three nodes
   against the same model whole on one node, ``stream`` of N inputs each, interleaved.
@@ -91,23 +91,45 @@ def _spread(values: Sequence[float], scale: float = 1e3) -> str:
            f"{max(values) * scale:.2f})"
 
 
+def _bare_actors(ray: Any) -> list[Any]:
+    """A payload-echoing actor on the node advertising each device (Ray alone, for its floor)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from partitioner.distributed.resources import device_resource
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def call(self, x: Any = None) -> Any:
+            return x
+
+    nodes = {device: next(n["NodeID"] for n in ray.nodes()
+                          if n["Alive"] and device_resource(device) in n["Resources"])
+             for device in DEVICES}
+    actors = [Echo.options(  # type: ignore[attr-defined]
+        scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[d], soft=False)).remote()
+        for d in DEVICES]
+    ray.get([a.call.remote() for a in actors])
+    return actors
+
+
+def _bare_chain(ray: Any, actors: Sequence[Any], x: np.ndarray) -> np.ndarray:
+    """``x`` through the actors of devices a, b, c, a (one call with one actor), each call's
+    return the next one's top-level argument (the executor's hand-off without a runner or a
+    record)."""
+    ref = actors[0].call.remote(x)
+    for actor in (*actors[1:], actors[0]) if len(actors) > 1 else ():
+        ref = actor.call.remote(ref)
+    return ray.get(ref)
+
+
 def _boundary_rows(address: str, repeat: int, rounds: int) -> list[dict[str, Any]]:
     import ray
 
     from partitioner.distributed.executor import RayExecutor
 
-    @ray.remote(num_cpus=0)
-    class Echo:
-        def call(self) -> int:
-            return 1
-
-    options = {"resources": {f"hetpart_device:{DEVICES[0]}": 1}}
-    echo = Echo.options(**options).remote()  # type: ignore[attr-defined]
-    ray.get(echo.call.remote())
-    actor_call = [median_time(lambda: ray.get(echo.call.remote()), repeat)
+    bare = _bare_actors(ray)
+    actor_call = [median_time(lambda: ray.get(bare[0].call.remote()), repeat)
                   for _ in range(rounds)]
-    ray.kill(echo)
-    time.sleep(0.5)  # Ray frees the device's resource asynchronously
     rows = []
     for label, elements in SIZES.items():
         plan, models = _plan(relu_chain(elements), [*DEVICES, DEVICES[0]])
@@ -123,28 +145,35 @@ def _boundary_rows(address: str, repeat: int, rounds: int) -> list[dict[str, Any
             expected = local.run(feeds).outputs
             np.testing.assert_array_equal(remote.run(feeds).outputs["t8"], expected["t8"])
             np.testing.assert_array_equal(one_actor.run(feeds).outputs["t8"], expected["t8"])
+            runs = {"local": partial(local.run, feeds), "ray": partial(remote.run, feeds),
+                    "whole": partial(one_actor.run, feeds),
+                    "bare_one": partial(_bare_chain, ray, bare[:1], feeds["x"]),
+                    "bare_chain": partial(_bare_chain, ray, bare, feeds["x"])}
             for _ in range(3):  # warm up all
-                local.run(feeds)
-                remote.run(feeds)
-                one_actor.run(feeds)
-            local_t, ray_t, whole_t, handoff_t = [], [], [], []
-            run_local, run_ray = partial(local.run, feeds), partial(remote.run, feeds)
-            run_whole = partial(one_actor.run, feeds)
+                for call in runs.values():
+                    call()
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            handoff_t = []
             for _ in range(rounds):
-                local_t.append(median_time(run_local, repeat))
-                ray_t.append(median_time(run_ray, repeat))
-                whole_t.append(median_time(run_whole, repeat))
+                for name, call in runs.items():
+                    times[name].append(median_time(call, repeat))
                 handoff_t.append(statistics.median(
-                    t.seconds for _ in range(3) for t in run_ray().transfers))
-        per_boundary = [(r - c) / boundaries for r, c in zip(ray_t, local_t, strict=True)]
-        past_whole = [(r - w) / boundaries for r, w in zip(ray_t, whole_t, strict=True)]
+                    t.seconds for _ in range(3) for t in remote.run(feeds).transfers))
         rows.append({"size": label, "partitions": len(plan.partitions),
-                     "boundaries": boundaries, "local": local_t, "ray": ray_t,
-                     "whole": whole_t, "past_whole": past_whole,
-                     "per_boundary": per_boundary, "handoff": handoff_t,
+                     "boundaries": boundaries, **times, "handoff": handoff_t,
+                     "per_boundary": _per(times["ray"], times["local"], boundaries),
+                     "past_whole": _per(times["ray"], times["whole"], boundaries),
+                     "floor": _per(times["bare_chain"], times["bare_one"], boundaries),
                      "goal_s": 1.5e-3 if elements < 2**20 else 6e-3})
+    for actor in bare:
+        ray.kill(actor)
     rows.append({"actor_call": actor_call})
     return rows
+
+
+def _per(split: Sequence[float], base: Sequence[float], boundaries: int) -> list[float]:
+    """Round by round, what each boundary adds: (split - base) / boundaries."""
+    return [(a - b) / boundaries for a, b in zip(split, base, strict=True)]
 
 
 def _stream_rows(address: str, inputs: int, rounds: int) -> dict[str, Any]:
@@ -203,11 +232,12 @@ def run(quick: bool = False) -> str:
             f"on {os.cpu_count()} cores (above the core count, other processes shared them).")
     lines = [
         "## Ray", "", f"Command: `{command}`", "",
-        "Loopback Ray clusters on this machine (`LocalRayCluster`: a head without CPUs and",
-        "either one node advertising all three devices (`1 node`: the devices' actors share",
-        "that node's object store, as on one machine) or three nodes of one device each",
-        "(`3 nodes`: boundary tensors go node to node over Ray's object manager, as between",
-        "machines); 100 MB object store per node; up in "
+        "Loopback Ray clusters on this machine (`LocalRayCluster`): one node advertising all",
+        "three devices (`1 node`: the head, which the driver joins, so the driver and the",
+        "devices' actors share one object store, as `ray start --head` on one machine) or a",
+        "head without CPUs and three nodes of one device each (`3 nodes`: tensors go node to",
+        "node over Ray's object manager, as between machines); 100 MB object store per node;",
+        "up in "
         + ", ".join(f"{up:.1f} s ({t})" for t, up in up_s.items()) + "). Every",
         "device is a one-thread ONNX Runtime CPU session; Ray's actors and the driver share",
         "this machine's cores with Ray's own processes (GCS, raylets, dashboard).",
@@ -228,17 +258,23 @@ def run(quick: bool = False) -> str:
         "in and its output comes back through Ray as in the split run; `past 1 actor` =",
         "(Ray - Ray, 1 actor) / boundaries is what the boundaries alone add (at 4 MB, shipping",
         "the model input to the first actor and its output back costs two object transfers).",
+        "`Ray's floor` is the same hand-off with nothing of hetpart's: bare actors on the same",
+        "nodes that return their argument, called a, b, c, a with each return the next call's",
+        "top-level argument, against one such call; (chain - one call) / boundaries, in the",
+        "same rounds. No executor built on Ray actor calls gets below it on this machine.",
         "",
         "| Ray nodes | boundary tensor | in-process (ms) | Ray (ms) | per boundary (ms) "
-        "| Ray, 1 actor (ms) | past 1 actor (ms) | hand-off (ms) | goal (ms) | within goal |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Ray, 1 actor (ms) | past 1 actor (ms) | Ray's floor (ms) | hand-off (ms) "
+        "| goal (ms) | within goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in boundary:
         ok = statistics.median(r["per_boundary"]) <= r["goal_s"]
         lines.append(f"| {r['topology']} | {r['size']} | {_spread(r['local'])} "
                      f"| {_spread(r['ray'])} "
                      f"| {_spread(r['per_boundary'])} | {_spread(r['whole'])} "
-                     f"| {_spread(r['past_whole'])} | {_spread(r['handoff'])} "
+                     f"| {_spread(r['past_whole'])} | {_spread(r['floor'])} "
+                     f"| {_spread(r['handoff'])} "
                      f"| {r['goal_s'] * 1e3:g} | {'yes' if ok else 'no'} |")
     split, whole = stream["split"], stream["whole"]
     lines += [

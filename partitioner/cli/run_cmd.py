@@ -139,7 +139,7 @@ def _executor(args: argparse.Namespace, plan: Plan, plan_dir: Path) -> Any:
     from partitioner.distributed.executor import RayExecutor
 
     return RayExecutor(plan, plan_dir, address=args.ray, emulate=args.emulate,
-                       restarts=args.restarts)
+                       restarts=args.restarts, measure_memory=True)
 
 
 def _mib(nbytes: float) -> str:

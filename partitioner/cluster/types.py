@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 #: Bandwidth assumed between devices that share host memory when no link is given (B/s).
 DEFAULT_HOST_COPY_BANDWIDTH = 10e9
+
+#: Assumed between devices on two different hosts (``host`` keys) when no link joins them:
+#: a 10 Gb/s Ethernet NIC (1.25 GB/s) and 1 ms per transfer, Ray's documented cost of a
+#: plain actor call (every boundary between hosts is one). Host memory's copy bandwidth would
+#: price a network as a memcpy; ``hetpart profile --links`` measures the real one.
+DEFAULT_NETWORK_BANDWIDTH = 1.25e9
+DEFAULT_NETWORK_LATENCY_S = 1e-3
 
 #: Whether a device class moves data on a copy engine (a transfer then overlaps its compute)
 #: when a device or link does not say (``copy_engine`` in a cluster file).
@@ -118,7 +126,9 @@ class Cluster:
     Attributes:
         name: Cluster name (preset name or file stem).
         devices: Devices in priority order (first = most preferred by priority-greedy).
-        links: Directed links; a missing pair falls back to ``host_copy_bandwidth``.
+        links: Directed links; a missing pair falls back to ``host_copy_bandwidth``, or
+            between devices naming two different hosts to the default network
+            (``DEFAULT_NETWORK_BANDWIDTH``, ``DEFAULT_NETWORK_LATENCY_S``).
         host_copy_bandwidth: Bytes per second for copies between devices with no link
             (devices on one host); measured for ``local`` clusters.
         fallback_device: Device id that priority-greedy falls back to (usually the CPU).
@@ -142,11 +152,22 @@ class Cluster:
         return tuple(d.id for d in self.devices)
 
     def link(self, src: str, dst: str) -> Link:
-        """The link from ``src`` to ``dst``, or an implied host-memory link."""
+        """The link from ``src`` to ``dst``, or an implied one: the default network between
+        two hosts, else host memory."""
         for link in self.links:
             if link.src == src and link.dst == dst:
                 return link
+        if (src, dst) in self.unlinked_host_pairs:
+            return Link(src, dst, DEFAULT_NETWORK_BANDWIDTH, DEFAULT_NETWORK_LATENCY_S)
         return Link(src, dst, self.host_copy_bandwidth, 0.0)
+
+    @cached_property
+    def unlinked_host_pairs(self) -> frozenset[tuple[str, str]]:
+        """Ordered device pairs on two different named hosts that no link joins."""
+        linked = {(lk.src, lk.dst) for lk in self.links}
+        return frozenset((a.id, b.id) for a in self.devices for b in self.devices
+                         if a.host and b.host and a.host != b.host
+                         and (a.id, b.id) not in linked)
 
     def transfer_time(self, src: str, dst: str, nbytes: int) -> float:
         """Seconds to move ``nbytes`` from ``src`` to ``dst`` (0 on the same device)."""

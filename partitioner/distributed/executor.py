@@ -59,6 +59,7 @@ from partitioner.errors import DeviceLostError, PartitionerError, RayClusterErro
 from partitioner.plan.types import Plan
 from partitioner.runtime.executor import RunResult, StreamResult, TransferTiming
 from partitioner.runtime.feeds import InputSpec, model_inputs, one_line
+from partitioner.runtime.memory import DeviceMemory
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class RayExecutor:
             returned, never fetched by the driver, and taken back as feeds the same way (a
             decode step's KV cache: it stays where the decode actor put it, in its node's
             object store when over Ray's 100 KB inline limit).
+        measure_memory: Each actor measures its own process's memory (see
+            :meth:`measure_memory`); ``memory_unmeasured`` says why not where it cannot.
 
     Raises:
         RayClusterError: Ray missing, the cluster unreachable, or devices not advertised.
@@ -102,6 +105,7 @@ class RayExecutor:
         restarts: int = 0,
         timeout_s: float = RUN_TIMEOUT_S,
         device_outputs: Collection[str] = (),
+        measure_memory: bool = False,
     ) -> None:
         if plan_dir is None and models is None:
             raise RunError("RayExecutor needs a plan directory or in-memory partition models")
@@ -112,9 +116,10 @@ class RayExecutor:
         self.restarts = restarts
         self.emulated: dict[str, str] = {}
         self.prepare_s: dict[int, float] = {}
-        self.measures_memory = False
-        self.memory_unmeasured: str | None = (
-            "Ray runs are not measured yet (each device's memory is its actor's process)")
+        #: True when memory was asked for; each actor then measures its own process.
+        self.measures_memory = measure_memory
+        #: Why memory was not measured (None when it was, or was not asked for).
+        self.memory_unmeasured: str | None = None
         #: Device id -> the host it runs on (its ``host``, else the node's hostname).
         self.hosts: dict[str, str] = {}
         #: Device id -> {"hostname", "node_ip", "pid", "threads"} reported by its actor.
@@ -221,6 +226,7 @@ class RayExecutor:
                 returns={p.index: self._returns[p.index] for p in mine},
                 to_driver={p.index: self._to_driver[p.index] for p in mine},
                 emulate=emulate,
+                measure_memory=self.measures_memory,
             )
             # Held for the executor's life: Ray restarts an actor from its constructor's
             # arguments, and an argument no one references is gone (ray-project/ray#53727).
@@ -251,6 +257,8 @@ class RayExecutor:
             self.placement[device.id] = {k: info[k]
                                          for k in ("hostname", "node_ip", "pid", "threads")}
             self.prepare_s.update(info["prepare_s"])
+            if info["memory_unmeasured"] and self.memory_unmeasured is None:
+                self.memory_unmeasured = f"device {device.id!r}: {info['memory_unmeasured']}"
             if info["emulated"]:
                 self.emulated[device.id] = info["emulated"]
                 logger.warning("emulating device %s on ONNX Runtime CPU: %s", device.id,
@@ -273,9 +281,28 @@ class RayExecutor:
         results = self._execute(feeds)
         return StreamResult(results, time.perf_counter() - started)
 
-    def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Not measured on Ray (``memory_unmeasured`` says so): always {}."""
-        return {}
+    def measure_memory(self, feeds: Mapping[str, Any]) -> dict[str, DeviceMemory]:
+        """Run ``feeds`` once and return each device's measured peak memory: its actor's
+        process alone, charged as the in-process executor charges a device
+        (``runtime.memory``; {} unless created with ``measure_memory=True`` on nodes that
+        can measure it). Call it before any other run, as ``Executor.measure_memory``.
+        """
+        if not self.measures_memory or self.memory_unmeasured is not None:
+            return {}
+        ray = ray_module()
+        actors = sorted(self._actors.items())
+        try:
+            # Each actor runs its calls in submission order: the flag precedes the run.
+            ray.get([actor.start_memory_run.remote() for _, actor in actors],
+                    timeout=self.timeout_s)
+            self._execute([feeds])
+            found = ray.get([actor.memory.remote() for _, actor in actors],
+                            timeout=self.timeout_s)
+        except ray.exceptions.RayError as exc:
+            raise RunError(f"measuring memory on Ray cluster {self.where}: "
+                           f"{_first_line(exc)}") from None
+        return {device: DeviceMemory(**record)
+                for (device, _), record in zip(actors, found, strict=True) if record}
 
     def _execute(self, items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
         ray = ray_module()

@@ -1,13 +1,18 @@
 """``--ray local``: a throwaway Ray cluster on this machine, one simulated node per host.
 
-The head runs no work (``num_cpus=0``); each node advertises its devices as custom resources
-(``resources.device_resource``) and has a small object store. Everything binds to loopback:
-``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before Ray is imported (Ray then takes
-127.0.0.1 as this node's address) and every head and node gets ``node_ip_address =
-"127.0.0.1"`` (``ray.cluster_utils.Cluster.add_node`` hands its keyword arguments to
-``RayParams``). Ray's state (session directories, the ``ray_current_cluster`` address file)
-goes into a private ``RAY_TMPDIR`` removed at teardown, so nothing is left in ``/tmp/ray``;
-teardown waits, bounded, for every process started under it to exit.
+Each node advertises its devices as custom resources (``resources.device_resource``) and has
+a small object store. With several hosts the head runs no work (``num_cpus=0``: the driver's
+node, as a client machine would be) and each host is a node of its own; with one host the
+head is that host's node, so the driver shares its object store as on one machine (a model's
+inputs and outputs then move through shared memory, not over loopback TCP between two
+nodes).
+
+Everything binds to loopback: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before Ray is
+imported (Ray then takes 127.0.0.1 as this node's address) and every head and node gets
+``node_ip_address = "127.0.0.1"`` (``ray.cluster_utils.Cluster.add_node`` hands its keyword
+arguments to ``RayParams``). Ray's state (session directories, the ``ray_current_cluster``
+address file) goes into a private ``RAY_TMPDIR`` removed at teardown, so nothing is left in
+``/tmp/ray``; teardown waits, bounded, for every process started under it to exit.
 """
 
 from __future__ import annotations
@@ -64,8 +69,9 @@ def restore_network(previous: bool | None) -> None:
 
 
 class LocalRayCluster:
-    """A head (no CPUs) and one node per entry of ``nodes`` (name -> device ids), on loopback;
-    each device advertised with one unit, or ``units[id]``.
+    """One node per entry of ``nodes`` (name -> device ids) on loopback, besides a head
+    without CPUs (with one entry, the head is its node); each device advertised with one
+    unit, or ``units[id]``.
 
     Use as a context manager, or call :meth:`start` and :meth:`shutdown` (also on failure).
     """
@@ -98,11 +104,16 @@ class LocalRayCluster:
 
             common = {"node_ip_address": LOOPBACK, "object_store_memory": self.object_store_bytes}
             self._cluster = Cluster(shutdown_at_exit=True)
-            self._cluster.add_node(num_cpus=0, include_dashboard=False, **common)
-            for name, ids in self.nodes.items():
-                self._started[name] = self._cluster.add_node(
-                    wait=False, num_cpus=self.cpus_per_node,
-                    resources=node_resources(ids, self.units), **common)
+            if len(self.nodes) == 1:
+                (ids,) = self.nodes.values()
+                self._cluster.add_node(num_cpus=self.cpus_per_node, include_dashboard=False,
+                                       resources=node_resources(ids, self.units), **common)
+            else:
+                self._cluster.add_node(num_cpus=0, include_dashboard=False, **common)
+                for name, ids in self.nodes.items():
+                    self._started[name] = self._cluster.add_node(
+                        wait=False, num_cpus=self.cpus_per_node,
+                        resources=node_resources(ids, self.units), **common)
             self._cluster.wait_for_nodes(timeout=START_TIMEOUT_S)
             self.address = self._cluster.address
         except Exception as exc:
@@ -116,7 +127,8 @@ class LocalRayCluster:
     def remove_node(self, name: str) -> None:
         """Stop node ``name`` (a machine leaving the cluster), e.g. to test what runs see."""
         if self._cluster is None or name not in self._started:
-            raise RayClusterError(f"local Ray cluster has no running node {name!r}")
+            one_host = " (a one-host cluster's node is its head)" if name in self.nodes else ""
+            raise RayClusterError(f"local Ray cluster has no removable node {name!r}{one_host}")
         self._cluster.remove_node(self._started.pop(name))
 
     def shutdown(self) -> None:

@@ -32,6 +32,12 @@ from typing import Any
 from partitioner.cluster.types import DeviceSpec
 from partitioner.errors import PartitionerError, RunError
 from partitioner.runtime.feeds import one_line
+from partitioner.runtime.memory import (
+    RssLedger,
+    device_memory,
+    load_runtime,
+    rss_unavailable_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,16 @@ class PartitionInput:
 class WorkerSpec:
     """What a device's actor needs, in plain data: the device, its partitions' inputs, the
     outputs other partitions read (``returns``: each its own return value, in this order)
-    and the model outputs (``to_driver``: in the record, for the driver), and whether an
-    absent runner may be emulated."""
+    and the model outputs (``to_driver``: in the record, for the driver), whether an
+    absent runner may be emulated, and whether to measure the process's memory
+    (``runtime.memory``: the runtime load, then each partition's preparation)."""
 
     device: DeviceSpec
     inputs: dict[int, tuple[PartitionInput, ...]]
     returns: dict[int, tuple[str, ...]]
     to_driver: dict[int, tuple[str, ...]]
     emulate: bool
+    measure_memory: bool = False
 
     @property
     def host(self) -> str:
@@ -83,6 +91,12 @@ class DeviceWorker:
         self.emulated: str | None = None
         self.prepare_s: dict[int, float] = {}
         self._prepared: dict[int, Any] = {}
+        #: Why this process's memory is not measured (None when it is, or was not asked).
+        self.memory_unmeasured: str | None = None
+        self._ledger: RssLedger | None = None
+        #: RSS before the last call of a memory run (None: not measuring).
+        self._measured_call: int | None = None
+        self._measuring = False
         options = dict(spec.device.runner_options)
         self.threads = worker_threads(options)
         os.environ["OMP_NUM_THREADS"] = str(self.threads)  # Ray's default is 1
@@ -91,12 +105,16 @@ class DeviceWorker:
             options["threads"] = self.threads
             import onnx
 
+            ledger = self._start_ledger(runner, options) if spec.measure_memory else None
             for index in sorted(partitions):
                 label = f"partition {index} on {spec.device.id}"
+                before = ledger.now() if ledger else 0
                 started = time.perf_counter()
                 model = onnx.ModelProto.FromString(partitions[index])
                 self._prepared[index] = runner.prepare(model, {**options, "label": label})
                 self.prepare_s[index] = time.perf_counter() - started
+                if ledger:
+                    ledger.charge_prepare(spec.device.id, before)
         except Exception as exc:  # reported by ready(): an actor that dies in __init__ says less
             self.failure = one_line(f"device {spec.device.id!r} on host {spec.host}: {exc}")
 
@@ -115,6 +133,40 @@ class DeviceWorker:
         name, emulated_options = EMULATION_RUNNER
         return get_runner(name), dict(emulated_options)
 
+    def _start_ledger(self, runner: Any, options: dict[str, Any]) -> RssLedger | None:
+        """A ledger charging this process's memory to the device, its runtime loaded first
+        (None, with ``memory_unmeasured`` saying why, where RSS cannot be read)."""
+        self.memory_unmeasured = rss_unavailable_reason()
+        if self.memory_unmeasured is not None:
+            return None
+        self._ledger = RssLedger()
+        before = self._ledger.now()
+        load_runtime(runner, options, self.spec.device.id)
+        self._ledger.charge_runtime(self.spec.device.id, before)
+        return self._ledger
+
+    def start_memory_run(self) -> bool:
+        """Charge the calls that follow, up to :meth:`memory`, to the device (call it
+        before any run: runtimes keep what their first run reserves); False when this
+        process cannot measure."""
+        self._measuring = self._ledger is not None
+        return self._measuring
+
+    def memory(self) -> dict[str, Any] | None:
+        """End the memory run: the device's ``DeviceMemory`` as JSON (None: not measured)."""
+        ledger, self._measuring = self._ledger, False
+        if ledger is None:
+            return None
+        self._charge_kept()
+        return device_memory(self.spec.device.id, self._prepared.values(), ledger).to_json()
+
+    def _charge_kept(self) -> None:
+        """What the previous measured call left in this process (arena growth, the inputs
+        that came since) stays charged to the device for its later calls."""
+        if self._ledger is not None and self._measured_call is not None:
+            self._ledger.keep(self.spec.device.id, self._measured_call)
+        self._measured_call = None
+
     def ready(self) -> dict[str, Any]:
         """Where this actor runs and how its partitions were prepared."""
         import ray
@@ -127,6 +179,7 @@ class DeviceWorker:
             "threads": self.threads,
             "prepare_s": dict(self.prepare_s),
             "emulated": self.emulated,
+            "memory_unmeasured": self.memory_unmeasured,
         }
 
     def run(self, index: int, feeds: Mapping[str, Any], held: Sequence[str] = (),
@@ -147,6 +200,10 @@ class DeviceWorker:
             raise RunError(self.failure)
         inputs = dict(feeds)
         inputs.update(zip((*self.boundary_names(index), *held), tensors, strict=True))
+        ledger = self._ledger if self._measuring else None
+        if ledger is not None:
+            self._charge_kept()
+            self._measured_call = ledger.start_call()
         start, r0 = time.time(), time.perf_counter()
         try:
             outputs = self._prepared[index].run(inputs)
@@ -155,6 +212,8 @@ class DeviceWorker:
         except Exception as exc:  # a runner bug must still name the partition
             raise RunError(self._failure(index, f"{type(exc).__name__}: {exc}")) from None
         partition_s = time.perf_counter() - r0
+        if ledger is not None and self._measured_call is not None:
+            ledger.end_call(self.spec.device.id, self._measured_call)
         returns = self.spec.returns[index]
         missing = [n for n in (*returns, *self.spec.to_driver[index]) if n not in outputs]
         if missing:

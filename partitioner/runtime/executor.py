@@ -47,13 +47,14 @@ from partitioner.cluster.types import DeviceSpec
 from partitioner.errors import ClusterError, PartitionerError, RunError
 from partitioner.plan.types import Plan, PlanPartition
 from partitioner.profiling.timing import pin_thread
-from partitioner.protocols import MemoryReporting, PreparedPartition, Runner
+from partitioner.protocols import PreparedPartition, Runner
 from partitioner.registry import RunnerProtocolError, check_prepared, get_runner
 from partitioner.runtime.feeds import InputSpec, model_inputs, one_line
 from partitioner.runtime.memory import (
     DeviceMemory,
     RssLedger,
-    allocator_memory,
+    device_memory,
+    load_runtime,
     rss_unavailable_reason,
 )
 
@@ -165,7 +166,7 @@ class Executor:
                 self._ledger = RssLedger()
                 for dev in sorted(resolved):
                     before = self._ledger.now()
-                    _load_runtime(*resolved[dev], dev)
+                    load_runtime(*resolved[dev], dev)
                     self._ledger.charge_runtime(dev, before)
         for p in plan.partitions:
             runner, options = resolved[p.device]
@@ -294,19 +295,9 @@ class Executor:
             for name in [n for n, pos in last.items() if pos == position and n not in keep]:
                 values.pop(name, None)
             ledger.keep(part.device, before)
-        memory: dict[str, DeviceMemory] = {}
-        for device in sorted({p.device for p in self._parts.values()}):
-            prepared = [self._prepared[i] for i, p in self._parts.items() if p.device == device]
-            runtime = ledger.runtime.get(device, 0)
-            allocator = None
-            for prep in prepared:
-                if isinstance(prep, MemoryReporting):
-                    found = allocator_memory(prep.memory_stats(), runtime)
-                    if found and (allocator is None or found.peak_bytes > allocator.peak_bytes):
-                        allocator = found
-            host_only = any(prep.device_resident for prep in prepared)
-            memory[device] = allocator or ledger.result(device, host_only)
-        return memory
+        return {device: device_memory(device, (self._prepared[i] for i, p in self._parts.items()
+                                               if p.device == device), ledger)
+                for device in sorted({p.device for p in self._parts.values()})}
 
     def _dependency_order(self) -> list[int]:
         """Partition indices, each after every partition it reads (lowest index first)."""
@@ -580,25 +571,6 @@ def _hand_off(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     return _host(value)
-
-
-def _load_runtime(runner: Runner, options: Mapping[str, Any], device: str) -> None:
-    """Prepare and run a one-node model with ``device``'s runner and options, so that the
-    runtime's libraries, plugins and thread pools are loaded before memory is charged to
-    the plan's partitions (best effort: a runner that refuses it is only logged)."""
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Add", ["x", "x"], ["y"])], "hetpart_runtime_load", [x], [y]
-    )
-    model = onnx.helper.make_model(
-        graph, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8
-    )
-    try:
-        prepared = runner.prepare(model, {**options, "label": f"runtime load on {device}"})
-        prepared.run({"x": np.ones(1, dtype=np.float32)})
-    except Exception as exc:  # only the memory attribution suffers
-        logger.debug("could not load %s's runtime ahead of its partitions: %s", device, exc)
 
 
 def absent_reason(device: DeviceSpec) -> str | None:

@@ -20,15 +20,26 @@ Every device of a plan runs in this one process, so memory is attributed, not is
     ``prepare_bytes`` plus the most it held during any of its calls (``run_bytes``). A
     device whose outputs stay on an accelerator is measured only on the host side (the
     method says so).
+
+On Ray (``distributed.executor.RayExecutor``) each device is its own actor process, so the
+same ledger runs inside each actor and charges that process alone: nothing is attributed.
+There a process's RSS also counts the object-store pages it wrote (outputs over Ray's inline
+limit go into shared memory) and Ray's own worker; the runtime load excludes neither.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import onnx
+
+from partitioner.protocols import MemoryReporting, PreparedPartition, Runner
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +183,39 @@ def allocator_memory(stats: Any, runtime_bytes: int = 0) -> DeviceMemory | None:
         return None
     detail = str(stats.get("detail") or "the runtime's allocator statistics")
     return DeviceMemory(peak, METHOD_ALLOCATOR, detail, runtime_bytes=runtime_bytes)
+
+
+def load_runtime(runner: Runner, options: Mapping[str, Any], device: str) -> None:
+    """Prepare and run a one-node model with ``device``'s runner and options, so that the
+    runtime's libraries, plugins and thread pools are loaded before memory is charged to
+    the plan's partitions (best effort: a runner that refuses it is only logged)."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "x"], ["y"])], "hetpart_runtime_load", [x], [y]
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8
+    )
+    try:
+        prepared = runner.prepare(model, {**options, "label": f"runtime load on {device}"})
+        prepared.run({"x": np.ones(1, dtype=np.float32)})
+    except Exception as exc:  # only the memory attribution suffers
+        logger.debug("could not load %s's runtime ahead of its partitions: %s", device, exc)
+
+
+def device_memory(device: str, prepared: Iterable[PreparedPartition],
+                  ledger: RssLedger) -> DeviceMemory:
+    """``device``'s measured memory: the largest allocator statistics its prepared
+    partitions report, else the ledger's RSS charge (host side only where a partition keeps
+    its values on an accelerator)."""
+    prepared = list(prepared)
+    runtime = ledger.runtime.get(device, 0)
+    allocator = None
+    for prep in prepared:
+        if isinstance(prep, MemoryReporting):
+            found = allocator_memory(prep.memory_stats(), runtime)
+            if found and (allocator is None or found.peak_bytes > allocator.peak_bytes):
+                allocator = found
+    host_only = any(prep.device_resident for prep in prepared)
+    return allocator or ledger.result(device, host_only)
