@@ -40,6 +40,20 @@ def _compile_time_fits(layout: Any) -> dict[str, Any]:
     return measured_decode_fits(layout, cluster, workload, 1)
 
 
+def _ratio_table(caption: str, rows: list[tuple[str, str, list[float]]]) -> list[str]:
+    """A caption, then one row per (layout, runner) of relative differences per context and
+    how many are within ±10%."""
+    lines = ["", caption, "",
+             "| layout | runner | " + " | ".join(f"ctx {c}" for c in CONTEXTS)
+             + " | within ±10% |",
+             "| --- | --- | " + " | ".join("---:" for _ in CONTEXTS) + " | ---: |"]
+    for kind, runner, values in rows:
+        within = sum(abs(v) <= 0.10 for v in values)
+        lines.append(f"| {kind} | {runner} | " + " | ".join(f"{v:+.0%}" for v in values)
+                     + f" | {within}/{len(values)} |")
+    return lines
+
+
 def _generate_rounds(candidates: dict[str, Any], ids: np.ndarray, new: int,
                      rounds: int) -> dict[str, dict[str, Any]]:
     """Per candidate: median TTFT, median of per-round TPOT p50, last tokens."""
@@ -147,36 +161,18 @@ def run(quick: bool = False) -> str:
             again = measure_decode_step(layouts_read[kind], runner, CONTEXTS, 1,
                                         options=RUNNERS[runner], rounds=3 if quick else 5)
             drifts.append([(t.median_s - f) / f for t, f in zip(again, first, strict=True)])
-        lines += [
-            "",
+        lines += _ratio_table(
             "Predicted against measured decode step: *predicted* is the curve `hetpart "
             "compile` draws through the steps it measures on each local device (linear "
-            "between its points) for a workload "
-            "reaching context 2048 (`generation.compile.measured_decode_fits`, contexts "
-            "129-2048), taken before the measurement above; error = (predicted - measured) / "
-            "measured.",
-            "",
-            "| layout | runner | " + " | ".join(f"ctx {c}" for c in CONTEXTS)
-            + " | within ±10% |",
-            "| --- | --- | " + " | ".join("---:" for _ in CONTEXTS) + " | ---: |",
-        ]
-        for kind, runner, errors, _ in fidelity:
-            within = sum(abs(e) <= 0.10 for e in errors)
-            lines.append(f"| {kind} | {runner} | " + " | ".join(f"{e:+.0%}" for e in errors)
-                         + f" | {within}/{len(errors)} |")
-        lines += [
-            "",
+            "between its points) for a workload reaching context 2048 "
+            "(`generation.compile.measured_decode_fits`, contexts 129-2048), taken before the "
+            "measurement above; error = (predicted - measured) / measured.",
+            [(kind, runner, errors) for kind, runner, errors, _ in fidelity])
+        lines += _ratio_table(
             "The measurement's own repeatability: the same decode steps measured again the "
             "same way after all of the above; drift = (again - first) / first.",
-            "",
-            "| layout | runner | " + " | ".join(f"ctx {c}" for c in CONTEXTS)
-            + " | within ±10% |",
-            "| --- | --- | " + " | ".join("---:" for _ in CONTEXTS) + " | ---: |",
-        ]
-        for (kind, runner, *_), drift in zip(fidelity, drifts, strict=True):
-            within = sum(abs(d) <= 0.10 for d in drift)
-            lines.append(f"| {kind} | {runner} | " + " | ".join(f"{d:+.0%}" for d in drift)
-                         + f" | {within}/{len(drift)} |")
+            [(kind, runner, drift)
+             for (kind, runner, *_), drift in zip(fidelity, drifts, strict=True)])
         predicted_ok = sum(abs(e) <= 0.10 for *_, errors, _ in fidelity for e in errors)
         steady = sum(abs(d) <= 0.10 for drift in drifts for d in drift)
         total = sum(len(d) for d in drifts)
