@@ -23,8 +23,10 @@ Every device of a plan runs in this one process, so memory is attributed, not is
 
 On Ray (``distributed.executor.RayExecutor``) each device is its own actor process, so the
 same ledger runs inside each actor and charges that process alone: nothing is attributed.
-There a process's RSS also counts the object-store pages it wrote (outputs over Ray's inline
-limit go into shared memory) and Ray's own worker; the runtime load excludes neither.
+Ray's own worker is loaded before anything is charged; the object-store pages an actor
+writes as a call returns (outputs over Ray's inline limit go into shared memory) and the
+inputs Ray hands it count in RSS, so they are charged with what the device keeps between
+its calls.
 """
 
 from __future__ import annotations
