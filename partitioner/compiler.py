@@ -284,9 +284,12 @@ def _precision_notes(full: Cluster, below: Mapping[str, str], opts: CompileOptio
 
 
 def _network_notes(cluster: Cluster) -> list[str]:
-    """Host pairs no link joins: their transfers are priced with the default network."""
-    pairs = sorted({tuple(sorted((cluster.device(a).host or "", cluster.device(b).host or "")))
-                    for a, b in cluster.unlinked_host_pairs})
+    """Host pairs the plan's devices span that no link joins: their transfers are priced
+    with the default network."""
+    def host(device_id: str) -> str:
+        return cluster.device(device_id).host or f"{device_id} (no host)"
+
+    pairs = sorted({tuple(sorted((host(a), host(b)))) for a, b in cluster.unlinked_host_pairs})
     if not pairs:
         return []
     listed = ", ".join(f"{a} <-> {b}" for a, b in pairs)
@@ -406,7 +409,7 @@ def compile_model(
     analysed = model if isinstance(model, AnalysedModel) else analyse(model, opts.input_shapes)
     full = resolve_cluster(cluster, opts.devices)
     resolved, below = restrict_precision(full, opts.allowed_precision)
-    notes = _precision_notes(full, below, opts) + _network_notes(resolved)
+    notes = _precision_notes(full, below, opts)
     for note in notes:
         log.info("%s", note)
     pinned_below = [spec for spec in opts.pins if spec.rpartition("=")[2].strip() in below]
@@ -448,6 +451,9 @@ def compile_model(
         plan = build_plan(analysed, resolved, problem, report, costs)
     if opts.tolerance is not None:
         plan = dataclasses.replace(plan, tolerance=parse_tolerance(opts.tolerance))
+    used = set(plan.partition_devices().values())
+    notes += _network_notes(resolved.restricted_to([d.id for d in resolved.devices
+                                                    if d.id in used]))
     return Compilation(analysed, resolved, costs, problem, report, plan, tuple(notes))
 
 

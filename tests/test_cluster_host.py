@@ -66,21 +66,35 @@ def test_devices_on_two_hosts_without_a_link_are_priced_as_a_network(tmp_path: P
     assert (network.bandwidth, network.latency_s) == (
         DEFAULT_NETWORK_BANDWIDTH, DEFAULT_NETWORK_LATENCY_S)
     assert c.transfer_time("b", "a", 1_250_000) == pytest.approx(2e-3)  # both directions
-    # A declared link wins; one host, or a device naming no host, is host memory.
+    # A declared link wins; one host is host memory.
     assert c.link("a2", "b").bandwidth == 12.5e9
     assert c.link("a", "a2").bandwidth == c.host_copy_bandwidth
-    assert c.link("a", "u").bandwidth == c.host_copy_bandwidth
     assert c.link("b", "a2").bandwidth == DEFAULT_NETWORK_BANDWIDTH  # links are directed
+    # A device naming no host beside ones that do is a machine of its own, as Ray runs it.
+    assert c.link("a", "u").bandwidth == DEFAULT_NETWORK_BANDWIDTH
+    # With no host named anywhere the cluster is one machine.
+    one = load_cluster(str(_file(tmp_path, ("x", ""), ("y", ""))))
+    assert one.link("x", "y").bandwidth == one.host_copy_bandwidth
+
+
+def test_host_names_are_stripped(tmp_path: Path) -> None:
+    c = load_cluster(str(_file(tmp_path, ("a", 'host = " box-1 "'), ("b", 'host = "box-1"'))))
+    assert c.device("a").host == "box-1"
+    assert c.link("a", "b").bandwidth == c.host_copy_bandwidth
 
 
 def test_compile_names_the_hosts_it_priced_with_the_default_network(tmp_path: Path,
                                                                   capsys) -> None:
     from partitioner.cli import main
 
-    path = _file(tmp_path, ("a", 'host = "box-1"'), ("b", 'host = "box-2"'))
+    path = _file(tmp_path, ("a", 'host = "box-1"'), ("b", 'host = "box-2"'),
+                 ("c", 'host = "box-3"'))
     analysed = save_and_analyse(branchy_model(), tmp_path, "model")
+    first, second = analysed.facts.nodes[0].name, analysed.facts.nodes[-1].name
     assert main(["compile", analysed.source, "--cluster", str(path), "-o",
-                 str(tmp_path / "plan"), "--time-limit", "5"]) == 0
+                 str(tmp_path / "plan"), "--time-limit", "5", "--pin", f"{first}=a",
+                 "--pin", f"{second}=b"]) == 0
     out = capsys.readouterr().out
     assert "no [[link]] between hosts box-1 <-> box-2: priced as a 10 Gb/s network" in out
     assert "hetpart profile --links" in out
+    assert "box-3" not in out.split("note")[1]  # the plan uses no device of box-3

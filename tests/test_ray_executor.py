@@ -9,6 +9,8 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -144,6 +146,10 @@ def test_cli_run_ray_check_json_save(zoo_plan, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["check"]["passed"]
     assert out["ray"]["hosts"] == {d: h for d, (_, h) in DEVICES.items()}
+    # Where each actor really ran: one process per device, all on loopback here.
+    placement = out["ray"]["placement"]
+    assert set(placement) == set(DEVICES) and len({p["pid"] for p in placement.values()}) == 3
+    assert {p["node_ip"] for p in placement.values()} == {LOOPBACK}
     saved = load_run(zoo_plan)  # reports read it as any run.json
     assert saved["ray"]["address"] == ray_cluster_address()
     assert saved["throughput_per_s"] > 0
@@ -169,6 +175,24 @@ def test_devices_command_lists_what_the_cluster_advertises(ray_cluster, capsys) 
     assert main(["devices", "--cluster", "ray://local"]) == 0
     text = capsys.readouterr().out
     assert f"Ray cluster {ray_cluster_address()}: 4 live node(s), 3 plan device(s)" in text
+
+
+def test_a_loopback_address_connects_without_the_loopback_switch_set(ray_cluster) -> None:
+    """A fresh process given 127.0.0.1:PORT, without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0:
+    Ray would swap the address for this machine's own and retry it for ten minutes."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run(
+        [sys.executable, "-m", "partitioner.cli", "devices", "--cluster",
+         f"ray://{ray_cluster_address()}", "--json"],
+        text=True, capture_output=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    nodes = json.loads(done.stdout)["nodes"]
+    assert sorted(d for n in nodes for d in n["devices"]) == sorted(DEVICES)
+
+
+def test_an_empty_ray_address_is_refused(zoo_plan, capsys) -> None:
+    assert main(["run", str(zoo_plan), "--ray", ""]) == 2
+    assert "argument --ray: needs an address" in capsys.readouterr().err
 
 
 def _chain_model(width: int = 384, depth: int = 12) -> onnx.ModelProto:

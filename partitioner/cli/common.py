@@ -86,3 +86,10 @@ def parse_device_list(text: str | None) -> list[str] | None:
     if not ids:
         raise argparse.ArgumentTypeError(f"--devices {text!r}: name at least one device id")
     return ids
+
+
+def ray_address(text: str) -> str:
+    """``--ray ADDRESS``: refused when empty (an empty value would read as "not on Ray")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs an address: 'local', 'auto' or HOST:PORT")
+    return text.strip()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.cli.common import print_json
+from partitioner.cli.common import print_json, ray_address
 from partitioner.errors import PartitionerError, RunError
 
 DEFAULT_ATOL = 1e-4
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"--check logit tolerance (default {DEFAULT_ATOL})")
     p.add_argument("--emulate", action="store_true",
                    help="run devices absent here on ONNX Runtime CPU")
-    p.add_argument("--ray", metavar="ADDRESS",
+    p.add_argument("--ray", metavar="ADDRESS", type=ray_address,
                    help="run prefill and decode on a Ray cluster, each phase's actors on the "
                    "nodes advertising its devices: 'local' (a throwaway loopback cluster, one "
                    "node per host) or its address (auto, HOST:PORT)")

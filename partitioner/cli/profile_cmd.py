@@ -13,6 +13,7 @@ from partitioner.cli.common import (
     parse_input_shapes,
     positive_int,
     print_json,
+    ray_address,
 )
 from partitioner.cli.progress import ProgressLine
 from partitioner.cluster.file import load_cluster
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--links", action="store_true",
                    help="measure bandwidth and latency between the cluster file's hosts (its "
                    "devices' host keys) on Ray and write them as its [[link]]s")
-    p.add_argument("--ray", metavar="ADDRESS",
+    p.add_argument("--ray", metavar="ADDRESS", type=ray_address,
                    help="with --links: 'local' (a throwaway loopback cluster, one node per "
                    "host) or a running cluster's address (auto, HOST:PORT)")
     p.add_argument("-o", "--output", metavar="FILE",

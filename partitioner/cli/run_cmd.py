@@ -11,6 +11,7 @@ from partitioner.cli.common import (
     non_negative_int,
     positive_int,
     print_json,
+    ray_address,
     seed_int,
 )
 from partitioner.errors import RunError
@@ -75,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="map devices absent here onto ONNX Runtime CPU (timings are emulated)",
     )
     p.add_argument(
-        "--ray", metavar="ADDRESS",
+        "--ray", metavar="ADDRESS", type=ray_address,
         help="run on a Ray cluster, one actor per device: 'local' (a throwaway loopback "
              "cluster here, one node per host the plan names) or its address (auto, HOST:PORT)",
     )
@@ -104,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
             executor, feeds, repeat=args.repeat, warmup=args.warmup, stream=args.stream
         )
         if args.ray:
+            # ``hosts``: the plan's names; ``placement``: where each actor really ran.
             record["ray"] = {"address": args.ray, "cluster": executor.where,
                              "hosts": dict(sorted(executor.hosts.items())),
+                             "placement": dict(sorted(executor.placement.items())),
                              "restarts": args.restarts}
     ok = True
     if model_path is not None:

@@ -262,6 +262,8 @@ def parse_device(table: Mapping[str, Any], where: str) -> DeviceSpec:
     host = table.get("host")
     if host is not None and (not isinstance(host, str) or not host.strip()):
         raise ClusterError(f"{where}: key 'host' must be a non-empty string, got {host!r}")
+    if host is not None:
+        host = host.strip()  # " box-a " is box-a: one machine, one Ray node
     return DeviceSpec(
         id=device_id,
         device_class=device_class,

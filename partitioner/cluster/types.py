@@ -127,7 +127,7 @@ class Cluster:
         name: Cluster name (preset name or file stem).
         devices: Devices in priority order (first = most preferred by priority-greedy).
         links: Directed links; a missing pair falls back to ``host_copy_bandwidth``, or
-            between devices naming two different hosts to the default network
+            between devices on two different hosts to the default network
             (``DEFAULT_NETWORK_BANDWIDTH``, ``DEFAULT_NETWORK_LATENCY_S``).
         host_copy_bandwidth: Bytes per second for copies between devices with no link
             (devices on one host); measured for ``local`` clusters.
@@ -163,10 +163,14 @@ class Cluster:
 
     @cached_property
     def unlinked_host_pairs(self) -> frozenset[tuple[str, str]]:
-        """Ordered device pairs on two different named hosts that no link joins."""
+        """Ordered device pairs on two different hosts that no link joins. Once any device
+        names a host, a device naming none is a host of its own, as Ray runs it
+        (``distributed.resources.hosts_of``); a cluster naming no host is one machine."""
+        if not any(d.host for d in self.devices):
+            return frozenset()
         linked = {(lk.src, lk.dst) for lk in self.links}
         return frozenset((a.id, b.id) for a in self.devices for b in self.devices
-                         if a.host and b.host and a.host != b.host
+                         if (a.host or a.id) != (b.host or b.id)
                          and (a.id, b.id) not in linked)
 
     def transfer_time(self, src: str, dst: str, nbytes: int) -> float:

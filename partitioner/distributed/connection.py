@@ -13,7 +13,12 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from partitioner.distributed.local_cluster import LOOPBACK, LocalRayCluster, loopback_environment
+from partitioner.distributed.local_cluster import (
+    LOOPBACK,
+    LocalRayCluster,
+    loopback_environment,
+    restore_network,
+)
 from partitioner.errors import RayClusterError
 
 #: ``--ray local`` / ``ray://local``: start a throwaway cluster on this machine.
@@ -36,6 +41,16 @@ IGNORE_ERRORS = "RAY_IGNORE_UNHANDLED_ERRORS"
 #: Seconds to wait for a TCP connection to a cluster's address before ``ray.init`` (which
 #: retries an unreachable address for about ten minutes).
 PROBE_TIMEOUT_S = 5.0
+
+
+_UNSET = object()
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _on_loopback(address: str) -> bool:
+    """Whether ``address`` (``HOST:PORT``) names this machine's loopback interface."""
+    host = address.rpartition(":")[0].strip("[]")
+    return host in {LOOPBACK, "localhost", "::1"}
 
 
 def _probe(address: str) -> None:
@@ -62,6 +77,9 @@ class RayConnection:
         self.local: LocalRayCluster | None = None
         self._initialised = False
         self._ignored_errors: str | None = None
+        #: The loopback switch's value before :meth:`open` set it (``_UNSET``: untouched).
+        self._saved_network: Any = _UNSET
+        self._network: bool | None = None
 
     @property
     def owns_session(self) -> bool:
@@ -78,10 +96,15 @@ class RayConnection:
     def open(self) -> RayConnection:
         # A failed run leaves calls that failed after it (cancelled, or downstream of the
         # lost device) unread; Ray would log each as an "unhandled error" when dropped.
+        if not self.address.strip():
+            raise RayClusterError("--ray needs an address: 'local', 'auto' or HOST:PORT")
         self._ignored_errors = os.environ.get(IGNORE_ERRORS)
         os.environ[IGNORE_ERRORS] = "1"
-        if self.address == LOCAL:
-            loopback_environment()  # before Ray is first imported
+        if self.address == LOCAL or _on_loopback(self.address):
+            # Before Ray is first imported: else Ray swaps a loopback address for this
+            # machine's network one, where nothing listens, and retries for ten minutes.
+            self._saved_network = os.environ.get(LOOPBACK_SWITCH)
+            self._network = loopback_environment()
         ray = ray_module()
         try:
             if self.address == LOCAL:
@@ -119,6 +142,13 @@ class RayConnection:
         local, self.local = self.local, None
         if local is not None:
             local.shutdown()
+        if self._saved_network is not _UNSET:
+            restore_network(self._network)
+            if self._saved_network is None:
+                os.environ.pop(LOOPBACK_SWITCH, None)
+            else:
+                os.environ[LOOPBACK_SWITCH] = self._saved_network
+            self._saved_network, self._network = _UNSET, None
         if self._ignored_errors is None:
             os.environ.pop(IGNORE_ERRORS, None)
         else:

@@ -171,15 +171,18 @@ class LocalRayCluster:
 
 
 def processes_under(root: Path) -> list[int]:
-    """PIDs of this user's processes whose command line names ``root`` (Ray's processes carry
-    their session directory), from ``/proc``."""
+    """PIDs of this user's processes started under ``root``, from ``/proc``: Ray's daemons
+    name their session directory on their command line; its workers and agents rename
+    themselves (``ray::DeviceWorker``) but inherit ``RAY_TMPDIR=root`` from their raylet."""
     mark = str(root).encode()
+    inherited = b"RAY_TMPDIR=" + mark + b"\0"
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if mark in (entry / "cmdline").read_bytes():
+            if (mark in (entry / "cmdline").read_bytes()
+                    or inherited in (entry / "environ").read_bytes()):
                 found.append(int(entry.name))
         except OSError:  # gone meanwhile, or not ours
             continue
