@@ -15,6 +15,7 @@ from typing import Any
 
 from partitioner.distributed.local_cluster import (
     LOOPBACK,
+    LOOPBACK_SWITCH,
     LocalRayCluster,
     loopback_environment,
     restore_network,
@@ -44,7 +45,6 @@ PROBE_TIMEOUT_S = 5.0
 
 
 _UNSET = object()
-LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _on_loopback(address: str) -> bool:
@@ -97,7 +97,7 @@ class RayConnection:
         # A failed run leaves calls that failed after it (cancelled, or downstream of the
         # lost device) unread; Ray would log each as an "unhandled error" when dropped.
         if not self.address.strip():
-            raise RayClusterError("--ray needs an address: 'local', 'auto' or HOST:PORT")
+            raise RayClusterError("no Ray address given: pass 'local', 'auto' or HOST:PORT")
         self._ignored_errors = os.environ.get(IGNORE_ERRORS)
         os.environ[IGNORE_ERRORS] = "1"
         if self.address == LOCAL or _on_loopback(self.address):

@@ -35,6 +35,8 @@ from partitioner.errors import RayClusterError
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+#: Off ("0") when Ray is imported, Ray keeps a loopback address instead of this machine's.
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: Object store per simulated node (Ray's minimum is about 75 MB).
 OBJECT_STORE_BYTES = 100 * 2**20
 #: Seconds to wait for nodes to register, and for processes to exit at teardown.
@@ -52,7 +54,7 @@ def loopback_environment() -> bool | None:
     machine's own network address. A Ray imported earlier (by the caller, or pytest) has
     read it already, so its constant is switched too, for as long as the cluster runs.
     """
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ[LOOPBACK_SWITCH] = "0"
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is None:
         return None
@@ -92,7 +94,7 @@ class LocalRayCluster:
 
     def start(self) -> LocalRayCluster:
         self._saved_env = {k: os.environ.get(k)
-                           for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_TMPDIR")}
+                           for k in (LOOPBACK_SWITCH, "RAY_TMPDIR")}
         self._network = loopback_environment()
         # Short: Ray's Unix socket paths live under it (107-byte limit); $TMPDIR when short.
         parent = tempfile.gettempdir()
