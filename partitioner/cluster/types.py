@@ -86,6 +86,12 @@ class DeviceSpec:
     host: str | None = None
 
     @property
+    def machine(self) -> str:
+        """The machine the device is on: its ``host``, else its own id (a device naming no
+        host is a machine of its own wherever hosts are told apart)."""
+        return self.host or self.id
+
+    @property
     def has_copy_engine(self) -> bool:
         """``copy_engine``, or its class default (``DEFAULT_COPY_ENGINE``) when unset."""
         if self.copy_engine is not None:
@@ -163,15 +169,14 @@ class Cluster:
 
     @cached_property
     def unlinked_host_pairs(self) -> frozenset[tuple[str, str]]:
-        """Ordered device pairs on two different hosts that no link joins. Once any device
-        names a host, a device naming none is a host of its own, as Ray runs it
-        (``distributed.resources.hosts_of``); a cluster naming no host is one machine."""
+        """Ordered device pairs on two different machines (``DeviceSpec.machine``, as Ray
+        groups them: ``distributed.resources.hosts_of``) that no link joins; a cluster naming
+        no host is one machine."""
         if not any(d.host for d in self.devices):
             return frozenset()
         linked = {(lk.src, lk.dst) for lk in self.links}
         return frozenset((a.id, b.id) for a in self.devices for b in self.devices
-                         if (a.host or a.id) != (b.host or b.id)
-                         and (a.id, b.id) not in linked)
+                         if a.machine != b.machine and (a.id, b.id) not in linked)
 
     def transfer_time(self, src: str, dst: str, nbytes: int) -> float:
         """Seconds to move ``nbytes`` from ``src`` to ``dst`` (0 on the same device)."""

@@ -62,10 +62,10 @@ def check_advertised(
 
 def hosts_of(devices: Sequence[DeviceSpec]) -> dict[str, list[str]]:
     """Host name -> the ids of its devices, in device order; a device naming no host is a
-    host of its own (named after the device)."""
+    host of its own (named after the device: ``DeviceSpec.machine``)."""
     hosts: dict[str, list[str]] = {}
     for d in devices:
-        hosts.setdefault(d.host or d.id, []).append(d.id)
+        hosts.setdefault(d.machine, []).append(d.id)
     return hosts
 
 
