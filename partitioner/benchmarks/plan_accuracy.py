@@ -28,7 +28,7 @@ import onnx
 from partitioner.benchmarks.zoo import private_cache
 from partitioner.cluster.local import detect_local_cluster
 from partitioner.compiler import CompileOptions, compile_model
-from partitioner.graph.analysis import analyse
+from partitioner.graph.analysis import AnalysedModel, analyse
 from partitioner.plan.types import Plan
 from partitioner.runtime.measure import measure_plans
 
@@ -186,17 +186,17 @@ def measure(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="hetpart-plan-accuracy-") as tmp:
         paths = {name: make(Path(tmp)) for name, make in MODELS.items()
                  if not quick or name in QUICK_MODELS}  # zoo models from the zoo's cache
-        compiled: dict[str, dict[str, Plan]] = {}
+        compiled: dict[str, tuple[AnalysedModel, dict[str, Plan]]] = {}
         with private_cache():
             for name, path in paths.items():
-                compiled[name] = plans = _compile_plans(name, path)
-                measured = measure_plans(analyse(str(path)), plans, cache=None, rounds=rounds)
+                analysed, plans = compiled[name] = analyse(str(path)), _compile_plans(name, path)
+                measured = measure_plans(analysed, plans, cache=None, rounds=rounds)
                 rows += [Row(name, p, len(plan.partitions), plan.solver.predicted_latency_s,
                              measured[p].timing.median_s, measured[p].timing.noise_s,
                              whole_on=_whole_on(plan))
                          for p, plan in plans.items()]
-        again = {name: measure_plans(analyse(str(paths[name])), plans, cache=None,
-                                     rounds=rounds) for name, plans in compiled.items()}
+        again = {name: measure_plans(analysed, plans, cache=None, rounds=rounds)
+                 for name, (analysed, plans) in compiled.items()}
     return [replace(r, again_s=again[r.model][r.plan].timing.median_s) for r in rows]
 
 

@@ -258,6 +258,9 @@ class Generator:
         #: The Ray connection and executors when ``ray`` is given, else None.
         self.ray: RayPhases | None = None
         self._executors: dict[str, PhaseExecutor] = {}
+        #: True when the KV cache leaves its device between steps: never now, in process or
+        #: on Ray it stays where its runner put it (see the module docstring).
+        self.kv_on_host = False
         if ray is None:
             from partitioner.runtime.executor import Executor
 
@@ -272,15 +275,11 @@ class Generator:
                     executor.close()
                 raise
             self._executors = dict(local)
-            #: True when the KV cache leaves its device between steps (never now: in
-            #: process and on Ray it stays where its runner put it, see the module docstring).
-            self.kv_on_host = False
         else:
             from partitioner.generation.ray_phases import RayPhases
 
             self.ray = RayPhases(self.plan, ray, emulate=emulate)
             self._executors = dict(self.ray.executors)
-            self.kv_on_host = False  # ObjectRefs the driver never fetches (ray_phases)
         self._partition_s: dict[str, dict[int, float]] = {}
 
     def _step(self, phase: str) -> StepFn:
