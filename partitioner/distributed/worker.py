@@ -203,7 +203,7 @@ class DeviceWorker:
         ledger = self._ledger if self._measuring else None
         if ledger is not None:
             self._charge_kept()
-            self._measured_call = ledger.start_call()
+            self._measured_call = before = ledger.start_call()
         start, r0 = time.time(), time.perf_counter()
         try:
             outputs = self._prepared[index].run(inputs)
@@ -212,8 +212,8 @@ class DeviceWorker:
         except Exception as exc:  # a runner bug must still name the partition
             raise RunError(self._failure(index, f"{type(exc).__name__}: {exc}")) from None
         partition_s = time.perf_counter() - r0
-        if ledger is not None and self._measured_call is not None:
-            ledger.end_call(self.spec.device.id, self._measured_call)
+        if ledger is not None:
+            ledger.end_call(self.spec.device.id, before)
         returns = self.spec.returns[index]
         missing = [n for n in (*returns, *self.spec.to_driver[index]) if n not in outputs]
         if missing:
